@@ -1,0 +1,223 @@
+/*
+ * braid.h -- the one user header of braidnet's MGRIT core.
+ *
+ * Multigrid reduction in time (MGRIT) solves all time steps of u_{i} = Phi_i(u_{i-1}), i = 1..ntime, at
+ * once, in parallel over the ranks of a time communicator.  The interface follows LLNL's XBraid
+ * (names, argument order, semantics of the callbacks), so that an application written for one runs on
+ * the other.  This file is the interface document: every callback type and public function has a
+ * prose block; arguments are marked (in), (out) or (in/out).
+ *
+ * Conventions
+ *  - Every function returns an error code: 0 on success, one of the BRAID_ERROR_* codes otherwise.
+ *  - A user callback returns 0 on success.  Any other value aborts the solve on every rank: the core
+ *    stops calling callbacks (except `free`, to release vectors), tells the other ranks within the
+ *    current iteration, and braid_Drive returns that value on the rank where it happened and
+ *    BRAID_ERROR_REMOTE on the others.  braid_GetErrorRank tells which rank failed.
+ *  - Vectors are opaque to the core: it only moves the pointers the user's init/clone/unpack make.
+ */
+#ifndef BRAID_HEADER
+#define BRAID_HEADER
+
+#include <mpi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Defined by braidnet's own core only: code that must also build against LLNL XBraid tests it before
+ * using the two extensions below (braid_GetErrorRank, braid_GetDistribution). */
+#define BRAIDNET_BUNDLED_CORE 1
+
+typedef int    braid_Int;
+typedef double braid_Real;
+
+/* Error codes.  Positive, so that they never collide with a callback's own negative codes. */
+#define BRAID_ERROR_GENERIC   1   /* generic error */
+#define BRAID_ERROR_MEMORY    2   /* an allocation failed */
+#define BRAID_ERROR_ARG       3   /* an argument is out of range (see the setter's text) */
+#define BRAID_ERROR_DIVERGED  4   /* the residual norm became NaN or infinite */
+#define BRAID_ERROR_REMOTE    5   /* a callback failed on another rank */
+#define BRAID_ERROR_MPI       6   /* an MPI call failed */
+#define BRAID_ERROR_STATE     7   /* the call is not allowed now (e.g. a grid option after the first drive) */
+
+/* Message types seen by the buffer callbacks (braid_BufferStatusGetMessageType). */
+#define braid_ASCaller_FInterp   0
+#define braid_ASCaller_FRestrict 1
+#define braid_ASCaller_FRefine   2
+#define braid_ASCaller_FAccess   3
+#define braid_ASCaller_FRelax    4
+#define braid_ASCaller_Drive_TopCycle 5
+
+/*--------------------------------------------------------------------------
+ * Opaque types
+ *--------------------------------------------------------------------------*/
+
+/** The user's application: whatever the callbacks need (problem data, communicators, ...). */
+typedef struct _braid_App_struct *braid_App;
+
+/** One state vector u(t), defined by the user. */
+typedef struct _braid_Vector_struct *braid_Vector;
+
+/** The solver. */
+typedef struct _braid_Core_struct *braid_Core;
+
+/** Read-only views of the solver's state handed to the callbacks (see braid_status.h). */
+typedef struct _braid_Status_struct *braid_Status;
+typedef struct _braid_Status_struct *braid_StepStatus;
+typedef struct _braid_Status_struct *braid_AccessStatus;
+typedef struct _braid_Status_struct *braid_BufferStatus;
+
+/*--------------------------------------------------------------------------
+ * User callbacks
+ *--------------------------------------------------------------------------*/
+
+/**
+ * step: advance u from tstart to tstop (braid_StepStatusGetTstartTstop), u <- Phi(u).
+ *  - app   (in)     the application
+ *  - ustop (in)     the core's current approximation at tstop (a hint for implicit solvers; may be u
+ *                   itself when no value is stored at tstop); never modify it
+ *  - fstop (in)     the FAS right-hand side at tstop, or NULL; informational only: the core adds it to
+ *                   u after the step, so the step must NOT add it
+ *  - u     (in/out) the state at tstart on input, at tstop on output
+ *  - status (in)    tstart/tstop, level, level-local index of tstart, iteration, ...
+ * On coarse levels the step size is larger (tstop - tstart = cf^l h): re-discretise accordingly.
+ */
+typedef braid_Int (*braid_PtFcnStep)(braid_App app, braid_Vector ustop, braid_Vector fstop,
+                                     braid_Vector u, braid_StepStatus status);
+
+/** init: allocate and return (out) in *u_ptr the initial guess at time t (the initial condition at tstart). */
+typedef braid_Int (*braid_PtFcnInit)(braid_App app, braid_Real t, braid_Vector *u_ptr);
+
+/** clone: allocate (out) *v_ptr as a copy of u (in). */
+typedef braid_Int (*braid_PtFcnClone)(braid_App app, braid_Vector u, braid_Vector *v_ptr);
+
+/** free: release u (in), which the core will not use again. */
+typedef braid_Int (*braid_PtFcnFree)(braid_App app, braid_Vector u);
+
+/** sum: y <- alpha x + beta y, in place in y (in/out); x (in). */
+typedef braid_Int (*braid_PtFcnSum)(braid_App app, braid_Real alpha, braid_Vector x, braid_Real beta,
+                                    braid_Vector y);
+
+/** spatialnorm: (out) *norm_ptr = a norm of u (in); its temporal combination is braid_SetTemporalNorm. */
+typedef braid_Int (*braid_PtFcnSpatialNorm)(braid_App app, braid_Vector u, braid_Real *norm_ptr);
+
+/** access: look at u (in) (write output, keep states): see braid_SetAccessLevel for when it is called. */
+typedef braid_Int (*braid_PtFcnAccess)(braid_App app, braid_Vector u, braid_AccessStatus status);
+
+/** bufsize: (out) *size_ptr = the largest number of bytes bufpack will write. */
+typedef braid_Int (*braid_PtFcnBufSize)(braid_App app, braid_Int *size_ptr, braid_BufferStatus status);
+
+/** bufpack: write u (in) into buffer (out), at most bufsize bytes; braid_BufferStatusSetSize may say how many. */
+typedef braid_Int (*braid_PtFcnBufPack)(braid_App app, braid_Vector u, void *buffer, braid_BufferStatus status);
+
+/** bufunpack: allocate (out) *u_ptr from the bytes in buffer (in) that bufpack wrote on another rank. */
+typedef braid_Int (*braid_PtFcnBufUnpack)(braid_App app, void *buffer, braid_Vector *u_ptr,
+                                          braid_BufferStatus status);
+
+/*--------------------------------------------------------------------------
+ * Life cycle
+ *--------------------------------------------------------------------------*/
+
+/**
+ * braid_Init: create a core for ntime steps on [tstart, tstop] (points t_i = tstart + (i/ntime)(tstop-tstart)).
+ *  - comm_world (in) the whole communicator (space x time); kept for XBraid compatibility
+ *  - comm       (in) the time communicator: the ntime+1 points are split in contiguous blocks over its
+ *                    ranks, the first (ntime+1) % P ranks holding one more point
+ *  - ntime      (in) >= 1
+ *  - app, step ... bufunpack (in) the application and its callbacks (none may be NULL)
+ *  - core_ptr   (out) the new core; release it with braid_Destroy
+ * No MPI communication happens here: the arguments are checked and the options take their defaults
+ * (max_levels 30, min_coarse 2, cfactor 2, nrelax 1, max_iter 100, relative tolerance 1e-9, temporal
+ * norm 2, skip 1, storage -1, print level 2, access level 1).
+ */
+braid_Int braid_Init(MPI_Comm comm_world, MPI_Comm comm, braid_Real tstart, braid_Real tstop, braid_Int ntime,
+                     braid_App app, braid_PtFcnStep step, braid_PtFcnInit init, braid_PtFcnClone clone,
+                     braid_PtFcnFree free, braid_PtFcnSum sum, braid_PtFcnSpatialNorm spatialnorm,
+                     braid_PtFcnAccess access, braid_PtFcnBufSize bufsize, braid_PtFcnBufPack bufpack,
+                     braid_PtFcnBufUnpack bufunpack, braid_Core *core_ptr);
+
+/**
+ * braid_Drive: run MGRIT iterations until the residual is below the tolerance or max_iter iterations
+ * were done, then call access at every fine point (done = 1).  Collective over the time communicator.
+ * Calling it again on the same core is a warm restart: the grids and the current solution are kept,
+ * the iteration count and residual history start anew, the relative tolerance still refers to the
+ * first residual the core ever computed, and the first iteration is a full one (no skip).
+ */
+braid_Int braid_Drive(braid_Core core);
+
+/** braid_Destroy: free everything the core holds (calling the user's free on each vector). */
+braid_Int braid_Destroy(braid_Core core);
+
+/** braid_PrintStats: print the statistics block of the last drive on rank 0 of the time communicator. */
+braid_Int braid_PrintStats(braid_Core core);
+
+/*--------------------------------------------------------------------------
+ * Options.  Each returns BRAID_ERROR_ARG for a value out of range (leaving the option as it was), and
+ * BRAID_ERROR_STATE for a grid-shaping option (levels, cfactor, min_coarse, storage) after the first drive.
+ * Per-level setters may be called in any order with other setters.
+ *--------------------------------------------------------------------------*/
+
+/** Most levels of the hierarchy, >= 1 (1: sequential time stepping). */
+braid_Int braid_SetMaxLevels(braid_Core core, braid_Int max_levels);
+/** Coarsen level l only while floor(n_l / cf) >= min_coarse (n_l intervals on level l); >= 1. */
+braid_Int braid_SetMinCoarse(braid_Core core, braid_Int min_coarse);
+/** Coarsening factor >= 2 from `level` to level+1; level -1 sets every level (0 <= level < 64). */
+braid_Int braid_SetCFactor(braid_Core core, braid_Int level, braid_Int cfactor);
+/** Pre-relaxation on `level`: nrelax >= 0 sweeps of (F then C); 0 = F-relaxation, 1 = FCF; level -1 = all. */
+braid_Int braid_SetNRelax(braid_Core core, braid_Int level, braid_Int nrelax);
+/** Absolute tolerance >= 0 on the residual norm; once set, it replaces the relative one. */
+braid_Int braid_SetAbsTol(braid_Core core, braid_Real atol);
+/** Relative tolerance >= 0: converged when the residual norm < rtol * the first residual norm. */
+braid_Int braid_SetRelTol(braid_Core core, braid_Real rtol);
+/** Most iterations of one drive, >= 0 (0: only the final access). */
+braid_Int braid_SetMaxIter(braid_Core core, braid_Int max_iter);
+/** F-cycles in every iteration. */
+braid_Int braid_SetFMG(braid_Core core);
+/** F-cycles in the first nfmg iterations (>= 0), V-cycles after; -1 = always. */
+braid_Int braid_SetNFMG(braid_Core core, braid_Int nfmg);
+/** skip 1: the first iteration does no work on the fine level (inject, solve coarsest, interpolate); 0 or 1. */
+braid_Int braid_SetSkip(braid_Core core, braid_Int skip);
+/** Store every point on levels >= storage (0 = all levels), or only C-points (-1, default). */
+braid_Int braid_SetStorage(braid_Core core, braid_Int storage);
+/** Temporal norm of the residual: 1 = sum, 2 = sqrt of the sum of squares (default), 3 = max. */
+braid_Int braid_SetTemporalNorm(braid_Core core, braid_Int tnorm);
+/** 0 = silent, 1 = statistics block after each drive, 2 = also the residual of each iteration (rank 0, stdout). */
+braid_Int braid_SetPrintLevel(braid_Core core, braid_Int print_level);
+/** 0 = never call access, 1 = after the drive (done = 1), 2 = also after each iteration on level 0,
+ *  3 = also after every step on every level. */
+braid_Int braid_SetAccessLevel(braid_Core core, braid_Int access_level);
+/** 1: initial guess by sequential time stepping on level 0 instead of init(t) at t > tstart; 0 or 1. */
+braid_Int braid_SetSeqSoln(braid_Core core, braid_Int seq_soln);
+
+/*--------------------------------------------------------------------------
+ * Results
+ *--------------------------------------------------------------------------*/
+
+/** (out) iterations of the last drive, iteration 0 included. */
+braid_Int braid_GetNumIter(braid_Core core, braid_Int *niter_ptr);
+/**
+ * Residual norm history of the last drive: iteration k's norm (computed at its start, -1 where not
+ * available: the skipped first iteration), followed by the last entry once more.
+ *  - nrequest_ptr (in/out) in: how many to return (> 0: the first ones, < 0: the last ones);
+ *                          out: how many were written
+ *  - rnorms       (out)    room for |*nrequest_ptr| values
+ */
+braid_Int braid_GetRNorms(braid_Core core, braid_Int *nrequest_ptr, braid_Real *rnorms);
+/** (out) the last residual norm (-1 if none). */
+braid_Int braid_GetRNorm(braid_Core core, braid_Real *rnorm_ptr);
+/** (out) number of levels of the hierarchy (known after the first drive). */
+braid_Int braid_GetNLevels(braid_Core core, braid_Int *nlevels_ptr);
+/** (out) the rank of the time communicator whose callback failed in the last drive, or -1. */
+braid_Int braid_GetErrorRank(braid_Core core, braid_Int *rank_ptr);
+/** (out) index range [ilower, iupper] of the fine points this rank owns (iupper < ilower: none). */
+braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr);
+/** (out) a static English description of an error code. */
+const char *braid_ErrorString(braid_Int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "braid_status.h"
+
+#endif

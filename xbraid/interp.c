@@ -1,0 +1,26 @@
+/*
+ * interp.c -- FAS interpolation from level lc to level lc-1.
+ *
+ * F-relax on level lc (on the coarsest level, whose single interval starts at point 0, this is the
+ * exact sequential solve), and at every coarse point j add the correction e_j = u_j - v_j to the fine
+ * C-point j*cf.  Fine F-points are not touched: the next F-relaxation regenerates them from the
+ * corrected C-points (ideal interpolation).
+ */
+#include "_braid.h"
+
+/* Called at each point j of level lc during the sweep, with u = the relaxed value there. */
+braid_Int
+_braid_CorrectFine(braid_Core core, braid_Int lc, braid_Int j, braid_Vector u)
+{
+   _braid_Grid *g = &core->grids[lc - 1], *gc = &core->grids[lc];
+   braid_Vector uf = *_braid_UPtr(g, j * g->cfactor);
+   _braid_Sum(core, 1.0, u, 1.0, uf);
+   _braid_Sum(core, -1.0, gc->va[j - gc->ilower], 1.0, uf);
+   return 0;
+}
+
+braid_Int
+_braid_Interp(braid_Core core, braid_Int lc)
+{
+   return _braid_Sweep(core, lc, _braid_SWEEP_INTERP, core->grids[lc].cfactor);
+}

@@ -1,0 +1,280 @@
+/*
+ * test_core.c -- C-level tests of the MGRIT core, run under mpiexec (1-4 ranks) and under valgrind or
+ * AddressSanitizer by scripts/check_leaks.sh.
+ *
+ * Problem: a 2-vector linear ODE with a rotation and decay, u <- A(dt) u with
+ * A(dt) = (I + dt*M)^-1 (backward Euler, M = [[1, -2], [2, 1]]), whose sequential solution every rank
+ * can compute.  For many configurations (levels, cfactor, relaxation, cycles, skip, storage, ntime) the
+ * test checks that the access values at done = 1 equal sequential time stepping to 1e-10 and prints
+ * one line per configuration with the iteration count and the last residual, so that runs on
+ * different rank counts can be compared (they must print the same lines).
+ * Then: a failing step on the last rank must make braid_Drive return an error on every rank; a warm
+ * restart must converge at once; many Init/Drive/Destroy cycles must not leak (checked by the tools).
+ * Exit code 0 on success.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "braid.h"
+
+typedef struct _braid_Vector_struct { double v[2]; } my_Vector;
+
+typedef struct _braid_App_struct {
+   int rank, ntime;
+   double tstart, tstop;
+   double *exact;      /* sequential solution, 2*(ntime+1) */
+   double maxerr;
+   int fail_rank, fail_iter, naccess;
+   long nvectors;      /* live vectors, must return to 0 */
+} my_App;
+
+static void apply(double dt, double *u)
+{
+   /* (I + dt M)^-1 u with M = [[1,-2],[2,1]]: det = (1+dt)^2 + 4 dt^2 */
+   double a = 1.0 + dt, b = -2.0 * dt, c = 2.0 * dt, d = 1.0 + dt, det = a * d - b * c;
+   double x = (d * u[0] - b * u[1]) / det, y = (-c * u[0] + a * u[1]) / det;
+   u[0] = x; u[1] = y;
+}
+
+static int my_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_Vector u, braid_StepStatus st)
+{
+   double t0, t1;
+   int iter, level;
+   (void) ustop; (void) fstop;
+   braid_StepStatusGetTstartTstop(st, &t0, &t1);
+   braid_StepStatusGetIter(st, &iter);
+   braid_StepStatusGetLevel(st, &level);
+   if (app->rank == app->fail_rank && iter == app->fail_iter) return 42;
+   apply(t1 - t0, u->v);
+   return 0;
+}
+
+static int my_init(braid_App app, double t, braid_Vector *u_ptr)
+{
+   my_Vector *u = malloc(sizeof(*u));
+   if (t == app->tstart) { u->v[0] = 1.0; u->v[1] = 0.5; }
+   else { u->v[0] = 0.456; u->v[1] = -0.2; }
+   app->nvectors++;
+   *u_ptr = u;
+   return 0;
+}
+
+static int my_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr)
+{
+   my_Vector *v = malloc(sizeof(*v));
+   *v = *u;
+   app->nvectors++;
+   *v_ptr = v;
+   return 0;
+}
+
+static int my_free(braid_App app, braid_Vector u)
+{
+   free(u);
+   app->nvectors--;
+   return 0;
+}
+
+static int my_sum(braid_App app, double alpha, braid_Vector x, double beta, braid_Vector y)
+{
+   (void) app;
+   y->v[0] = alpha * x->v[0] + beta * y->v[0];
+   y->v[1] = alpha * x->v[1] + beta * y->v[1];
+   return 0;
+}
+
+static int my_norm(braid_App app, braid_Vector u, double *n)
+{
+   (void) app;
+   *n = sqrt(u->v[0] * u->v[0] + u->v[1] * u->v[1]);
+   return 0;
+}
+
+static int my_access(braid_App app, braid_Vector u, braid_AccessStatus st)
+{
+   int idx, done, level;
+   double e;
+   braid_AccessStatusGetTIndex(st, &idx);
+   braid_AccessStatusGetDone(st, &done);
+   braid_AccessStatusGetLevel(st, &level);
+   if (done && level == 0) {
+      e = fabs(u->v[0] - app->exact[2 * idx]) + fabs(u->v[1] - app->exact[2 * idx + 1]);
+      if (e > app->maxerr) app->maxerr = e;
+      app->naccess++;
+   }
+   return 0;
+}
+
+static int my_bufsize(braid_App app, int *size, braid_BufferStatus st)
+{
+   (void) app; (void) st;
+   *size = 2 * sizeof(double);
+   return 0;
+}
+
+static int my_bufpack(braid_App app, braid_Vector u, void *buf, braid_BufferStatus st)
+{
+   (void) app; (void) st;
+   memcpy(buf, u->v, 2 * sizeof(double));
+   return 0;
+}
+
+static int my_bufunpack(braid_App app, void *buf, braid_Vector *u_ptr, braid_BufferStatus st)
+{
+   my_Vector *u = malloc(sizeof(*u));
+   (void) st;
+   memcpy(u->v, buf, 2 * sizeof(double));
+   app->nvectors++;
+   *u_ptr = u;
+   return 0;
+}
+
+typedef struct { int ntime, levels, cf, cf1, nrelax, fmg, skip, storage, tnorm, seq; } config;
+
+static braid_Core make_core(my_App *app, const config *c, MPI_Comm comm)
+{
+   braid_Core core;
+   int i;
+   app->ntime = c->ntime;
+   app->tstart = 0.0;
+   app->tstop = 0.05 * c->ntime;
+   app->exact = realloc(app->exact, 2 * (c->ntime + 1) * sizeof(double));
+   app->exact[0] = 1.0; app->exact[1] = 0.5;
+   for (i = 1; i <= c->ntime; i++) {
+      double t0 = app->tstart + (((double) (i - 1)) / c->ntime) * (app->tstop - app->tstart);
+      double t1 = app->tstart + (((double) i) / c->ntime) * (app->tstop - app->tstart);
+      app->exact[2 * i] = app->exact[2 * i - 2];
+      app->exact[2 * i + 1] = app->exact[2 * i - 1];
+      apply(t1 - t0, &app->exact[2 * i]);
+   }
+   app->maxerr = 0.0;
+   app->naccess = 0;
+   braid_Init(MPI_COMM_WORLD, comm, app->tstart, app->tstop, c->ntime, app, my_step, my_init, my_clone, my_free,
+              my_sum, my_norm, my_access, my_bufsize, my_bufpack, my_bufunpack, &core);
+   braid_SetPrintLevel(core, 0);
+   braid_SetMaxLevels(core, c->levels);
+   braid_SetCFactor(core, -1, c->cf);
+   if (c->cf1) braid_SetCFactor(core, 0, c->cf1);
+   braid_SetNRelax(core, -1, c->nrelax);
+   braid_SetAbsTol(core, 1e-13);
+   braid_SetMaxIter(core, 60);
+   if (c->fmg) braid_SetFMG(core);
+   braid_SetSkip(core, c->skip);
+   braid_SetStorage(core, c->storage);
+   braid_SetTemporalNorm(core, c->tnorm);
+   braid_SetSeqSoln(core, c->seq);
+   return core;
+}
+
+int main(int argc, char **argv)
+{
+   int rank, nprocs, failures = 0, k, n;
+   my_App app;
+   MPI_Comm comm = MPI_COMM_WORLD;
+   static const config configs[] = {
+      /* ntime levels cf cf1 nrelax fmg skip storage tnorm seq */
+      {64, 1, 2, 0, 1, 0, 1, -1, 2, 0},
+      {64, 2, 2, 0, 1, 0, 1, -1, 2, 0},
+      {64, 3, 2, 0, 0, 0, 1, -1, 2, 0},
+      {64, 4, 4, 0, 1, 0, 0, -1, 2, 0},
+      {100, 6, 2, 0, 1, 1, 1, -1, 2, 0},
+      {100, 6, 2, 0, 1, 1, 0, 0, 1, 0},
+      {97, 3, 4, 0, 1, 0, 1, 0, 3, 0},
+      {97, 3, 8, 0, 0, 1, 1, -1, 2, 0},
+      {150, 4, 2, 4, 2, 0, 1, 1, 2, 0},
+      {7, 3, 2, 0, 1, 0, 1, -1, 2, 0},
+      {5, 2, 2, 0, 1, 0, 0, -1, 2, 0},
+      {33, 5, 2, 0, 1, 1, 1, -1, 2, 1},
+   };
+   int nconfigs = (int) (sizeof(configs) / sizeof(configs[0]));
+   int cycles = (argc > 1) ? atoi(argv[1]) : 1;
+
+   MPI_Init(&argc, &argv);
+   MPI_Comm_rank(comm, &rank);
+   MPI_Comm_size(comm, &nprocs);
+   memset(&app, 0, sizeof(app));
+   app.rank = rank;
+   app.fail_rank = -1;
+
+   for (n = 0; n < cycles; n++)
+   for (k = 0; k < nconfigs; k++) {
+      braid_Core core = make_core(&app, &configs[k], comm);
+      int code = braid_Drive(core), niter, nlev, nr = 1;
+      double rnorm, err;
+      long nvec = app.nvectors;
+      braid_GetNumIter(core, &niter);
+      braid_GetNLevels(core, &nlev);
+      braid_GetRNorms(core, &nr, &rnorm);
+      nr = -1;
+      braid_GetRNorms(core, &nr, &rnorm);
+      MPI_Allreduce(&app.maxerr, &err, 1, MPI_DOUBLE, MPI_MAX, comm);
+      braid_Destroy(core);
+      if (rank == 0 && n == 0)
+         printf("config %2d: code %d levels %d iterations %2d last residual %.10e error %.2e\n", k, code, nlev,
+                niter, rnorm, err);
+      if (code != 0 || err > 1e-10 || app.nvectors != 0 || (nvec == 0)) {
+         printf("FAIL config %d on rank %d: code %d error %.3e live vectors %ld\n", k, rank, code, err,
+                app.nvectors);
+         failures++;
+      }
+   }
+
+   /* a failing callback on the last rank stops every rank */
+   {
+      config c = {64, 3, 2, 0, 1, 0, 0, -1, 2, 0};
+      braid_Core core;
+      int code, erank;
+      app.fail_rank = nprocs - 1;
+      app.fail_iter = 2;
+      core = make_core(&app, &c, comm);
+      code = braid_Drive(core);
+      braid_GetErrorRank(core, &erank);
+      braid_Destroy(core);
+      app.fail_rank = -1;
+      if ((rank == nprocs - 1 && code != 42) || (rank != nprocs - 1 && code != BRAID_ERROR_REMOTE) ||
+          erank != nprocs - 1 || app.nvectors != 0) {
+         printf("FAIL error propagation on rank %d: code %d, error rank %d, live vectors %ld\n", rank, code, erank,
+                app.nvectors);
+         failures++;
+      }
+      else if (rank == 0) printf("error propagation: ok (code %d on the failing rank)\n", 42);
+   }
+
+   /* warm restart: a second drive with nothing changed converges in one iteration */
+   {
+      config c = {64, 3, 2, 0, 1, 0, 1, -1, 2, 0};
+      braid_Core core = make_core(&app, &c, comm);
+      int niter1, niter2;
+      braid_Drive(core);
+      braid_GetNumIter(core, &niter1);
+      app.maxerr = 0.0;
+      braid_Drive(core);
+      braid_GetNumIter(core, &niter2);
+      braid_Destroy(core);
+      if (niter2 != 1 || app.maxerr > 1e-10) {
+         printf("FAIL warm restart: iterations %d then %d, error %.3e\n", niter1, niter2, app.maxerr);
+         failures++;
+      }
+      else if (rank == 0) printf("warm restart: ok (%d iterations, then %d)\n", niter1, niter2);
+   }
+
+   /* setters reject bad values */
+   {
+      braid_Core core;
+      braid_Init(MPI_COMM_WORLD, comm, 0.0, 1.0, 10, &app, my_step, my_init, my_clone, my_free, my_sum,
+                 my_norm, my_access, my_bufsize, my_bufpack, my_bufunpack, &core);
+      if (braid_SetCFactor(core, -1, 1) != BRAID_ERROR_ARG || braid_SetMaxLevels(core, 0) != BRAID_ERROR_ARG ||
+          braid_SetAbsTol(core, -1.0) != BRAID_ERROR_ARG || braid_SetTemporalNorm(core, 4) != BRAID_ERROR_ARG) {
+         printf("FAIL setters accept bad values\n");
+         failures++;
+      }
+      braid_Destroy(core);
+   }
+
+   free(app.exact);
+   MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, comm);
+   if (rank == 0) printf("%s: %d failures on %d ranks\n", failures ? "FAILED" : "passed", failures, nprocs);
+   MPI_Finalize();
+   return failures ? 1 : 0;
+}
