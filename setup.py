@@ -81,9 +81,10 @@ class BuildExt(build_ext):
             ext.extra_compile_args += cflags + opt + ["-Wno-unused-function", "-Wno-unreachable-code"]
             ext.extra_link_args += ldflags
             ext.define_macros.append(("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"))
+            if xb:  # every module sees LLNL's braid.h; only braidnet.braid links the library
+                ext.include_dirs.insert(0, xb[0])
             if ext.name == "braidnet.braid":
                 if xb:
-                    ext.include_dirs.insert(0, xb[0])
                     ext.extra_link_args += [os.path.join(xb[1], "libbraid.a"), "-lm"]
                 else:
                     ext.sources += CORE_SOURCES

@@ -85,7 +85,9 @@ typedef struct _braid_Status_struct *braid_BufferStatus;
 typedef braid_Int (*braid_PtFcnStep)(braid_App app, braid_Vector ustop, braid_Vector fstop,
                                      braid_Vector u, braid_StepStatus status);
 
-/** init: allocate and return (out) in *u_ptr the initial guess at time t (the initial condition at tstart). */
+/** init: allocate and return (out) in *u_ptr the initial guess at time t (the initial condition at tstart).
+ *  For init, clone and bufunpack: after a non-zero return the core ignores *u_ptr, so release anything
+ *  you allocated before failing. */
 typedef braid_Int (*braid_PtFcnInit)(braid_App app, braid_Real t, braid_Vector *u_ptr);
 
 /** clone: allocate (out) *v_ptr as a copy of u (in). */

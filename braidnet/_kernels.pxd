@@ -1,0 +1,82 @@
+# C-level per-layer kernels of the braidnet ResNet, for other Cython modules:
+#
+#     from braidnet._kernels cimport bn_layer_forward, bn_layer_backward, BN_TANH, BN_BIAS_CHANNEL
+#
+# State layout: the states of a batch at one layer are ONE C-contiguous row-major block of
+# shape (width, batch): row c holds channel c of every sample (the paper's U = [u^1 ... u^B], so
+# W @ U is the layer map).  Opening inputs x are (n_features, batch) in the same layout.
+#
+# Parameter layout of one residual layer (what the flat parameter vector of braidnet.resnet holds
+# per layer): W row-major (width, width), then b: `width` entries (BN_BIAS_CHANNEL) or 1 entry
+# (BN_BIAS_SCALAR).  The opening layer holds W (width, n_features) then b the same way.
+#
+# All kernels are `noexcept nogil`, allocate nothing, and return 0 on success or -1 for an unknown
+# activation / bias code (nothing is written then).  `work` is caller-provided scratch of
+# width*batch doubles that must not alias any other argument.
+
+cdef enum:
+    # activation codes
+    BN_TANH = 0
+    BN_RELU = 1
+    BN_SMOOTHRELU = 2   # LPT's smoothed ReLU, eta = 0.1
+
+cdef enum:
+    # bias codes
+    BN_BIAS_CHANNEL = 0  # one bias per channel: b has `width` entries
+    BN_BIAS_SCALAR = 1   # one scalar bias per layer: b has 1 entry
+
+# u_out = u_in + h * sigma(W u_in + b).  u_out may equal u_in (in place).
+cdef int bn_layer_forward(int act, int bias, int width, int batch, double h,
+                          const double* W, const double* b, const double* u_in,
+                          double* u_out, double* work) noexcept nogil
+
+# lam_out = lam_in + h * (dF/du (u))^T lam_in = lam_in + h W^T (sigma'(W u + b) * lam_in),
+# with F(u) = sigma(W u + b) evaluated at the layer's primal INPUT state u.
+# lam_out may equal lam_in (in place); neither may alias u.
+cdef int bn_layer_adjoint(int act, int bias, int width, int batch, double h,
+                          const double* W, const double* b, const double* u,
+                          const double* lam_in, double* lam_out, double* work) noexcept nogil
+
+# Parameter gradient of the layer, ACCUMULATED: with D = sigma'(W u + b) * lam,
+#   gW += h * D u^T                       (width x width, row-major)
+#   gb += h * sum_j D[:, j]   (channel)   or   gb[0] += h * sum D   (scalar)
+# lam is the adjoint entering the step backward (lambda_{n+1}), u the primal input (u_n).
+cdef int bn_layer_gradient(int act, int bias, int width, int batch, double h,
+                           const double* W, const double* b, const double* u,
+                           const double* lam, double* gW, double* gb, double* work) noexcept nogil
+
+# bn_layer_gradient followed by bn_layer_adjoint, sharing one GEMM and one activation pass.
+# gW/gb may be NULL to skip the gradient.  lam_out may equal lam_in.
+cdef int bn_layer_backward(int act, int bias, int width, int batch, double h,
+                           const double* W, const double* b, const double* u,
+                           const double* lam_in, double* lam_out,
+                           double* gW, double* gb, double* work) noexcept nogil
+
+# Dense opening: u_out = sigma(W x + b), W (width, nfeat), x (nfeat, batch), u_out (width, batch).
+cdef int bn_opening_forward(int act, int bias, int width, int nfeat, int batch,
+                            const double* W, const double* b, const double* x,
+                            double* u_out) noexcept nogil
+
+# Dense opening gradient, ACCUMULATED: D = sigma'(W x + b) * lam0, gW += D x^T, gb += row sums
+# (or total sum) of D.  lam0 = dJ/du_0.
+cdef int bn_opening_gradient(int act, int bias, int width, int nfeat, int batch,
+                             const double* W, const double* b, const double* x,
+                             const double* lam0, double* gW, double* gb,
+                             double* work) noexcept nogil
+
+# Zero-padding opening: u_out[:nfeat] = x, u_out[nfeat:] = 0 (requires width >= nfeat).
+cdef void bn_opening_pad(int nfeat, int width, int batch, const double* x,
+                         double* u_out) noexcept nogil
+
+# Serial net: theta points at layer 0's block, blocks are `stride` doubles apart
+# (stride = width*width + nb).  states holds n_layers+1 consecutive (width, batch) blocks; on entry
+# block 0 is u_0, on exit block n is u_n.
+cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n_layers,
+                        const double* theta, Py_ssize_t stride, double* states,
+                        double* work) noexcept nogil
+
+# Serial backward over all layers: lam holds lambda_N on entry and lambda_0 on exit;
+# grad (same block layout as theta) is ACCUMULATED with each layer's parameter gradient.
+cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int n_layers,
+                         const double* theta, Py_ssize_t stride, const double* states,
+                         double* lam, double* grad, double* work) noexcept nogil

@@ -1,0 +1,30 @@
+"""Type stub of the compiled per-layer ResNet kernels (state blocks are (width, batch))."""
+from typing import Dict, Optional, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+Activation = Union[str, int]
+
+TANH: int
+RELU: int
+SMOOTHRELU: int
+BIAS_CHANNEL: int
+BIAS_SCALAR: int
+ACTIVATIONS: Dict[str, int]
+
+def layer_forward(W: F64, b: F64, u_in: F64, h: float, activation: Activation,
+                  u_out: Optional[F64] = ..., work: Optional[F64] = ...) -> F64: ...
+def layer_backward(W: F64, b: F64, u: F64, lam_in: F64, h: float, activation: Activation,
+                   lam_out: Optional[F64] = ..., gW: Optional[F64] = ..., gb: Optional[F64] = ...,
+                   work: Optional[F64] = ...) -> F64: ...
+def opening_forward(W: F64, b: F64, x: F64, activation: Activation,
+                    u_out: Optional[F64] = ...) -> F64: ...
+def opening_gradient(W: F64, b: F64, x: F64, lam0: F64, activation: Activation, gW: F64, gb: F64,
+                     work: Optional[F64] = ...) -> None: ...
+def net_forward(theta_layers: F64, width: int, nb_bias: int, n_layers: int, h: float,
+                activation: Activation, states: F64, work: Optional[F64] = ...) -> F64: ...
+def net_backward(theta_layers: F64, width: int, nb_bias: int, n_layers: int, h: float,
+                 activation: Activation, states: F64, lam: F64, grad_layers: F64,
+                 work: Optional[F64] = ...) -> F64: ...

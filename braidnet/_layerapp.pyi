@@ -1,0 +1,25 @@
+"""Type stub of the compiled layer-parallel Braid app (see braidnet/_layerapp.pyx)."""
+from typing import Optional
+
+import numpy as np
+from numpy.typing import NDArray
+
+from braidnet.braid import Core, VectorApp
+
+F64 = NDArray[np.float64]
+
+class LayerApp(VectorApp):
+    n_layers: int
+    width: int
+    batch: int
+    adjoint: bool
+    layer_size: int
+    def __init__(self, n_layers: int, T: float, width: int, batch: int, act: int, bias: int,
+                 adjoint: bool = ...) -> None: ...
+    def set_layer(self, n: int, block: Optional[F64]) -> None: ...
+    def set_state(self, m: int, u: Optional[F64]) -> None: ...
+    def set_store(self, i: int, u: Optional[F64]) -> None: ...
+    def set_first(self, u: Optional[F64]) -> None: ...
+
+def layer_gradient(act: int, bias: int, h: float, block: F64, u: F64, lam: F64, grad_block: F64) -> None: ...
+def apply_options(core: Core, options: dict) -> None: ...

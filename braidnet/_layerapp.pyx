@@ -1,0 +1,294 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The fast Braid application of the layer-parallel ResNet (used by :mod:`braidnet.parallel`).
+
+One :class:`LayerApp` is one Braid app whose vectors are one ``(width, batch)`` state block.  It
+runs in one of two modes:
+
+* **primal**: the step from ``tstart`` to ``tstop`` (any level) applies residual layer
+  ``n = round(tstart / h)`` -- the step's *fine* starting index -- with step size
+  ``tstop - tstart`` (re-discretisation on coarse levels): ``u <- u + dt sigma(W_n u + b_n)``;
+* **adjoint** (the core runs in reversed time, adjoint point k = primal point N - k): the step
+  from fine index k0 to k1 applies the transposed linearised layer ``m = N - k1`` at the stored
+  primal state ``u_m``: ``lam <- lam + dt W_m^T (sigma'(W_m u_m + b_m) * lam)``.
+
+The final access of every drive copies the fine vectors this rank keeps into their *store*
+arrays; the store of a point is also its initial guess when the core initialises it (first drive
+only), which is how saved warm states are loaded into a new core.
+
+Everything the callbacks read lives in pointer tables indexed by GLOBAL fine index, filled from
+Python (:meth:`LayerApp.set_layer`, :meth:`set_state`, :meth:`set_store`, :meth:`set_first`).  The
+app keeps a reference to every array it points into, so a pointer stays valid until its slot is
+replaced; the owner of the arrays updates them in place between drives (no table refresh needed).
+
+**Point 0.**  The core initialises each point once, on the first drive, and a warm-restarted drive
+never re-initialises.  Point 0 is never stepped into, so its vector inside the core would keep the
+value of the first drive even after u_0 (dense opening) or lambda_N (classifier) changed.  Hence the
+step that starts at t = 0 reads the app's *current* first vector (``set_first``) instead of the
+core's, on every level (a rank that steps out of point 0 without one set reports an error); the FAS
+equations stay consistent because every level does the same.  (braidnet.parallel sets no store for
+point 0 either: the owner keeps u_0 / lambda_N itself.)
+
+The step callbacks are ``noexcept nogil`` and allocate nothing: one preallocated work block.
+"""
+from libc.math cimport lround
+from libc.stdio cimport snprintf
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+from braidnet.braid cimport AccessInfo, Core, StepInfo, VectorApp, store_error_message
+from braidnet._kernels cimport bn_layer_adjoint, bn_layer_forward, bn_layer_gradient
+
+import numpy as np
+
+__all__ = ["LayerApp", "layer_gradient", "apply_options"]
+
+
+cdef struct LayerCtx:
+    int adjoint            # 0: primal step, 1: adjoint step
+    int act
+    int bias
+    int width
+    int batch
+    int nb                 # bias entries per layer (width or 1)
+    int nlayers            # N
+    double inv_h           # N / T: t * inv_h is the fine index of time t
+    const double **theta   # [N] parameter block of layer n (W row-major, then b), or NULL
+    const double **states  # [N + 1] primal state at point m (adjoint mode), or NULL
+    double **store         # [N + 1] where the final access copies the fine vector i, or NULL
+    const double *first    # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
+    double *work           # width * batch scratch for the kernels
+
+
+cdef inline int _fail(const StepInfo *info, const char *what, long k) noexcept nogil:
+    """Store a RuntimeError naming the missing piece on the app and return the error code."""
+    cdef char msg[200]
+    snprintf(msg, sizeof(msg), "LayerApp: no %s %ld on this rank (step %.17g -> %.17g, level %d)",
+             what, k, info.tstart, info.tstop, info.level)
+    return store_error_message(info.app, msg)
+
+
+cdef int _primal_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
+    cdef LayerCtx *c = <LayerCtx *>ctx
+    cdef long n = lround(info.tstart * c.inv_h)
+    cdef const double *W
+    if n < 0 or n >= c.nlayers or c.theta[n] == NULL:
+        return _fail(info, "weights of layer", n)
+    if n == 0:
+        # the core's point-0 vector may be stale after a warm restart (module docstring)
+        if c.first == NULL:
+            return _fail(info, "value at point", 0)
+        memcpy(u, c.first, c.width * c.batch * sizeof(double))
+    W = c.theta[n]
+    if bn_layer_forward(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
+                        W, W + c.width * c.width, u, u, c.work) != 0:
+        return store_error_message(info.app, b"LayerApp: bad activation or bias code")
+    return 0
+
+
+cdef int _adjoint_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
+    cdef LayerCtx *c = <LayerCtx *>ctx
+    cdef long k0 = lround(info.tstart * c.inv_h)
+    cdef long m = c.nlayers - lround(info.tstop * c.inv_h)
+    cdef const double *W
+    if m < 0 or m >= c.nlayers or c.theta[m] == NULL:
+        return _fail(info, "weights of layer", m)
+    if c.states[m] == NULL:
+        return _fail(info, "primal state at point", m)
+    if k0 == 0:
+        if c.first == NULL:
+            return _fail(info, "value at point", 0)
+        memcpy(u, c.first, c.width * c.batch * sizeof(double))
+    W = c.theta[m]
+    if bn_layer_adjoint(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
+                        W, W + c.width * c.width, c.states[m], u, u, c.work) != 0:
+        return store_error_message(info.app, b"LayerApp: bad activation or bias code")
+    return 0
+
+
+cdef int _init(void *ctx, double t, double *u) noexcept nogil:
+    # The core initialises each point once (first drive): t = 0 gets the first vector, any other
+    # point what its store holds (zeros in a new app, or warm states loaded into the store).
+    cdef LayerCtx *c = <LayerCtx *>ctx
+    cdef long i = lround(t * c.inv_h)
+    cdef const double *src = NULL
+    if i == 0:
+        src = c.first
+    elif 0 < i <= c.nlayers:
+        src = c.store[i]
+    if src != NULL:
+        memcpy(u, src, c.width * c.batch * sizeof(double))
+    else:
+        memset(u, 0, c.width * c.batch * sizeof(double))
+    return 0
+
+
+cdef int _access(void *ctx, const double *u, const AccessInfo *info) noexcept nogil:
+    # Keep the converged fine vectors this rank was asked to keep (store[i] set).
+    cdef LayerCtx *c = <LayerCtx *>ctx
+    cdef long i
+    if info.done == 0 or info.level != 0:
+        return 0
+    i = lround(info.t * c.inv_h)
+    if 0 <= i <= c.nlayers and c.store[i] != NULL:
+        memcpy(c.store[i], u, c.width * c.batch * sizeof(double))
+    return 0
+
+
+cdef object _block(object a, tuple shape, str name, bint writable):
+    """a as-is if it is a C-contiguous float64 array of this shape, else ValueError."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or not a.flags.c_contiguous \
+            or a.shape != shape:
+        got = (a.dtype, a.shape) if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"{name} must be a C-contiguous float64 array of shape {shape}, got {got}")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{name} must be writable")
+    return a
+
+
+cdef inline double *_ptr(object a):
+    # const view: read-only arrays (e.g. views of a caller's vector) are fine; callers own writes
+    cdef const double[::1] v = a.reshape(-1)
+    return <double *>&v[0]
+
+
+cdef class LayerApp(VectorApp):
+    """Braid app of the residual layers of one network on one batch (see the module text).
+
+    Args:
+        n_layers: N (the core's ntime).
+        T: final time (the core runs on [0, T]); h = T / N.
+        width, batch: the state block is (width, batch).
+        act, bias: ``braidnet._kernels`` activation and bias codes.
+        adjoint: False for the primal step, True for the adjoint step.
+    """
+    cdef LayerCtx c
+    cdef readonly int n_layers
+    cdef readonly int width
+    cdef readonly int batch
+    cdef readonly bint adjoint
+    cdef readonly Py_ssize_t layer_size
+    cdef list _theta_refs, _state_refs, _store_refs
+    cdef object _first_ref, _work
+
+    def __cinit__(self, int n_layers, double T, int width, int batch, int act, int bias,
+                  bint adjoint=False):
+        if n_layers < 1 or width < 1 or batch < 1 or not T > 0.0:
+            raise ValueError(f"LayerApp needs n_layers, width, batch >= 1 and T > 0, got "
+                             f"n_layers={n_layers}, width={width}, batch={batch}, T={T}")
+        if not (0 <= act <= 2 and 0 <= bias <= 1):
+            raise ValueError(f"unknown activation code {act} or bias code {bias}")
+        self.n_layers, self.width, self.batch, self.adjoint = n_layers, width, batch, adjoint
+        self.c.adjoint, self.c.act, self.c.bias = adjoint, act, bias
+        self.c.width, self.c.batch, self.c.nlayers = width, batch, n_layers
+        self.c.nb = width if bias == 0 else 1
+        self.layer_size = width * width + self.c.nb
+        self.c.inv_h = n_layers / T
+        self.c.theta = <const double **>calloc(n_layers, sizeof(double *))
+        self.c.states = <const double **>calloc(n_layers + 1, sizeof(double *))
+        self.c.store = <double **>calloc(n_layers + 1, sizeof(double *))
+        if self.c.theta == NULL or self.c.states == NULL or self.c.store == NULL:
+            raise MemoryError()
+        self._theta_refs = [None] * n_layers
+        self._state_refs = [None] * (n_layers + 1)
+        self._store_refs = [None] * (n_layers + 1)
+        self._work = np.zeros(width * batch)
+        self.c.work = _ptr(self._work)
+        self.size = width * batch
+        self.ctx = &self.c
+        self.step_fn = _adjoint_step if adjoint else _primal_step
+        self.init_fn = _init
+        self.access_fn = _access
+
+    def __dealloc__(self):
+        free(self.c.theta)
+        free(self.c.states)
+        free(self.c.store)
+
+    def _index(self, i, int hi, str what) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i <= hi:
+            raise ValueError(f"{what} index must be an integer in [0, {hi}], got {i!r}")
+        return int(i)
+
+    def set_layer(self, n, block) -> None:
+        """Point layer n's weights at ``block`` (layer_size float64: W row-major then b); None clears."""
+        cdef int k = self._index(n, self.n_layers - 1, "layer")
+        if block is None:
+            self.c.theta[k] = NULL
+        else:
+            _block(block, (self.layer_size,), f"the parameters of layer {k}", False)
+            self.c.theta[k] = _ptr(block)
+        self._theta_refs[k] = block
+
+    def set_state(self, m, u) -> None:
+        """Point the primal state of point m (read by the adjoint step) at ``u``; None clears."""
+        cdef int k = self._index(m, self.n_layers, "point")
+        if u is None:
+            self.c.states[k] = NULL
+        else:
+            _block(u, (self.width, self.batch), f"the primal state at point {k}", False)
+            self.c.states[k] = _ptr(u)
+        self._state_refs[k] = u
+
+    def set_store(self, i, u) -> None:
+        """The final access (done = 1, level 0) copies the vector at fine point i into ``u``.
+
+        ``u`` is also the initial guess of point i >= 1 on the first drive (warm states).
+        """
+        cdef int k = self._index(i, self.n_layers, "point")
+        if u is None:
+            self.c.store[k] = NULL
+        else:
+            _block(u, (self.width, self.batch), f"the store of point {k}", True)
+            self.c.store[k] = _ptr(u)
+        self._store_refs[k] = u
+
+    def set_first(self, u) -> None:
+        """The current value at t = 0 (u_0 or lambda_N), read by init and by every step from 0."""
+        if u is None:
+            self.c.first = NULL
+        else:
+            _block(u, (self.width, self.batch), "the first vector", False)
+            self.c.first = _ptr(u)
+        self._first_ref = u
+
+
+def layer_gradient(int act, int bias, double h, block, u, lam, grad_block) -> None:
+    """Accumulate one layer's parameter gradient: ``grad_block += h (dF/dtheta(u, theta))^T lam``.
+
+    ``block`` and ``grad_block`` are the layer's (W row-major, b) parameter blocks, ``u`` the
+    layer's primal input u_n and ``lam`` the adjoint lambda_{n+1}, both (width, batch) blocks.
+    """
+    if not (0 <= act <= 2 and 0 <= bias <= 1):
+        raise ValueError(f"unknown activation code {act} or bias code {bias}")
+    if not isinstance(u, np.ndarray) or u.ndim != 2:
+        raise ValueError("u must be a 2-D (width, batch) array")
+    cdef int width = u.shape[0], batch = u.shape[1]
+    cdef Py_ssize_t ls = width * width + (width if bias == 0 else 1)
+    _block(block, (ls,), "block", False)
+    _block(grad_block, (ls,), "grad_block", True)
+    _block(u, (width, batch), "u", False)
+    _block(lam, (width, batch), "lam", False)
+    work = np.empty(width * batch)
+    cdef double *W = _ptr(block)
+    cdef double *g = _ptr(grad_block)
+    cdef double *up = _ptr(u)
+    cdef double *lp = _ptr(lam)
+    cdef double *wp = _ptr(work)
+    cdef int ierr
+    with nogil:
+        ierr = bn_layer_gradient(act, bias, width, batch, h, W, W + width * width, up, lp,
+                                 g, g + width * width, wp)
+    if ierr != 0:
+        raise ValueError(f"unknown activation code {act} or bias code {bias}")
+
+
+def apply_options(Core core, dict options) -> None:
+    """Set already validated options on an open core (used between drives: max_iter, abs_tol).
+
+    Stand-in for a public ``Core.set_options``: it goes through the core's own option setter.
+    """
+    if core.options is None:
+        raise ValueError("the core is not initialised")
+    core._check_open()
+    core._apply(options)
+    core.options.update(options)

@@ -1,0 +1,85 @@
+"""Command line: ``braidnet train CONFIG.toml [--set section.key=value ...] [--resume]``.
+
+Run under MPI as ``mpiexec -n P braidnet train examples/peaks.toml``.  The configuration is read and
+checked before MPI starts, so a bad value stops every rank with the same one-line message.  Any other
+failure on one rank aborts all ranks (MPI_Abort) instead of leaving the others waiting.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from braidnet import config as _config
+
+
+def _ranks_from_environment() -> int:
+    """Number of MPI ranks as the launcher announces it, without initialising MPI (1 if unknown)."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
+        value = os.environ.get(var)
+        if value and value.isdigit():
+            return int(value)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="braidnet", description="Layer-parallel ResNet training with MGRIT")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a network as a TOML file configures it (under mpiexec)")
+    t.add_argument("config", help="TOML configuration (see `braidnet config` for every key)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one configuration value (repeatable), e.g. --set optimizer.iterations=50")
+    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.npz")
+    t.add_argument("--out", help="output folder (overrides output.dir)")
+    sub.add_parser("config", help="print every configuration key with its default and meaning")
+    return p
+
+
+def _train(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + ([f"output.dir={args.out!r}"] if args.out else [])
+    try:
+        cfg = _config.load_config(args.config, overrides, nprocs=_ranks_from_environment())
+    except _config.ConfigError as e:
+        print(f"braidnet: configuration error: {e}", file=sys.stderr)
+        return 2
+
+    from mpi4py import MPI
+    from braidnet.train import TrainingDiverged, train
+
+    comm = MPI.COMM_WORLD
+    try:
+        _config.check(cfg, comm.Get_size())
+    except _config.ConfigError as e:
+        if comm.Get_rank() == 0:
+            print(f"braidnet: configuration error: {e}", file=sys.stderr)
+        return 2
+    try:
+        train(cfg, comm=comm, resume=args.resume)
+    except TrainingDiverged as e:       # every rank reaches this together
+        if comm.Get_rank() == 0:
+            print(f"braidnet: {e}", file=sys.stderr)
+        return 3
+    except Exception as e:              # may be one rank only: take the others down with it
+        print(f"braidnet: rank {comm.Get_rank()}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        if comm.Get_size() > 1:
+            import traceback
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "config":
+        print(_config.describe())
+        return 0
+    return _train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Nested iteration (Algorithm 1 of the paper): train a shallow network, refine it in the layer
+dimension, train on.
+
+Refinement by a factor r keeps T fixed and divides h by r; the residual-layer weights are interpolated
+in time (opening and classifier are copied):
+
+- piecewise constant:  theta_{r n + k} = theta_n,                                   k = 0 .. r-1
+- linear:              theta_{r n + k} = theta_n + (k / r) (theta_{n+1} - theta_n),  with theta_N := theta_{N-1}
+  (for r = 2: theta_{2n} = theta_n, theta_{2n+1} = (theta_n + theta_{n+1}) / 2).
+
+The training loop that runs the levels is :func:`braidnet.train.train` (``nested.schedule`` in the
+configuration).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from braidnet.resnet import ResNet
+
+INTERPOLATIONS = ("constant", "linear")
+
+
+def interpolate_layers(layers: np.ndarray, r: int, kind: str = "constant") -> np.ndarray:
+    """Refine per-layer parameter blocks (N, p) to (r N, p) by the rule of the module text."""
+    if kind not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {kind!r}")
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 2:
+        raise ValueError(f"refinement factor must be an integer >= 2, got r={r!r}")
+    layers = np.asarray(layers, dtype=np.float64)
+    if layers.ndim != 2 or layers.shape[0] < 1:
+        raise ValueError(f"layers must be a (N >= 1, p) array, got shape {layers.shape}")
+    fine = np.repeat(layers, r, axis=0)
+    if kind == "linear":
+        nxt = np.vstack([layers[1:], layers[-1:]])       # theta_{n+1}, constant past the end
+        for k in range(1, r):
+            fine[k::r] = layers + (k / r) * (nxt - layers)
+    return fine
+
+
+def interpolate_params(coarse: ResNet, fine: ResNet, theta: np.ndarray, kind: str = "constant") -> np.ndarray:
+    """Parameters of ``fine`` (r times the layers of ``coarse``, same everything else) from ``theta``."""
+    Lc, Lf = coarse.layout, fine.layout
+    if Lf.n_layers % Lc.n_layers or Lf.n_layers == Lc.n_layers:
+        raise ValueError(f"the fine network's {Lf.n_layers} layers are not a multiple r >= 2 of the coarse "
+                         f"network's {Lc.n_layers}")
+    if (Lc.width, Lc.n_features, Lc.n_classes, Lc.opening, Lc.bias) != \
+            (Lf.width, Lf.n_features, Lf.n_classes, Lf.opening, Lf.bias):
+        raise ValueError("coarse and fine networks differ in more than their number of layers")
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.shape != (Lc.size,):
+        raise ValueError(f"theta must have shape ({Lc.size},) for the coarse network, got {theta.shape}")
+    out = np.empty(Lf.size)
+    out[Lf.opening_slice] = theta[Lc.opening_slice]
+    out[Lf.classifier_slice] = theta[Lc.classifier_slice]
+    blocks = theta[Lc.layers_slice()].reshape(Lc.n_layers, Lc.layer_size)
+    out[Lf.layers_slice()] = interpolate_layers(blocks, Lf.n_layers // Lc.n_layers, kind).ravel()
+    return out

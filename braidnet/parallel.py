@@ -1,0 +1,718 @@
+"""Layer-parallel forward and backward passes of a :class:`~braidnet.resnet.ResNet` with MGRIT.
+
+The N residual layers are the N time steps of a Braid core on [0, T] (``ntime = N``, points
+0..N, h = T/N): point 0 is the opening's output u_0, point N feeds the classifier.  The core splits
+the N+1 points in contiguous blocks over the P ranks (the first (N+1) % P ranks one point more), and
+the network is split the same way:
+
+* **ownership**: residual layer n belongs to the owner of point n, the opening to the owner of
+  point 0, the classifier to the owner of point N.  Each rank therefore holds one contiguous slice
+  of the flat parameter vector (:attr:`ParallelNetwork.param_slice`) and the states of its own
+  points; no rank ever holds the whole network's states.
+* **primal solve** (:meth:`~ParallelNetwork.forward`): the step from tstart to tstop, on any level,
+  applies the weights of layer round(tstart/h) with step size tstop - tstart.  The first point a
+  rank owns on a level is stepped into from a point (and with a layer) that may belong to a rank
+  to the left: those halo layers are fetched by :meth:`~ParallelNetwork.set_params`.
+* **adjoint solve** (:meth:`~ParallelNetwork.backward`): a second core in reversed time on a
+  communicator split with reversed keys, so adjoint point k = primal point N-k and a rank's adjoint
+  points mirror its primal points (exactly when (N+1) % P == 0; otherwise a few boundary states,
+  weights and adjoints are exchanged).  The adjoint step k0 -> k1 uses the primal state and the
+  weights of layer N - k1.  The gradient of layer n is h (dF/dtheta(u_n))^T lambda_{n+1}.
+* **validation**: a third (primal) core on the validation inputs.
+
+Every exchange is planned once: each rank can compute every rank's needs and the owner of every
+piece (the distribution and the level hierarchy are deterministic), so a plan is a list of
+point-to-point transfers run with buffer-based ``Isend``/``Irecv`` of numpy arrays.  Reductions
+gather the per-rank contributions and sum them in rank order, so every rank returns bit-identical
+numbers.
+
+The cores are built once and driven again at every call (warm restart: the current states are the
+initial guess); only the weights change between drives, read through the pointers the apps hold
+into arrays that are updated in place.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from braidnet import _kernels
+from braidnet.resnet import ResNet
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ParallelNetwork", "block_range", "level_strides", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
+
+#: Tolerance and iteration cap of an "exact" solve (``max_iter=None``), unless ``braid`` sets them.
+DEFAULT_ABS_TOL = 1e-10
+DEFAULT_MAX_ITER = 100
+
+# the core's limit on the number of levels (per-level option slots)
+_MAX_LEVELS = 64
+# the core's defaults for the options that shape the hierarchy (DESIGN.md section 2)
+_HIERARCHY_DEFAULTS = {"max_levels": 30, "min_coarse": 2, "cfactor": 2}
+
+Key = Tuple[str, int]   # ("W", layer) | ("U", primal point) | ("L", primal point of an adjoint)
+
+
+def block_range(n_points: int, size: int, rank: int) -> Tuple[int, int]:
+    """(lo, hi) of the points that ``rank`` of ``size`` owns; hi < lo when it owns none.
+
+    The core's rule: contiguous blocks, the first ``n_points % size`` ranks one point more.
+    """
+    base, extra = divmod(n_points, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0) - 1
+
+
+def level_strides(ntime: int, max_levels: int = 30, min_coarse: int = 2, cfactor=2) -> List[int]:
+    """Fine-index stride of every level of the core's hierarchy (level 0 first).
+
+    Level l+1 exists while l+1 < max_levels and floor(n_l / cf_l) >= min_coarse (n_l intervals on
+    level l); ``cfactor`` is an int for all levels or a per-level list (levels past it: 2).
+    """
+    def cf(level: int) -> int:
+        if isinstance(cfactor, (list, tuple)):
+            return cfactor[level] if level < len(cfactor) else 2
+        return cfactor
+
+    strides, n = [1], ntime
+    while (len(strides) < min(max_levels, _MAX_LEVELS) and n // cf(len(strides) - 1) >= min_coarse
+           and n // cf(len(strides) - 1) >= 1):
+        c = cf(len(strides) - 1)
+        n //= c
+        strides.append(strides[-1] * c)
+    return strides
+
+
+def _first_multiple(stride: int, lo: int, hi: int) -> Optional[int]:
+    """The smallest multiple j >= 1 of stride in [lo, hi], or None."""
+    j = -(-max(lo, 1) // stride) * stride
+    return j if j <= hi else None
+
+
+class _Plan:
+    """Point-to-point transfers of numpy blocks, agreed on by every rank without communication.
+
+    ``needs[q]`` lists the keys rank q must receive, ``owner(key)`` the rank that holds each.  A
+    transfer's tag is its position among the transfers of the same (source, destination) pair.
+    """
+
+    def __init__(self, comm, needs: List[Iterable[Key]], owner: Callable[[Key], int]) -> None:
+        self.comm = comm
+        me = comm.Get_rank()
+        count: Dict[Tuple[int, int], int] = {}
+        self.sends: List[Tuple[int, Key, int]] = []
+        self.recvs: List[Tuple[int, Key, int]] = []
+        for q, keys in enumerate(needs):
+            for key in sorted(set(keys)):
+                src = owner(key)
+                if src == q:
+                    continue
+                tag = count.get((src, q), 0)
+                count[(src, q)] = tag + 1
+                if src == me:
+                    self.sends.append((q, key, tag))
+                if q == me:
+                    self.recvs.append((src, key, tag))
+
+    @property
+    def incoming(self) -> List[Key]:
+        return [key for _, key, _ in self.recvs]
+
+    def run(self, source: Callable[[Key], np.ndarray], target: Callable[[Key], np.ndarray]) -> None:
+        """Send ``source(key)`` for every outgoing key, receive into ``target(key)``; wait for all."""
+        if not self.sends and not self.recvs:
+            return
+        from mpi4py import MPI
+        reqs = [self.comm.Irecv(target(key), source=src, tag=tag) for src, key, tag in self.recvs]
+        reqs += [self.comm.Isend(source(key), dest=dst, tag=tag) for dst, key, tag in self.sends]
+        MPI.Request.Waitall(reqs)
+
+
+def _count(value, name: str, lo: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {name}={value!r}")
+    return int(value)
+
+
+def _tol(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+    return float(value)
+
+
+def _check_braid_options(braid: Optional[dict], net: ResNet) -> dict:
+    """Validate the core options (same outcome on every rank, no MPI); return them normalised."""
+    from braidnet import braid as _braid
+
+    if braid is None:
+        return {}
+    if not isinstance(braid, dict):
+        raise ValueError(f"braid must be a dict of core options, got {type(braid).__name__}")
+    opts = dict(braid)
+    if "rel_tol" in opts:
+        raise ValueError("braid: rel_tol is not supported by ParallelNetwork (forward/backward set an "
+                         "absolute tolerance at every drive); give abs_tol")
+    check = getattr(_braid, "_check_arguments", None)
+    if check is not None:
+        opts = check(0.0, net.T, net.n_layers, opts)
+    if opts.get("access_level", 1) < 1:
+        raise ValueError("braid: access_level must be >= 1 (the final access collects the states)")
+    return opts
+
+
+class ParallelNetwork:
+    """A ResNet on one batch, distributed over the ranks of ``comm`` layer by layer.
+
+    Args:
+        net: the network (its layout, activation, T and regularisation weights).
+        X, Y: training inputs (n_samples, n_features) and labels or one-hot rows; every rank passes
+            the same data (each keeps only what it needs).
+        comm: the time communicator (default ``MPI.COMM_WORLD``); collective for all methods
+            except :meth:`scatter`.
+        X_val, Y_val: optional validation data (both or neither).
+        braid: options of the three cores (``max_levels``, ``min_coarse``, ``cfactor``,
+            ``nrelax``, ``fmg``, ``nfmg``, ``skip``, ``storage``, ``tnorm``, ``print_level``
+            (default 0), ``access_level``, ``seq_soln``, and ``abs_tol``/``max_iter``, which become the
+            defaults of an exact solve).
+
+    Bad input raises ``ValueError`` before any MPI call.  Call :meth:`set_params` before
+    :meth:`forward`, and :meth:`forward` before :meth:`backward`.
+    """
+
+    def __init__(self, net: ResNet, X, Y, comm=None, X_val=None, Y_val=None,
+                 braid: Optional[dict] = None) -> None:
+        if not isinstance(net, ResNet):
+            raise ValueError(f"net must be a braidnet.resnet.ResNet, got {type(net).__name__}")
+        from mpi4py import MPI
+
+        from braidnet._layerapp import LayerApp
+        from braidnet.braid import Core
+
+        if comm is None:
+            comm = MPI.COMM_WORLD
+        if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
+            raise ValueError(f"comm must be an mpi4py intracommunicator, got {comm!r}")
+        x = net.prepare_inputs(X)
+        targets = net.prepare_targets(Y, x.shape[1])
+        if (X_val is None) != (Y_val is None):
+            raise ValueError("give both X_val and Y_val, or neither")
+        xv = tv = None
+        if X_val is not None:
+            xv = net.prepare_inputs(X_val)
+            tv = net.prepare_targets(Y_val, xv.shape[1])
+        opts = _check_braid_options(braid, net)
+        self._abs_tol = opts.pop("abs_tol", DEFAULT_ABS_TOL)
+        self._max_iter = opts.pop("max_iter", DEFAULT_MAX_ITER)
+        opts.setdefault("print_level", 0)
+
+        L = net.layout
+        N = L.n_layers
+        P, r = comm.Get_size(), comm.Get_rank()
+        self.net = net
+        self.rank, self.size = r, P
+        self.n_layers = N
+        self._act = _kernels.ACTIVATIONS[net.activation]
+        self._bias = _kernels.BIAS_CHANNEL if L.bias == "channel" else _kernels.BIAS_SCALAR
+        self.levels = level_strides(N, **{k: opts.get(k, v) for k, v in _HIERARCHY_DEFAULTS.items()})
+
+        # ownership: primal points [lo, hi], adjoint points [alo, ahi] (adjoint rank P-1-r)
+        ranges = [block_range(N + 1, P, q) for q in range(P)]
+        aranges = [block_range(N + 1, P, P - 1 - q) for q in range(P)]
+        self._ranges, self._aranges = ranges, aranges
+        self.point_range = ranges[r]
+        self.adjoint_range = aranges[r]
+        lo, hi = ranges[r]
+        self.layer_range = (lo, min(hi + 1, N)) if lo <= hi else (N, N)
+        self.owns_opening = lo == 0 <= hi
+        self.owns_classifier = lo <= N <= hi
+        starts = [0 if q_lo == 0 else (L.layer_offset(q_lo) if q_lo <= q_hi else L.size)
+                  for q_lo, q_hi in ranges]
+        stops = [L.size if q_lo <= N <= q_hi else (L.layer_offset(q_hi + 1) if q_lo <= q_hi else L.size)
+                 for q_lo, q_hi in ranges]
+        self._counts = [b - a for a, b in zip(starts, stops)]
+        self._displs = starts
+        self.param_slice = slice(starts[r], stops[r])
+
+        def owner(key: Key) -> int:
+            kind, i = key
+            # lambda_p lives on the adjoint owner of adjoint point N - p, except lambda_N, which the
+            # classifier's owner computes (the adjoint owner of point 0 differs when P > N + 1)
+            adjoint = kind == "L" and i < N
+            p = N - i if adjoint else i
+            for q, (q_lo, q_hi) in enumerate(aranges if adjoint else ranges):
+                if q_lo <= p <= q_hi:
+                    return q
+            raise AssertionError(f"no owner of {key}")
+
+        needs = [self._needs(q, ranges[q], aranges[q]) for q in range(P)]
+
+        # ---- MPI work from here on --------------------------------------------------------
+        self._closed = False
+        self._xcomm = comm.Dup()                       # our own exchanges
+        self._tcomm = comm.Dup()                       # primal core
+        self._vcomm = comm.Dup()                       # validation core (never shares messages)
+        self._acomm = comm.Split(0, P - 1 - r)         # adjoint core: reversed ranks
+        self._plans = {name: _Plan(self._xcomm, [n[name] for n in needs], owner)
+                       for name in ("weights", "u0", "pre_adjoint", "post_adjoint")}
+
+        width, batch = L.width, x.shape[1]
+        ls = L.layer_size
+        self._x = x if self.owns_opening else None
+        self._targets = targets if self.owns_classifier else None
+        self._theta = np.zeros(self._counts[r])
+        self._theta_set = False
+
+        # Primal states of own points m >= 1 (the final access fills them), adjoints of own adjoint
+        # points k >= 1.  Point 0 is kept apart: u_0 (opening) and lambda_N (classifier) are
+        # computed here, never taken from the core (see _layerapp on warm restarts).
+        p1, a1 = max(lo, 1), max(aranges[r][0], 1)
+        alo, ahi = aranges[r]
+        self._U = np.zeros((max(hi - p1 + 1, 0), width, batch))
+        self._Lam = np.zeros((max(ahi - a1 + 1, 0), width, batch))
+        self._u0 = np.zeros((width, batch)) if self.owns_opening else None
+        self._lamN = np.zeros((width, batch)) if self.owns_classifier else None
+        self._state: Dict[int, np.ndarray] = {m: self._U[m - p1] for m in range(p1, hi + 1)}
+        self._lam: Dict[int, np.ndarray] = {N - k: self._Lam[k - a1] for k in range(a1, ahi + 1)}
+        if self.owns_opening:
+            self._state[0] = self._u0
+        if self.owns_classifier:
+            self._lam[N] = self._lamN
+        self._layer_blocks: Dict[int, np.ndarray] = {}
+        for n in range(*self.layer_range):
+            off = L.layer_offset(n) - starts[r]
+            self._layer_blocks[n] = self._theta[off:off + ls]
+        # halo arrays (allocated once: the apps keep pointers into them)
+        for name in ("weights", "u0", "pre_adjoint", "post_adjoint"):
+            for kind, i in self._plans[name].incoming:
+                if kind == "W":
+                    self._layer_blocks[i] = np.zeros(ls)
+                elif kind == "U":
+                    self._state[i] = np.zeros((width, batch))
+                else:
+                    self._lam[i] = np.zeros((width, batch))
+
+        # the apps
+        T = net.T
+        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False)
+        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True)
+        for n, blk in self._layer_blocks.items():
+            self._papp.set_layer(n, blk)
+            self._aapp.set_layer(n, blk)
+        for m in range(p1, hi + 1):
+            self._papp.set_store(m, self._state[m])
+        self._papp.set_first(self._state.get(0))
+        for m, u in self._state.items():
+            if m < N:
+                self._aapp.set_state(m, u)
+        for k in range(a1, ahi + 1):
+            self._aapp.set_store(k, self._lam[N - k])
+        self._aapp.set_first(self._lam.get(N))
+
+        core_opts = dict(opts, max_iter=self._max_iter, abs_tol=self._abs_tol)
+        self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **core_opts)
+        self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **core_opts)
+        for core, rng in ((self._primal, ranges[r]), (self._adjoint, aranges[r])):
+            got = tuple(core.distribution)
+            if got != rng and (rng[0] <= rng[1] or got[0] <= got[1]):
+                raise RuntimeError(f"the core distributes points {core.distribution} to rank {r}, "
+                                   f"braidnet.parallel expected {rng}")
+
+        # validation: a primal core of its own on the validation batch
+        self._vapp = self._validation = None
+        if xv is not None:
+            vb = xv.shape[1]
+            self._xv = xv if self.owns_opening else None
+            self._tv = tv if self.owns_classifier else None
+            needs_u0 = self.owns_opening or ("U", 0) in self._plans["u0"].incoming
+            self._u0v = np.zeros((width, vb)) if needs_u0 else None
+            # all own points are kept (not only u_N): they are the warm states of a checkpoint
+            self._Uv = np.zeros((max(hi - p1 + 1, 0), width, vb))
+            self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False)
+            for n, blk in self._layer_blocks.items():
+                self._vapp.set_layer(n, blk)
+            for m in range(p1, hi + 1):
+                self._vapp.set_store(m, self._Uv[m - p1])
+            self._vapp.set_first(self._u0v)
+            self._validation = Core(self._vapp, 0.0, T, N, comm=self._vcomm, **core_opts)
+
+        self._driven: set = set()       # ids of the cores driven at least once
+        self._u0_fresh = False          # u_0 computed (and sent) for the current parameters
+        self._u0v_fresh = False
+        self._forward_done = False      # forward() ran with the current parameters
+        self._levels_checked = False
+        self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
+
+    # ------------------------------------------------------------------------------------------
+    # planning
+    def _needs(self, q: int, rng: Tuple[int, int], arng: Tuple[int, int]) -> Dict[str, List[Key]]:
+        """What rank q (primal points rng, adjoint points arng) receives, per exchange."""
+        N = self.n_layers
+        lo, hi = rng
+        alo, ahi = arng
+        own_layers = set(range(lo, min(hi + 1, N))) if lo <= hi else set()
+        own_points = set(range(lo, hi + 1)) if lo <= hi else set()
+        own_lams = {N - k for k in range(max(alo, 1), ahi + 1)} | ({N} if N in own_points else set())
+        weights: set = set()
+        pre: set = set()
+        steps_from_0 = False          # does q step out of point 0 on some level?
+        # primal: the first point j of each level is stepped into from (and with the layer of) j - s
+        for s in self.levels:
+            j = _first_multiple(s, lo, hi) if lo <= hi else None
+            if j is not None:
+                weights.add(j - s)
+                steps_from_0 |= j == s
+        # adjoint: the step into adjoint point k uses the state and weights of primal point N - k;
+        # the one out of adjoint point 0 reads the current lambda_N
+        for k in range(max(alo, 1), ahi + 1):
+            weights.add(N - k)
+            pre.add(("U", N - k))
+        for s in self.levels:
+            if alo <= ahi and _first_multiple(s, alo, ahi) == s:
+                pre.add(("L", N))
+        # gradient of own layers: lambda_{n+1}; of the opening: lambda_0
+        lams = {n + 1 for n in own_layers} | ({0} if 0 in own_points else set())
+        if N in lams:
+            pre.add(("L", N))
+        # the regulariser's time-derivative term needs the neighbour layers
+        if self.net.gamma_ddt > 0 and own_layers:
+            weights |= {n for n in (min(own_layers) - 1, max(own_layers) + 1) if 0 <= n < N}
+        u0 = [("U", 0)] if steps_from_0 and 0 not in own_points else []
+        return {
+            "weights": [("W", n) for n in weights if n not in own_layers],
+            "u0": u0,
+            # a state already delivered by the u0 exchange is not sent again
+            "pre_adjoint": [key for key in pre
+                            if (key[0] == "U" and key[1] not in own_points and key not in u0)
+                            or (key[0] == "L" and key[1] not in own_lams)],
+            "post_adjoint": [("L", p) for p in lams if p != N and p not in own_lams],
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # the distributed parameter vector
+    def scatter(self, theta_full: np.ndarray) -> np.ndarray:
+        """This rank's slice (a copy) of the full parameter vector."""
+        theta_full = self._vector(theta_full, self.net.n_params, "theta_full")
+        return theta_full[self.param_slice].copy()
+
+    def gather(self, theta_local: np.ndarray, root: Optional[int] = 0) -> Optional[np.ndarray]:
+        """The full vector from every rank's slice: on ``root`` (None elsewhere), or on every rank."""
+        theta_local = np.ascontiguousarray(self._vector(theta_local, self._counts[self.rank], "theta_local"))
+        self._root(root)
+        self._check_open()
+        full = np.empty(self.net.n_params) if root is None or root == self.rank else None
+        spec = [full, (self._counts, self._displs)] if full is not None else None
+        if root is None:
+            self._xcomm.Allgatherv(theta_local, spec)
+        else:
+            self._xcomm.Gatherv(theta_local, spec, root=root)
+        return full
+
+    def dot(self, a_local: np.ndarray, b_local: np.ndarray) -> float:
+        """The global dot product of two distributed vectors (identical on every rank)."""
+        n = self._counts[self.rank]
+        a_local = self._vector(a_local, n, "a_local")
+        b_local = self._vector(b_local, n, "b_local")
+        self._check_open()
+        return float(self._sum(np.array([np.dot(a_local, b_local)]))[0])
+
+    def set_params(self, theta_local: np.ndarray) -> None:
+        """Take this rank's parameter slice (copied) and fetch the halo layers from the neighbours."""
+        theta_local = self._vector(theta_local, self._counts[self.rank], "theta_local")
+        if not np.all(np.isfinite(theta_local)):
+            raise ValueError("theta_local contains NaN or inf")
+        self._check_open()
+        np.copyto(self._theta, theta_local)
+        self._plans["weights"].run(lambda key: self._layer_blocks[key[1]],
+                                   lambda key: self._layer_blocks[key[1]])
+        self._theta_set = True
+        if self.net.layout.opening == "dense" or not self._u0_fresh:
+            self._u0_fresh = self._u0v_fresh = False
+        self._forward_done = False
+
+    # ------------------------------------------------------------------------------------------
+    # solves
+    def forward(self, max_iter: Optional[int] = None, abs_tol: Optional[float] = None) -> dict:
+        """Primal MGRIT solve with the current parameters (warm-started from the last one).
+
+        ``max_iter=None`` solves to the default tolerance; otherwise at most ``max_iter``
+        iterations (or until ``abs_tol``, default the tight one).  Returns ``{"loss", "objective",
+        "accuracy", "rnorm", "iterations"}``, the same on every rank (accuracy in percent, rnorm
+        the last MGRIT residual norm, -1 if none was computed).
+        """
+        opts = self._drive_options(max_iter, abs_tol)
+        self._ready()
+        L = self.net.layout
+        if not self._u0_fresh:
+            if self.owns_opening:
+                np.copyto(self._u0, self.net.opening_forward(self._own(L.opening_slice), self._x))
+            self._plans["u0"].run(lambda key: self._state[0], lambda key: self._state[0])
+            self._u0_fresh = True
+        res = self._drive(self._primal, opts)
+        if not self._levels_checked:
+            if res.levels != len(self.levels):
+                raise RuntimeError(f"the core built {res.levels} levels, braidnet.parallel expected "
+                                   f"{len(self.levels)} (strides {self.levels}): halo plans are wrong")
+            self._levels_checked = True
+        loss = acc = 0.0
+        if self.owns_classifier:
+            uN = self._state[self.n_layers]
+            theta_cls = self._own(L.classifier_slice)
+            loss, g_cls, lamN = self.net.classifier_loss(theta_cls, uN, self._targets)
+            np.copyto(self._lamN, lamN)
+            self._loss_parts = (loss, g_cls)
+            acc = self._accuracy(theta_cls, uN, self._targets)
+        reg = self._regularizer()[0]
+        loss, reg, acc = self._sum(np.array([loss, reg, acc]))
+        self._forward_done = True
+        return {"loss": float(loss), "objective": float(loss + reg), "accuracy": float(acc),
+                "rnorm": self._rnorm(res), "iterations": int(res.iterations)}
+
+    def backward(self, max_iter: Optional[int] = None,
+                 abs_tol: Optional[float] = None) -> Tuple[np.ndarray, dict]:
+        """Adjoint MGRIT solve after :meth:`forward`; the objective's gradient on this rank's slice.
+
+        Returns ``(gradient, {"rnorm", "iterations"})``; see :meth:`forward` for the arguments.
+        """
+        opts = self._drive_options(max_iter, abs_tol)
+        self._ready()
+        if not self._forward_done:
+            raise RuntimeError("backward() needs forward() with the current parameters first")
+        from braidnet._layerapp import layer_gradient
+        net, L = self.net, self.net.layout
+        self._plans["pre_adjoint"].run(self._piece, self._piece)
+        res = self._drive(self._adjoint, opts)
+        self._plans["post_adjoint"].run(self._piece, self._piece)
+
+        g = self._regularizer()[1]
+        off = self.param_slice.start
+        for n in range(*self.layer_range):
+            s = L.layer_slice(n)
+            layer_gradient(self._act, self._bias, net.h, self._layer_blocks[n], self._state[n],
+                           self._lam[n + 1], g[s.start - off:s.stop - off])
+        if self.owns_opening and L.opening_size:
+            g[L.opening_slice] += net.opening_gradient(self._own(L.opening_slice), self._x, self._lam[0])
+        if self.owns_classifier:
+            s = L.classifier_slice
+            g[s.start - off:s.stop - off] += self._loss_parts[1]
+        return g, {"rnorm": self._rnorm(res), "iterations": int(res.iterations)}
+
+    def validate(self, max_iter: Optional[int] = None, abs_tol: Optional[float] = None) -> float:
+        """Validation accuracy in percent (a layer-parallel forward solve); nan without data."""
+        opts = self._drive_options(max_iter, abs_tol)
+        if self._validation is None:
+            return float("nan")
+        self._ready()
+        L = self.net.layout
+        if not self._u0v_fresh:
+            if self.owns_opening:
+                np.copyto(self._u0v, self.net.opening_forward(self._own(L.opening_slice), self._xv))
+            self._plans["u0"].run(lambda key: self._u0v, lambda key: self._u0v)
+            self._u0v_fresh = True
+        self._drive(self._validation, opts)
+        acc = 0.0
+        if self.owns_classifier:
+            acc = self._accuracy(self._own(L.classifier_slice), self._Uv[-1], self._tv)
+        return float(self._sum(np.array([acc]))[0])
+
+    def warm_states(self, root: Optional[int] = 0) -> Dict[str, Optional[np.ndarray]]:
+        """The MGRIT states the next drives warm-start from, whole, for a checkpoint (collective).
+
+        Returns ``{"primal": u, "adjoint": lam[, "validation": u_val]}``, each of shape
+        (N+1, width, batch) indexed by primal point (``lam[p]`` = lambda_p), on ``root`` (None
+        elsewhere) or on every rank (``root=None``).  They are the fine states of each core's last
+        final access; a core's warm state is its C-point values, which these contain.
+        """
+        self._check_open()
+        self._root(root)
+        out: Dict[str, Optional[np.ndarray]] = {}
+        for name, rows in self._warm_rows().items():
+            out[name] = self._gather_points(*rows, root=root)
+        return out
+
+    def load_warm_states(self, states: Dict[str, np.ndarray]) -> None:
+        """Start the cores from saved :meth:`warm_states` (any rank count) instead of zeros.
+
+        Call it before the cores' first solves (collective only in that it must be called on every
+        rank).  Keys that are missing leave that core cold.  The first drive of a loaded core then
+        runs as a warm restart does (skip = 0, no sequential initial solve), so a resumed run
+        repeats the uninterrupted one exactly.
+        """
+        self._check_open()
+        N, width = self.n_layers, self.net.width
+        cores = {"primal": (self._primal, self._papp.batch), "adjoint": (self._adjoint, self._aapp.batch)}
+        if self._validation is not None:
+            cores["validation"] = (self._validation, self._vapp.batch)
+        unknown = sorted(set(states) - set(cores))
+        if unknown:
+            raise ValueError(f"unknown warm-state keys {unknown}; this network has {sorted(cores)}")
+        for name, arr in states.items():
+            shape = (N + 1, width, cores[name][1])
+            a = np.asarray(arr)
+            if a.dtype != np.float64 or a.shape != shape or not np.all(np.isfinite(a)):
+                raise ValueError(f"warm state {name!r} must be a finite float64 array of shape {shape}, "
+                                 f"got {a.dtype} {a.shape}")
+            if id(cores[name][0]) in self._driven:
+                raise RuntimeError(f"load_warm_states: the {name} core has been driven already")
+        rows = self._warm_rows()
+        for name, arr in states.items():
+            ranges, _, own = rows[name]
+            for p, dst in zip(range(ranges[self.rank][0], ranges[self.rank][1] + 1), own):
+                if dst is not None:
+                    np.copyto(dst, arr[p])
+            self._set_options(cores[name][0], {"skip": 0, "seq_soln": 0})
+
+    def close(self) -> None:
+        """Destroy the cores and free the communicators (idempotent; collective)."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        for core in (self._primal, self._adjoint, self._validation):
+            if core is not None:
+                core.close()
+        for c in (self._xcomm, self._tcomm, self._vcomm, self._acomm):
+            c.Free()
+
+    def __enter__(self) -> "ParallelNetwork":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------
+    # helpers
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("this ParallelNetwork is closed")
+
+    def _ready(self) -> None:
+        self._check_open()
+        if not self._theta_set:
+            raise RuntimeError("call set_params() before the first solve")
+
+    @staticmethod
+    def _vector(a, n: int, name: str) -> np.ndarray:
+        a = np.asarray(a)
+        if a.dtype != np.float64 or a.shape != (n,):
+            raise ValueError(f"{name} must be a float64 array of shape ({n},), got {a.dtype} {a.shape}")
+        return a
+
+    def _drive_options(self, max_iter, abs_tol) -> dict:
+        if max_iter is None:
+            mi, tol = self._max_iter, self._abs_tol
+        else:
+            mi, tol = _count(max_iter, "max_iter", 0), self._abs_tol
+        if abs_tol is not None:
+            tol = _tol(abs_tol, "abs_tol")
+        return {"max_iter": mi, "abs_tol": tol}
+
+    @staticmethod
+    def _set_options(core, opts: dict) -> None:
+        # Core has no public option setter (yet): go through the one its constructor uses
+        if getattr(core, "set_options", None) is not None:
+            core.set_options(**opts)
+        else:
+            from braidnet._layerapp import apply_options
+            apply_options(core, opts)
+
+    def _drive(self, core, opts: dict):
+        self._set_options(core, opts)
+        self._driven.add(id(core))
+        return core.drive()
+
+    @staticmethod
+    def _rnorm(res) -> float:
+        r = res.residual_norms
+        return float(r[-1]) if r else -1.0
+
+    def _own(self, s: slice) -> np.ndarray:
+        """View of the global slice s (inside this rank's part) in the local parameters."""
+        off = self.param_slice.start
+        return self._theta[s.start - off:s.stop - off]
+
+    def _warm_rows(self) -> Dict[str, Tuple[List[Tuple[int, int]], int, List[Optional[np.ndarray]]]]:
+        """Per core: every rank's range of primal points, the batch, and this rank's store arrays
+        in point order (None for point 0 of the primal cores and point N of the adjoint: those
+        values come from the opening and the classifier, never from the core)."""
+        N = self.n_layers
+        lo, hi = self.point_range
+        alo, ahi = self.adjoint_range
+        arows = [(N - h, N - l) for l, h in self._aranges]
+        rows = {"primal": (self._ranges, self._papp.batch,
+                           [self._state[m] if m > 0 else None for m in range(lo, hi + 1)]),
+                "adjoint": (arows, self._aapp.batch,
+                            [self._lam[p] if p < N else None for p in range(N - ahi, N - alo + 1)])}
+        if self._validation is not None:
+            p1 = max(lo, 1)
+            rows["validation"] = (self._ranges, self._vapp.batch,
+                                  [self._Uv[m - p1] if m > 0 else None for m in range(lo, hi + 1)])
+        return rows
+
+    def _gather_points(self, ranges: List[Tuple[int, int]], batch: int,
+                       own: List[Optional[np.ndarray]], root: Optional[int]) -> Optional[np.ndarray]:
+        """(N+1, width, batch) from every rank's points ``ranges[q]`` (None rows: zeros)."""
+        width = self.net.width
+        local = np.zeros((len(own), width, batch))
+        for i, a in enumerate(own):
+            if a is not None:
+                local[i] = a
+        counts = [max(h - l + 1, 0) * width * batch for l, h in ranges]
+        displs = [l * width * batch if h >= l else 0 for l, h in ranges]
+        full = np.empty((self.n_layers + 1, width, batch)) if root in (None, self.rank) else None
+        spec = [full, (counts, displs)] if full is not None else None
+        if root is None:
+            self._xcomm.Allgatherv(local, spec)
+        else:
+            self._xcomm.Gatherv(local, spec, root=root)
+        return full
+
+    def _root(self, root) -> None:
+        if root is not None and (isinstance(root, bool) or not isinstance(root, numbers.Integral)
+                                 or not 0 <= root < self.size):
+            raise ValueError(f"root must be a rank in [0, {self.size}) or None, got {root!r}")
+
+    def _piece(self, key: Key) -> np.ndarray:
+        kind, i = key
+        return {"W": self._layer_blocks, "U": self._state, "L": self._lam}[kind][i]
+
+    def _sum(self, v: np.ndarray) -> np.ndarray:
+        """Sum of every rank's v, in rank order (bit-identical everywhere)."""
+        allv = np.empty((self.size,) + v.shape)
+        self._xcomm.Allgather(np.ascontiguousarray(v, dtype=np.float64), allv)
+        out = allv[0].copy()
+        for q in range(1, self.size):
+            out += allv[q]
+        return out
+
+    @staticmethod
+    def _accuracy(theta_cls: np.ndarray, uN: np.ndarray, targets: np.ndarray) -> float:
+        C, width = targets.shape[0], uN.shape[0]
+        z = theta_cls[:C * width].reshape(C, width) @ uN + theta_cls[C * width:, None]
+        return 100.0 * float(np.mean(np.argmax(z, axis=0) == np.argmax(targets, axis=0)))
+
+    def _regularizer(self) -> Tuple[float, np.ndarray]:
+        """This rank's share of the regulariser and its gradient on the local slice."""
+        net, L = self.net, self.net.layout
+        g = np.zeros(self._theta.shape[0])
+        val = 0.0
+        off = self.param_slice.start
+        a, b = self.layer_range
+        if a < b:
+            v, gl = net.regularizer_layers(self._own(L.layers_slice(a, b)), a, b,
+                                           self._layer_blocks.get(a - 1), self._layer_blocks.get(b))
+            s = L.layers_slice(a, b)
+            g[s.start - off:s.stop - off] = gl
+            val += v
+        if self.owns_opening and L.opening_size:
+            v, g[L.opening_slice] = net.regularizer_opening(self._own(L.opening_slice))
+            val += v
+        if self.owns_classifier:
+            s = L.classifier_slice
+            v, g[s.start - off:s.stop - off] = net.regularizer_classifier(self._own(s))
+            val += v
+        return val, g

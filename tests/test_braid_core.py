@@ -1,0 +1,579 @@
+"""braidnet.braid in one process: options, both kinds of app, check_app, errors, warm restart, memory.
+
+The solve tests are rank-agnostic and run on COMM_SELF, COMM_WORLD and a Dup() of it (in one
+process these are all one rank; test_braid_mpi.py runs the same solves on 1-4 ranks).
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import pickle
+import weakref
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+from numpy.testing import assert_allclose, assert_array_equal
+
+from braidnet.braid import (AccessStatus, BraidError, CALLBACK_ERROR, Core, DriveResult, StepStatus, VectorApp,
+                            check_app, error_string)
+from braidnet.refapps import FailingScalarApp, HeatApp, ResNet4App, ScalarApp
+from braidnet.refproblems import (PROBLEMS, Heat, ResNet4, ScalarODE, reference_problem,
+                                  sequential_solution)
+
+QUIET = {"print_level": 0}
+
+
+class AppFailure(Exception):
+    """Raised on purpose by test apps."""
+
+
+@pytest.fixture(params=["self", "world", "dup"])
+def comm(request):
+    if request.param == "self":
+        yield MPI.COMM_SELF
+    elif request.param == "world":
+        yield MPI.COMM_WORLD
+    else:
+        c = MPI.COMM_WORLD.Dup()
+        yield c
+        c.Free()
+
+
+def solve(app, tstart, tstop, ntime, comm=MPI.COMM_WORLD, **options):
+    """Drive once; return (result, states as an array (ntime + 1, size))."""
+    app.keep_states(ntime + 1)
+    with Core(app, tstart, tstop, ntime, comm, **QUIET, **options) as core:
+        res = core.drive()
+    st = app.states()
+    return res, np.array([st[i] for i in range(ntime + 1)])
+
+
+# ---------------------------------------------------------------------------------------------
+# options: ValueError before any MPI work
+# ---------------------------------------------------------------------------------------------
+
+BAD_OPTIONS = [
+    ({"cfactor": 1}, r"cfactor must be an integer >= 2.*got 1"),
+    ({"cfactor": [4, 1]}, r"cfactor\[1\] must be an integer >= 2, got 1"),
+    ({"cfactor": []}, r"cfactor must be"),
+    ({"cfactor": 2.0}, r"cfactor must be an integer >= 2.*got 2\.0"),
+    ({"nrelax": -1}, r"nrelax must be an integer >= 0.*got -1"),
+    ({"max_levels": 0}, r"max_levels must be an integer >= 1, got 0"),
+    ({"max_levels": "3"}, r"max_levels must be an integer >= 1, got '3'"),
+    ({"min_coarse": 0}, r"min_coarse must be an integer >= 1, got 0"),
+    ({"abs_tol": -1e-9}, r"abs_tol must be >= 0, got -1e-09"),
+    ({"rel_tol": -1.0}, r"rel_tol must be >= 0, got -1\.0"),
+    ({"abs_tol": float("nan")}, r"abs_tol must be a finite real number, got nan"),
+    ({"abs_tol": 1e-9, "rel_tol": 1e-9}, r"give abs_tol or rel_tol, not both"),
+    ({"max_iter": -1}, r"max_iter must be an integer >= 0, got -1"),
+    ({"fmg": "yes"}, r"fmg must be True/False \(or 0/1\), got 'yes'"),
+    ({"fmg": True, "nfmg": 2}, r"give fmg=True .* or nfmg=k"),
+    ({"nfmg": -2}, r"nfmg must be an integer >= 0, or -1"),
+    ({"skip": 2}, r"skip must be True/False \(or 0/1\), got 2"),
+    ({"storage": -2}, r"storage must be -1 \(store C-points only\) or a level >= 0"),
+    ({"tnorm": 4}, r"tnorm must be 1 or 'l1'.*got 4"),
+    ({"print_level": 3}, r"print_level must be an integer from 0 to 2, got 3"),
+    ({"access_level": 4}, r"access_level must be an integer from 0 to 3, got 4"),
+    ({"seq_soln": 0.5}, r"seq_soln must be True/False"),
+    ({"cfactr": 2}, r"unknown option 'cfactr'; allowed: abs_tol, access_level, cfactor"),
+]
+
+
+@pytest.mark.parametrize("options,match", BAD_OPTIONS, ids=[m for _, m in BAD_OPTIONS])
+def test_bad_option_raises_value_error(options, match):
+    with pytest.raises(ValueError, match=match):
+        Core(ScalarODE(), 0.0, 1.0, 10, **options)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((0.0, 1.0, 0), r"ntime must be an integer >= 1 \(number of time steps\), got 0"),
+    ((0.0, 1.0, 2.5), r"ntime must be an integer >= 1.*got 2\.5"),
+    ((1.0, 1.0, 10), r"tstop must be > tstart, got tstart=1\.0, tstop=1\.0"),
+    ((2.0, 1.0, 10), r"tstop must be > tstart"),
+    ((0.0, math.inf, 10), r"tstop must be a finite real number, got inf"),
+])
+def test_bad_grid_raises_value_error(args, match):
+    with pytest.raises(ValueError, match=match):
+        Core(ScalarODE(), *args)
+
+
+def test_options_are_checked_before_the_communicator_is_touched():
+    # The communicator is invalid, yet the option error comes first: nothing reached MPI.
+    with pytest.raises(ValueError, match="cfactor"):
+        Core(ScalarODE(), 0.0, 1.0, 10, comm="not a communicator", cfactor=1)
+    with pytest.raises(TypeError, match="comm must be an mpi4py MPI.Comm, got str"):
+        Core(ScalarODE(), 0.0, 1.0, 10, comm="not a communicator")
+
+
+def test_options_are_normalised_and_kept():
+    core = Core(ScalarODE(), 0.0, 5.0, 10, cfactor=(4, 2), tnorm="linf", skip=False, fmg=1, **QUIET)
+    assert core.options == {"cfactor": [4, 2], "tnorm": 3, "skip": 0, "fmg": True, "print_level": 0}
+    core.close()
+
+
+def test_malformed_apps_are_rejected():
+    with pytest.raises(TypeError, match=r"needs a callable init\(\) method; object has none"):
+        Core(object(), 0.0, 1.0, 10)
+
+    class NoStep:
+        def init(self, t):
+            return np.zeros(1)
+
+    with pytest.raises(TypeError, match=r"needs a callable step\(\) method; NoStep has none"):
+        Core(NoStep(), 0.0, 1.0, 10)
+
+    class PackOnly(ScalarODE):
+        def pack(self, u):
+            return u.tobytes()
+
+    with pytest.raises(TypeError, match=r"pack\(\) and unpack\(\) together"):
+        Core(PackOnly(), 0.0, 1.0, 10)
+    with pytest.raises(ValueError, match=r"VectorApp.size must be >= 1"):
+        Core(VectorApp(), 0.0, 1.0, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# solves: one level = sequential stepping; many levels converge to it
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_one_level_is_sequential_stepping(problem, fast, comm):
+    ntime = 40
+    app, t0, t1 = reference_problem(problem, ntime, fast)
+    res, states = solve(app, t0, t1, ntime, comm, max_levels=1)
+    assert res.levels == 1
+    assert_allclose(states, sequential_solution(app, t0, t1, ntime), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
+@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("options", [
+    {"max_levels": 2, "cfactor": 4},
+    {"max_levels": 6, "cfactor": 2, "nrelax": 0},
+    {"max_levels": 4, "cfactor": [8, 2], "fmg": True},
+    {"max_levels": 3, "cfactor": 3, "skip": 0, "storage": 0},
+], ids=["2lev-cf4", "6lev-F", "4lev-cf8-2-Fcyc", "3lev-skip0-storage0"])
+def test_many_levels_converge_to_sequential_stepping(problem, fast, options, comm):
+    ntime = 64
+    app, t0, t1 = reference_problem(problem, ntime, fast)
+    res, states = solve(app, t0, t1, ntime, comm, abs_tol=1e-12, **options)
+    assert 1 < res.levels <= options["max_levels"]
+    assert res.residual_norms[-1] < 1e-12
+    assert_allclose(states, sequential_solution(app, t0, t1, ntime), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_fast_and_python_apps_agree(problem):
+    ntime = 32
+    fast, t0, t1 = reference_problem(problem, ntime, True)
+    slow = reference_problem(problem, ntime, False).app
+    assert_allclose(sequential_solution(fast, t0, t1, ntime), sequential_solution(slow, t0, t1, ntime),
+                    rtol=0, atol=1e-14)
+    rf, _ = solve(fast, t0, t1, ntime, max_levels=3, abs_tol=1e-12)
+    rs, _ = solve(slow, t0, t1, ntime, max_levels=3, abs_tol=1e-12)
+    assert rf.iterations == rs.iterations
+    # equal up to round-off (ResNet-4's numpy matmul sums in another order than the C loop)
+    assert_allclose(rf.residual_norms, rs.residual_norms, rtol=1e-10, atol=1e-13)
+
+
+def test_heat_discretisation_approaches_the_exact_solution():
+    # Backward Euler is first order in time: halving dt about halves the error at T = 2 pi.
+    errs = []
+    for ntime in (256, 512):
+        heat = Heat()
+        u = sequential_solution(heat, 0.0, 2 * math.pi, ntime)[-1]
+        errs.append(np.abs(u - heat.exact(2 * math.pi)).max())
+    assert errs[0] < 1e-2
+    assert 1.6 < errs[0] / errs[1] < 2.4
+
+
+def test_drive_result_and_properties():
+    app = ResNet4App()
+    with Core(app, 0.0, 4.0, 64, max_levels=3, cfactor=4, abs_tol=1e-10, **QUIET) as core:
+        assert core.iterations == 0 and core.residual_norms == []
+        res = core.drive()
+        assert isinstance(res, DriveResult)
+        assert res.iterations == core.iterations == len(res.residual_norms) - 1
+        assert res.residual_norms == core.residual_norms
+        assert res.residual_norms[0] == -1.0            # skipped first iteration (skip = 1)
+        assert res.residual_norms[-1] == res.residual_norms[-2]
+        assert res.levels == core.levels == 3
+        assert res.time > 0
+        assert core.distribution == (0, 64)
+        assert "Core open" in repr(core)
+    assert "closed" in repr(core)
+
+
+def test_statuses_describe_the_grid():
+    ntime, T, cf = 16, 8.0, 2
+    h = T / ntime
+    steps, accesses = [], []
+
+    class Spy(ScalarODE):
+        def step(self, u, ustop, fstop, status):
+            assert isinstance(status, StepStatus)
+            steps.append(status)
+            super().step(u, ustop, fstop, status)
+
+        def access(self, u, status):
+            assert isinstance(status, AccessStatus)
+            accesses.append(status)
+
+    with Core(Spy(), 0.0, T, ntime, max_levels=3, cfactor=cf, abs_tol=1e-12, **QUIET) as core:
+        core.drive()
+    for s in steps:
+        stride = cf ** s.level
+        assert s.tstop - s.tstart == pytest.approx(stride * h)
+        assert s.tstart == pytest.approx(s.index * stride * h)
+        assert s.nlevels == 3
+    assert {s.level for s in steps} == {0, 1, 2}
+    final = [a for a in accesses if a.done]
+    assert [a.index for a in final] == list(range(ntime + 1))      # every point, in time order
+    assert [a.t for a in final] == [(i / ntime) * T for i in range(ntime + 1)]
+    assert all(a.level == 0 for a in final)
+
+
+def test_step_may_return_a_new_array():
+    class Returning(ResNet4):
+        def step(self, u, ustop, fstop, status):
+            h = status.tstop - status.tstart
+            return u + h * np.tanh(self.W @ u + self.b)
+
+    app = Returning()
+    _, states = solve(app, 0.0, 4.0, 32, max_levels=3, abs_tol=1e-12)
+    assert_allclose(states, sequential_solution(ResNet4(), 0.0, 4.0, 32), rtol=0, atol=1e-10)
+
+    class WrongShape(ScalarODE):
+        def step(self, u, ustop, fstop, status):
+            return np.zeros(3)
+
+    with pytest.raises(ValueError, match=r"step returned an array of shape \(3,\); the vector has shape \(1,\)"):
+        solve(WrongShape(), 0.0, 4.0, 8, max_levels=2)
+
+
+def test_vectors_never_alias_the_apps_arrays():
+    class Stored(ScalarODE):
+        def __init__(self):
+            super().__init__()
+            self.u0_array = np.array([1.0])
+            self.guess_array = np.array([0.456])
+
+        def init(self, t):     # returns stored arrays: the wrapper must copy them
+            return self.u0_array if t == 0.0 else self.guess_array
+
+    app = Stored()
+    _, states = solve(app, 0.0, 8.0, 16, max_levels=3, abs_tol=1e-12)
+    assert app.u0_array[0] == 1.0 and app.guess_array[0] == 0.456
+    assert_allclose(states, sequential_solution(ScalarODE(), 0.0, 8.0, 16), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fail_in", [None, "clone", "step"])
+def test_python_app_vectors_are_all_released(fail_in):
+    """Each vector handed to the core is released by destroy, also after an aborted solve."""
+    refs = []
+
+    class Tracked(Heat):
+        def init(self, t):
+            u = super().init(t)
+            refs.append(weakref.ref(u))
+            return u
+
+        def clone(self, u):
+            if fail_in == "clone" and len(refs) > 40:
+                raise AppFailure("clone")
+            v = u.copy()
+            refs.append(weakref.ref(v))
+            return v
+
+        def step(self, u, ustop, fstop, status):
+            if fail_in == "step" and status.iter == 2:
+                raise AppFailure("step")
+            super().step(u, ustop, fstop, status)
+
+    def alive():
+        return sum(r() is not None for r in refs)
+
+    app = Tracked()
+    core = Core(app, 0.0, 2 * math.pi, 32, max_levels=3, abs_tol=1e-10, storage=0, **QUIET)
+    if fail_in is None:
+        core.drive()
+        core.drive()
+    else:
+        with pytest.raises(AppFailure, match=fail_in):
+            core.drive()
+    assert alive() > 0
+    del core                     # __dealloc__ destroys the core
+    gc.collect()
+    assert alive() == 0, f"{alive()} of {len(refs)} vectors still alive after the core was destroyed"
+
+
+# ---------------------------------------------------------------------------------------------
+# warm restart
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
+def test_warm_restart(fast):
+    ntime, tol = 64, 1e-11
+    app = ResNet4App() if fast else ResNet4()
+    app.keep_states(ntime + 1)
+    with Core(app, 0.0, 4.0, ntime, max_levels=3, cfactor=4, abs_tol=tol, **QUIET) as core:
+        cold = core.drive()
+        again = core.drive()                    # nothing changed: converged at once
+        assert again.iterations == 1
+        assert again.residual_norms[0] < tol
+
+        W = np.array(ResNet4().W) * 1.01        # perturb the problem, continue from the old solution
+        app.set_params(W, ResNet4().b)
+        app.reset_record()
+        warm = core.drive()
+        st = app.states()
+    assert warm.residual_norms[0] > tol
+    assert warm.residual_norms[-1] < tol
+    assert warm.iterations < cold.iterations
+    expected = sequential_solution(ResNet4(W=W), 0.0, 4.0, ntime)
+    assert_allclose(np.array([st[i] for i in range(ntime + 1)]), expected, rtol=0, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# exceptions from callbacks
+# ---------------------------------------------------------------------------------------------
+
+class Abort(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("where", ["init", "step", "access", "norm", "sum", "clone"])
+def test_exception_in_a_callback_comes_out_of_drive(where):
+    class Failing(ScalarODE):
+        def init(self, t):
+            if where == "init" and t > 0:
+                raise AppFailure("init")
+            return super().init(t)
+
+        def step(self, u, ustop, fstop, status):
+            if where == "step" and status.iter == 1:
+                raise AppFailure("step")
+            super().step(u, ustop, fstop, status)
+
+        def access(self, u, status):
+            if where == "access":
+                raise AppFailure("access")
+
+        def norm(self, u):
+            if where == "norm":
+                raise AppFailure("norm")
+            return float(abs(u[0]))
+
+        def sum(self, alpha, x, beta, y):
+            if where == "sum":
+                raise AppFailure("sum")
+            y[:] = alpha * x + beta * y
+
+        def clone(self, u):
+            if where == "clone":
+                raise AppFailure("clone")
+            return u.copy()
+
+    with Core(Failing(), 0.0, 8.0, 16, max_levels=3, skip=0, **QUIET) as core:
+        with pytest.raises(AppFailure, match=where) as info:
+            core.drive()
+    # the traceback reaches into the callback itself
+    assert any(entry.name == where for entry in info.traceback)
+
+
+def test_base_exceptions_pass_through():
+    class Interrupted(ScalarODE):
+        def step(self, u, ustop, fstop, status):
+            raise Abort()
+
+    with pytest.raises(Abort):
+        Core(Interrupted(), 0.0, 8.0, 16, **QUIET).drive()
+
+
+def test_only_the_first_exception_is_kept_and_the_core_stays_usable():
+    calls = []
+
+    class Twice(ScalarODE):
+        def step(self, u, ustop, fstop, status):
+            calls.append(status)
+            raise AppFailure(f"call {len(calls)}")
+
+    core = Core(Twice(), 0.0, 8.0, 16, max_levels=2, **QUIET)
+    with pytest.raises(AppFailure, match="call 1"):
+        core.drive()
+    assert len(calls) == 1        # the core stopped calling back
+    core.close()
+    # a new core in the same process works
+    _, states = solve(ScalarApp(), 0.0, 8.0, 16, max_levels=3, abs_tol=1e-12)
+    assert_allclose(states, sequential_solution(ScalarODE(), 0.0, 8.0, 16), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode,exc,match", [
+    ("message", RuntimeError, "step failed on purpose"),
+    ("exception", ZeroDivisionError, "division on purpose"),
+    ("code", BraidError, r"a callback returned error code 42 \(braid error code 42\)"),
+])
+def test_fast_app_errors(mode, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        Core(FailingScalarApp(5, 1, mode), 0.0, 8.0, 16, max_levels=3, **QUIET).drive()
+    if mode == "code":
+        assert info.value.code == 42
+
+
+def test_braid_error():
+    err = BraidError(3)
+    assert err.code == 3 and err.rank is None
+    assert isinstance(err, RuntimeError)
+    assert str(err) == f"{error_string(3)} (braid error code 3)"
+    assert error_string(0) != error_string(5)
+    assert CALLBACK_ERROR < 0
+    again = pickle.loads(pickle.dumps(BraidError(5, "a callback failed on rank 1", rank=1)))
+    assert (type(again), again.code, again.rank, str(again)) == (
+        BraidError, 5, 1, "a callback failed on rank 1 (braid error code 5)")
+
+
+def test_closed_core():
+    core = Core(ScalarApp(), 0.0, 8.0, 16, **QUIET)
+    core.close()
+    core.close()                  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        core.drive()
+    with pytest.raises(ValueError, match="closed"):
+        core.iterations
+
+
+# ---------------------------------------------------------------------------------------------
+# check_app
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("app", [ScalarApp(), HeatApp(), ResNet4App(), ScalarODE(), Heat(), ResNet4()],
+                         ids=lambda a: type(a).__name__)
+def test_check_app_accepts_the_reference_apps(app):
+    check_app(app, 0.0)
+
+
+class _Good(ResNet4):
+    pass
+
+
+class _SumNotInPlace(ResNet4):
+    def sum(self, alpha, x, beta, y):
+        y = alpha * x + beta * y      # rebinds y: the core's vector never changes  # noqa: F841
+
+
+class _BadNorm(ResNet4):
+    def norm(self, u):
+        return 1.0
+
+
+class _BadUnpack(ResNet4):
+    def pack(self, u):
+        return u.tobytes()
+
+    def unpack(self, data):
+        return np.zeros(4)
+
+
+class _NaNNorm(ResNet4):
+    def norm(self, u):
+        return float("nan")
+
+
+class _CloneRaises(ResNet4):
+    def clone(self, u):
+        raise AppFailure("no clones")
+
+
+@pytest.mark.parametrize("app,exc,match", [
+    (_SumNotInPlace(), AssertionError, r"check_app: sum\(0, x, 1, y\)|check_app: clone: u - clone\(u\)"),
+    (_BadNorm(), AssertionError, r"check_app: .*expected a zero vector"),
+    (_BadUnpack(), AssertionError, r"check_app: pack/unpack round trip"),
+    (_NaNNorm(), AssertionError, r"check_app: norm\(init\(0\.0\)\) is nan"),
+    (_CloneRaises(), AppFailure, r"no clones"),
+    (object(), TypeError, r"needs a callable init\(\) method"),
+], ids=["sum-not-in-place", "constant-norm", "bad-unpack", "nan-norm", "clone-raises", "no-methods"])
+def test_check_app_names_what_failed(app, exc, match):
+    with pytest.raises(exc, match=match):
+        check_app(app, 0.0)
+
+
+def test_check_app_with_every_optional_method():
+    class Full(_Good):
+        def clone(self, u):
+            return u.copy()
+
+        def sum(self, alpha, x, beta, y):
+            y *= beta
+            y += alpha * x
+
+        def norm(self, u):
+            return float(np.abs(u).max())
+
+        def bufsize(self):
+            return 64
+
+        def pack(self, u):
+            return u.astype(np.float32).astype(np.float64).tobytes()    # exact for these values
+
+        def unpack(self, data):
+            return np.frombuffer(data[:32], dtype=np.float64)
+
+    check_app(Full(), 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# VectorApp helpers
+# ---------------------------------------------------------------------------------------------
+
+def test_vector_app_helpers():
+    app = HeatApp()
+    assert app.size == 33
+    u0 = app.init_vector(0.0)
+    assert_allclose(u0, Heat().init(0.0), rtol=0, atol=1e-15)
+    assert_array_equal(app.init_vector(1.0), np.zeros(33))
+    assert app.norm_vector(u0) == pytest.approx(np.linalg.norm(u0), rel=1e-14)
+    u1 = app.step_vector(u0, 0.0, 0.1)
+    v = Heat().init(0.0)
+    Heat().step(v, v, None, StepLike(0.0, 0.1))
+    assert_allclose(u1, v, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="u has 4 entries, the app's vectors 33"):
+        app.step_vector(np.zeros(4), 0.0, 0.1)
+    with pytest.raises(ValueError, match="must set step_fn and init_fn|size must be >= 1"):
+        VectorApp().init_vector(0.0)
+
+
+class StepLike:
+    def __init__(self, tstart, tstop):
+        self.tstart, self.tstop = tstart, tstop
+
+
+# ---------------------------------------------------------------------------------------------
+# memory: many create/drive/destroy cycles
+# ---------------------------------------------------------------------------------------------
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm (Linux)")
+@pytest.mark.parametrize("fast,cycles", [(True, 3000), (False, 300)], ids=["fast", "python"])
+def test_many_core_cycles_do_not_grow_memory(fast, cycles):
+    def batch(n):
+        for _ in range(n):
+            app = ResNet4App() if fast else ResNet4()
+            core = Core(app, 0.0, 4.0, 32, max_levels=3, cfactor=2, abs_tol=1e-10, storage=0, **QUIET)
+            core.drive()
+            core.drive()
+            core.close()
+        gc.collect()
+
+    batch(cycles // 4)                  # warm up allocator pools and caches
+    before = _rss_bytes()
+    batch(cycles)
+    grown = _rss_bytes() - before
+    # a leak of one 4-double vector per cycle would be >= 3000 * 48 bytes; allow allocator noise
+    assert grown < 128 * 1024, f"RSS grew by {grown / 1024:.0f} KiB over {cycles} cycles"

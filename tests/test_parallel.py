@@ -1,0 +1,316 @@
+"""Tests of braidnet.parallel: the layer-parallel loss and gradient equal the layer-serial ones.
+
+The multi-rank tests launch ``mpiexec -n P python tests/parallel_driver.py CASES.json`` once per P
+(1-4, oversubscribed on small machines) with every configuration in one launch, and compare the
+driver's JSON lines here.  The rest runs in this process on ``COMM_SELF``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from braidnet import _kernels
+from braidnet.parallel import ParallelNetwork, block_range, level_strides
+from braidnet.resnet import ResNet
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RTOL = 1e-9
+
+# Sizes are small (width 4-8, batch ~50, N 2-32) so that all cases of one launch take seconds.
+# Per case: (N+1) % P == 0 for some P only (mirrored / shifted adjoint blocks), 1-4 levels,
+# cfactor 2 and 4 (and a per-level list), F (nrelax 0) and FCF (1) relaxation, both openings, every
+# activation and bias type, F-cycles, skip 0, and coarse levels with fewer points than ranks.
+CASES = [
+    dict(n_layers=8, width=4, opening="pad", braid=dict(max_levels=2, cfactor=2, nrelax=1)),
+    dict(n_layers=8, width=4, opening="dense", braid=dict(max_levels=2, cfactor=4, nrelax=0)),
+    dict(n_layers=11, width=5, opening="dense", activation="smoothrelu",
+         braid=dict(max_levels=3, cfactor=2, nrelax=0)),
+    dict(n_layers=15, width=4, opening="pad", bias="scalar", braid=dict(max_levels=4, cfactor=2, nrelax=1)),
+    dict(n_layers=16, width=6, opening="dense", activation="relu",
+         braid=dict(max_levels=3, cfactor=4, nrelax=1, min_coarse=1)),
+    dict(n_layers=16, width=8, opening="pad", activation="smoothrelu",
+         braid=dict(max_levels=4, cfactor=2, nrelax=0)),
+    dict(n_layers=21, width=4, opening="dense", bias="scalar",
+         braid=dict(max_levels=3, cfactor=[4, 2], nrelax=1, fmg=True)),
+    dict(n_layers=23, width=5, opening="pad", braid=dict(max_levels=2, cfactor=4, nrelax=1, skip=0)),
+    dict(n_layers=32, width=4, opening="dense", activation="smoothrelu",
+         braid=dict(max_levels=4, cfactor=2, nrelax=1)),
+    dict(n_layers=32, width=4, opening="pad", gammas=(0.0, 0.0, 0.0),
+         braid=dict(max_levels=3, cfactor=4, nrelax=0, min_coarse=1)),
+    dict(n_layers=2, width=4, opening="dense", braid=dict(max_levels=2, cfactor=2)),
+    dict(n_layers=3, width=4, opening="pad", braid=dict(max_levels=2, cfactor=2, min_coarse=1)),
+]
+for i, c in enumerate(CASES):
+    c["seed"] = 10 + i
+
+
+def _mpiexec() -> str | None:
+    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return cand if os.path.exists(cand) else shutil.which("mpiexec")
+
+
+def _launch(nprocs: int, cases: list, tmp_path, timeout: float = 120.0) -> list:
+    exe = _mpiexec()
+    if exe is None:
+        pytest.skip("no mpiexec beside the interpreter or on PATH")
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [exe, "-n", str(nprocs), sys.executable, os.path.join(HERE, "parallel_driver.py"), str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{' '.join(cmd)} hung for {timeout} s; output so far:\n{e.stdout}\n{e.stderr}")
+    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == len(cases), proc.stdout + proc.stderr
+    return results
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@pytest.mark.parametrize("nprocs", [1, 2, 3, 4])
+def test_parallel_equals_serial(nprocs, tmp_path):
+    results = _launch(nprocs, CASES, tmp_path)
+    for res in results:
+        case = CASES[res["case"]]
+        where = f"P={nprocs}, case {res['case']}: {case}"
+        assert res["levels"] >= 1, where
+        for chk in res["checks"]:
+            for key in ("objective", "loss", "gradient", "dot"):
+                assert chk[key] <= RTOL, f"{key} differs by {chk[key]:.3e} (relative); {where}"
+            assert chk["accuracy"] == 0 and chk["val_accuracy"] == 0, where
+            assert chk["same_on_all_ranks"] and chk["gather_all"], where
+            assert 0 <= chk["rnorm"] < 1e-10 and 0 <= chk["adjoint_rnorm"] < 1e-10, where
+        # one-iteration warm restarts converge to the exact loss
+        assert res["warm_iterations"] == 1 and res["warm_adjoint_iterations"] == 1, where
+        assert res["warm_loss"] <= RTOL, where
+        assert res["resume_exact"], where
+        if nprocs > 1:
+            # MGRIT itself is the same on P ranks as on one: same iterations, same iterates
+            assert res["same_iterations_as_1_rank"], where
+            assert res["history_vs_1_rank"] <= RTOL and res["warm_gradient_vs_1_rank"] <= RTOL, where
+    if nprocs > 1:
+        # the configurations really cover what they claim on this rank count
+        n_pts = [c["n_layers"] + 1 for c in CASES]
+        assert any(n % nprocs == 0 for n in n_pts), "no mirrored case"
+        assert any(n % nprocs != 0 for n in n_pts), "no shifted (non-mirrored) case"
+    if nprocs >= 3:
+        assert any(r["coarse_points"] < nprocs for r in results), "no case with fewer coarse points than ranks"
+    assert {r["levels"] for r in results} >= {1, 2, 3, 4}
+
+
+# ---------------------------------------------------------------------------------------------
+# single process
+
+
+def _problem(n_layers=8, width=4, opening="dense", batch=30, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    net = ResNet(2, 3, width, n_layers, T=2.0, activation="tanh", opening=opening,
+                 gamma_tik=1e-2, gamma_ddt=1e-2, gamma_class=1e-2, **kw)
+    X = rng.standard_normal((batch, 2))
+    Y = rng.integers(0, 3, batch)
+    theta = net.init_params(seed=seed, scale_opening=1.0, scale_layers=1.0, scale_classifier=1.0) - 0.5
+    return net, X, Y, theta
+
+
+def test_block_range_and_levels():
+    # the core's rules (DESIGN.md section 2)
+    assert [block_range(10, 4, q) for q in range(4)] == [(0, 2), (3, 5), (6, 7), (8, 9)]
+    assert [block_range(3, 4, q) for q in range(4)] == [(0, 0), (1, 1), (2, 2), (3, 2)]
+    assert level_strides(16) == [1, 2, 4, 8]
+    assert level_strides(16, max_levels=2) == [1, 2]
+    assert level_strides(32, cfactor=4, min_coarse=1) == [1, 4, 16]
+    assert level_strides(21, cfactor=[4, 2]) == [1, 4, 8]
+    assert level_strides(24, cfactor=[4, 3]) == [1, 4, 12]
+    assert level_strides(3) == [1]
+
+
+def test_layer_app_steps_match_kernels():
+    from braidnet._layerapp import LayerApp, layer_gradient
+
+    rng = np.random.default_rng(1)
+    N, T, w, B = 8, 2.0, 4, 5
+    h = T / N
+    app = LayerApp(N, T, w, B, _kernels.TANH, _kernels.BIAS_CHANNEL, False)
+    blocks = [rng.standard_normal(w * w + w) for _ in range(N)]
+    for n, blk in enumerate(blocks):
+        app.set_layer(n, blk)
+    u = rng.standard_normal((w, B))
+    W = lambda n: blocks[n][:w * w].reshape(w, w)
+    b = lambda n: blocks[n][w * w:]
+    # a coarse step 2h -> 4h uses layer 2 (the fine start index) with step 2h
+    got = app.step_vector(u, 2 * h, 4 * h).reshape(w, B)
+    ref = u + 2 * h * np.tanh(W(2) @ u + b(2)[:, None])
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-14)
+    # the step out of point 0 reads the app's current u_0, not the vector it is given
+    with pytest.raises(RuntimeError, match="value at point 0"):
+        app.step_vector(u, 0.0, h)
+    u0 = rng.standard_normal((w, B))
+    app.set_first(u0)
+    got = app.step_vector(np.zeros(w * B), 0.0, h).reshape(w, B)
+    np.testing.assert_allclose(got, u0 + h * np.tanh(W(0) @ u0 + b(0)[:, None]), rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(app.init_vector(0.0).reshape(w, B), u0)
+    assert not app.init_vector(h).any()
+    # a missing layer is a clear error, not a crash
+    app.set_layer(5, None)
+    with pytest.raises(RuntimeError, match="weights of layer 5"):
+        app.step_vector(u, 5 * h, 6 * h)
+
+    # adjoint: step k0 -> k1 applies layer m = N - k1 at the primal state u_m
+    adj = LayerApp(N, T, w, B, _kernels.TANH, _kernels.BIAS_CHANNEL, True)
+    for n, blk in enumerate(blocks):
+        adj.set_layer(n, blk)
+    um = rng.standard_normal((w, B))
+    lam = rng.standard_normal((w, B))
+    with pytest.raises(RuntimeError, match="primal state at point 5"):
+        adj.step_vector(lam, 1 * h, 3 * h)
+    adj.set_state(5, um)
+    got = adj.step_vector(lam, 1 * h, 3 * h).reshape(w, B)
+    d = (1 - np.tanh(W(5) @ um + b(5)[:, None]) ** 2) * lam
+    np.testing.assert_allclose(got, lam + 2 * h * W(5).T @ d, rtol=1e-12, atol=1e-13)
+    # the parameter gradient helper accumulates h dF/dtheta^T lam
+    g = np.ones(w * w + w)
+    layer_gradient(_kernels.TANH, _kernels.BIAS_CHANNEL, h, blocks[5], um, lam, g)
+    np.testing.assert_allclose(g[:w * w].reshape(w, w), 1 + h * d @ um.T, rtol=1e-12)
+    np.testing.assert_allclose(g[w * w:], 1 + h * d.sum(axis=1), rtol=1e-12)
+
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        app.set_layer(0, np.zeros(3))
+    with pytest.raises(ValueError, match="layer index"):
+        app.set_layer(N, blocks[0])
+    with pytest.raises(ValueError, match="point index"):
+        app.set_store(N + 1, u)
+    with pytest.raises(ValueError, match="writable"):
+        ro = np.zeros((w, B))
+        ro.flags.writeable = False
+        app.set_store(1, ro)
+
+
+@pytest.mark.parametrize("opening", ["pad", "dense"])
+def test_comm_self_equals_serial(opening):
+    from mpi4py import MPI
+
+    net, X, Y, theta = _problem(n_layers=12, opening=opening)
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, X_val=X[:10], Y_val=Y[:10],
+                         braid=dict(max_levels=3, cfactor=2, nrelax=1)) as pn:
+        assert pn.param_slice == slice(0, net.n_params)
+        assert pn.levels == [1, 2, 4]
+        for _ in range(2):
+            pn.set_params(pn.scatter(theta))
+            f = pn.forward()
+            g, info = pn.backward()
+            obj, gs = net.loss_and_gradient(theta, X, Y)
+            assert abs(f["objective"] - obj) <= RTOL * abs(obj)
+            assert abs(f["loss"] - net.loss(theta, X, Y)) <= RTOL * abs(obj)
+            assert np.max(np.abs(g - gs)) <= RTOL * np.max(np.abs(gs))
+            assert f["accuracy"] == net.accuracy(theta, X, Y)
+            assert pn.validate() == net.accuracy(theta, X[:10], Y[:10])
+            assert f["iterations"] >= 1 and info["iterations"] >= 1
+            np.testing.assert_array_equal(pn.gather(g), g)
+            assert pn.gather(g, root=None) is not None
+            assert pn.dot(g, g) == pytest.approx(float(g @ g), rel=1e-15)
+            theta = theta + 0.1 * np.random.default_rng(5).standard_normal(theta.shape)
+        # limited drives report their iteration count and last residual
+        pn.set_params(pn.scatter(theta))
+        f = pn.forward(max_iter=1)
+        assert f["iterations"] == 1 and f["rnorm"] >= 0.0
+        _, info = pn.backward(max_iter=2, abs_tol=0.0)
+        assert info["iterations"] == 2
+    # no validation data: nan
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF) as pn:
+        pn.set_params(theta)
+        assert np.isnan(pn.validate())
+
+
+def test_bad_input_raises_value_error():
+    from mpi4py import MPI
+
+    net, X, Y, theta = _problem()
+    self_ = MPI.COMM_SELF
+    with pytest.raises(ValueError, match="ResNet"):
+        ParallelNetwork("net", X, Y, comm=self_)
+    with pytest.raises(ValueError, match="X must have shape"):
+        ParallelNetwork(net, X[:, :1], Y, comm=self_)
+    with pytest.raises(ValueError, match="labels must be in"):
+        ParallelNetwork(net, X, Y + 3, comm=self_)
+    with pytest.raises(ValueError, match="both X_val and Y_val"):
+        ParallelNetwork(net, X, Y, comm=self_, X_val=X)
+    with pytest.raises(ValueError, match="comm"):
+        ParallelNetwork(net, X, Y, comm="world")
+    with pytest.raises(ValueError, match="unknown option"):
+        ParallelNetwork(net, X, Y, comm=self_, braid=dict(levels=3))
+    with pytest.raises(ValueError, match="cfactor"):
+        ParallelNetwork(net, X, Y, comm=self_, braid=dict(cfactor=1))
+    with pytest.raises(ValueError, match="rel_tol"):
+        ParallelNetwork(net, X, Y, comm=self_, braid=dict(rel_tol=1e-6))
+    with pytest.raises(ValueError, match="access_level"):
+        ParallelNetwork(net, X, Y, comm=self_, braid=dict(access_level=0))
+    with pytest.raises(ValueError, match="braid must be a dict"):
+        ParallelNetwork(net, X, Y, comm=self_, braid=[("cfactor", 2)])
+
+    with ParallelNetwork(net, X, Y, comm=self_) as pn:
+        with pytest.raises(RuntimeError, match="set_params"):
+            pn.forward()
+        with pytest.raises(ValueError, match="theta_local must be a float64 array of shape"):
+            pn.set_params(theta[:-1])
+        with pytest.raises(ValueError, match="NaN"):
+            pn.set_params(np.full_like(theta, np.nan))
+        with pytest.raises(ValueError, match="theta_full"):
+            pn.scatter(theta.astype(np.float32))
+        pn.set_params(theta)
+        with pytest.raises(RuntimeError, match="forward"):
+            pn.backward()
+        with pytest.raises(ValueError, match="max_iter"):
+            pn.forward(max_iter=-1)
+        with pytest.raises(ValueError, match="max_iter"):
+            pn.forward(max_iter=2.5)
+        with pytest.raises(ValueError, match="abs_tol"):
+            pn.forward(abs_tol=float("nan"))
+        with pytest.raises(ValueError, match="root"):
+            pn.gather(theta, root=1)
+        with pytest.raises(ValueError, match="b_local"):
+            pn.dot(theta, theta[:3])
+    with pytest.raises(ValueError, match="closed"):
+        pn.forward()
+    pn.close()   # idempotent
+
+
+def test_warm_states_resume_exactly():
+    from mpi4py import MPI
+
+    net, X, Y, theta = _problem(n_layers=10, opening="dense")
+    opts = dict(max_levels=3, cfactor=2, nrelax=1)
+
+    def step(pn, th):
+        pn.set_params(th)
+        f = pn.forward(max_iter=1)
+        g, b = pn.backward(max_iter=1)
+        return f, b, g.tolist(), pn.validate(max_iter=1)
+
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, X_val=X[:7], Y_val=Y[:7], braid=opts) as pn:
+        for _ in range(3):
+            step(pn, theta)
+        warm = pn.warm_states()
+        assert sorted(warm) == ["adjoint", "primal", "validation"]
+        assert warm["primal"].shape == warm["adjoint"].shape == (11, net.width, 30)
+        assert warm["validation"].shape == (11, net.width, 7)
+        np.testing.assert_array_equal(pn.warm_states(root=None)["primal"], warm["primal"])
+        cont = step(pn, theta + 0.01)
+        with pytest.raises(RuntimeError, match="driven already"):
+            pn.load_warm_states(warm)
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, X_val=X[:7], Y_val=Y[:7], braid=opts) as pn:
+        with pytest.raises(ValueError, match="unknown warm-state keys"):
+            pn.load_warm_states({"dual": warm["primal"]})
+        with pytest.raises(ValueError, match="shape"):
+            pn.load_warm_states({"validation": warm["primal"]})
+        pn.load_warm_states(warm)
+        assert step(pn, theta + 0.01) == cont
