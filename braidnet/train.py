@@ -110,15 +110,19 @@ def make_optimizer(cfg: _config.Config, dot) -> optim.LineSearchOptimizer:
 class RunWriter:
     """history.csv, config.json, weights.npz and checkpoint.npz in one folder; only rank 0 writes."""
 
-    def __init__(self, out_dir: Optional[str], rank: int, resume: bool) -> None:
+    def __init__(self, out_dir: Optional[str], rank: int) -> None:
         self.dir = out_dir
         self.active = out_dir is not None and rank == 0
         if self.active:
             os.makedirs(out_dir, exist_ok=True)
-            path = os.path.join(out_dir, "history.csv")
-            if not resume or not os.path.exists(path):
-                with open(path, "w", newline="") as f:
-                    csv.DictWriter(f, HISTORY_FIELDS).writeheader()
+
+    def start_history(self, rows: List[Dict[str, Any]]) -> None:
+        """(Re)write history.csv with these rows: a resumed run drops rows written after its checkpoint."""
+        if self.active:
+            with open(self.path("history.csv"), "w", newline="") as f:
+                w = csv.DictWriter(f, HISTORY_FIELDS)
+                w.writeheader()
+                w.writerows({k: r.get(k, "") for k in HISTORY_FIELDS} for r in rows)
 
     def path(self, name: str) -> str:
         assert self.dir is not None
@@ -249,7 +253,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     rank = comm.Get_rank()
     _config.check(cfg, comm.Get_size())
     out_dir = cfg["output"]["dir"] if out_dir is None else out_dir
-    writer = RunWriter(out_dir, rank, resume)
+    writer = RunWriter(out_dir, rank)
     writer.config(cfg, comm.Get_size())
     ocfg, bcfg = cfg["optimizer"], cfg["braid"]
 
@@ -277,6 +281,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
             seed=n["seed"], scale_opening=n["init_opening"] if n["opening"] == "dense" else 0.0,
             scale_layers=n["init_layers"], scale_classifier=n["init_classifier"])
 
+    writer.start_history(history)
     t_start = time.perf_counter() - (history[-1]["time"] if history else 0.0)
     message = "max iterations reached"
     it_global = history[-1]["iteration"] + 1 if history else 0
@@ -305,6 +310,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
 
         if resume and level == start_level:
             # continue exactly: the objective, gradient and MGRIT states of the checkpoint
+            pn.set_params(x)
             f, g = float(state["f"]), pn.scatter(np.array(state["g"]))
             oneshot.last_forward = json.loads(str(state["last_forward"]))
             oneshot.last_backward = json.loads(str(state["last_backward"]))
