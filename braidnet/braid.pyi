@@ -8,6 +8,11 @@ __all__ = ["BraidError", "CALLBACK_ERROR", "Core", "DriveResult", "StepStatus", 
            "VectorApp", "check_app", "error_string", "BUNDLED_CORE"]
 
 CALLBACK_ERROR: int
+ERROR_MEMORY: int
+ERROR_ARG: int
+ERROR_DIVERGED: int
+ERROR_REMOTE: int
+ERROR_MPI: int
 BUNDLED_CORE: bool
 
 def error_string(code: int) -> str: ...

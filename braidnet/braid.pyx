@@ -55,6 +55,14 @@ def error_string(code: int) -> str:
     return (<bytes>braid_ErrorString(code)).decode("ascii", "replace")
 
 
+#: Error codes of the core, as :attr:`BraidError.code` carries them.
+ERROR_MEMORY = BRAID_ERROR_MEMORY
+ERROR_ARG = BRAID_ERROR_ARG
+ERROR_DIVERGED = BRAID_ERROR_DIVERGED
+ERROR_REMOTE = BRAID_ERROR_REMOTE
+ERROR_MPI = BRAID_ERROR_MPI
+
+
 class BraidError(RuntimeError):
     """A non-zero error code from the MGRIT core.
 

@@ -315,6 +315,7 @@ class ParallelNetwork:
         self._aapp.set_first(self._lam.get(N))
 
         core_opts = dict(opts, max_iter=self._max_iter, abs_tol=self._abs_tol)
+        self._core_opts = core_opts
         self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **core_opts)
         self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **core_opts)
         for core, rng in ((self._primal, ranges[r]), (self._adjoint, aranges[r])):
@@ -566,6 +567,25 @@ class ParallelNetwork:
                 if dst is not None:
                     np.copyto(dst, arr[p])
             self._set_options(cores[name][0], {"skip": 0, "seq_soln": 0})
+
+    def restart(self) -> None:
+        """Forget the MGRIT states: new cores start from the initial guess again (collective).
+
+        After a solve diverged (``BraidError`` with code ``ERROR_DIVERGED``) the warm-start states
+        hold NaN; a One-shot line search restarts here and tries a shorter step.
+        """
+        from braidnet.braid import Core
+
+        self._check_open()
+        T, N = self.net.T, self.n_layers
+        for name, app, comm in (("_primal", self._papp, self._tcomm), ("_adjoint", self._aapp, self._acomm),
+                                ("_validation", self._vapp, self._vcomm)):
+            old = getattr(self, name)
+            if old is not None:
+                old.close()
+                setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
+        self._driven = set()
+        self._u0_fresh = self._u0v_fresh = self._forward_done = False
 
     def close(self) -> None:
         """Destroy the cores and free the communicators (idempotent; collective)."""

@@ -192,8 +192,18 @@ class OneShot:
         return {**info, "iterations": total}
 
     def objective(self, x: np.ndarray) -> float:
+        """The objective at x (NaN when the primal solve diverged: the line search then backs off)."""
+        from braidnet.braid import ERROR_DIVERGED, BraidError
+
         self.pn.set_params(x)
-        self.last_forward = self._solve(lambda k, tol: self.pn.forward(max_iter=k, abs_tol=tol))
+        try:
+            self.last_forward = self._solve(lambda k, tol: self.pn.forward(max_iter=k, abs_tol=tol))
+        except BraidError as e:
+            if e.code != ERROR_DIVERGED:
+                raise
+            log.warning("primal solve diverged; restarting the MGRIT states")
+            self.pn.restart()
+            self.last_forward = {"objective": float("nan"), "rnorm": float("nan")}
         return float(self.last_forward["objective"])
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
@@ -205,7 +215,15 @@ class OneShot:
             holder["g"] = g
             return info
 
-        self.last_backward = self._solve(run)
+        from braidnet.braid import ERROR_DIVERGED, BraidError
+
+        try:
+            self.last_backward = self._solve(run)
+        except BraidError as e:
+            if e.code != ERROR_DIVERGED:
+                raise
+            self.last_backward = {"rnorm": float("nan")}
+            return np.full_like(x, np.nan)       # the training loop stops on it
         return holder["g"]
 
 
