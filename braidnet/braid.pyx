@@ -571,6 +571,36 @@ cdef class VectorApp:
             self._raise(ierr, "step")
         return out
 
+    def time_step(self, Py_ssize_t calls, double tstart, double tstop, int level=0, int index=0,
+                  int repeats=5) -> float:
+        """Seconds per call of step_fn (best of ``repeats`` loops of ``calls`` calls, no GIL).
+
+        The steps run back to back on one vector that starts at ``init_fn(tstart)``; choose
+        tstart/tstop so that repeated steps stay in the normal floating-point range.
+        """
+        self._check()
+        if calls < 1 or repeats < 1:
+            raise ValueError(f"calls and repeats must be >= 1, got calls={calls}, repeats={repeats}")
+        u = self.init_vector(tstart)
+        cdef double[::1] uv = u
+        cdef StepInfo info
+        cdef Py_ssize_t k
+        cdef int ierr = 0
+        info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
+        info.iter, info.done, info.app = 0, 0, <void *>self
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with nogil:
+                for k in range(calls):
+                    ierr = self.step_fn(self.ctx, &uv[0], &uv[0], &info)
+                    if ierr != 0:
+                        break
+            best = min(best, time.perf_counter() - t0)
+            if ierr != 0:
+                self._raise(ierr, "step")
+        return best / calls
+
     def norm_vector(self, u) -> float:
         """The spatial norm the core uses (norm_fn, or Euclidean)."""
         self._check()
@@ -1056,6 +1086,16 @@ cdef class Core:
         cdef braid_Int n = 0
         self._check_open()
         CHKERR(braid_GetNLevels(self._core, &n))
+        return n
+
+    @property
+    def step_calls(self):
+        """Step callbacks this rank made in the last drive (None when built against LLNL XBraid)."""
+        cdef braid_Int n = -1
+        self._check_open()
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            return None
+        CHKERR(braid_GetNumSteps(self._core, &n))
         return n
 
     @property

@@ -119,7 +119,7 @@ cdef extern from "braid.h" nogil:
 
 # What only braidnet's bundled core has.  braid.h defines BRAIDNET_BUNDLED_CORE; against LLNL XBraid
 # (built with XBRAID_DIR=...) this shim supplies the error codes, braid_ErrorString, and stand-ins
-# for the two extensions, so the same Cython compiles against either core.
+# for the extensions, so the same Cython compiles against either core.
 cdef extern from *:
     """
     #include "braid.h"
@@ -160,6 +160,12 @@ cdef extern from *:
         *iupper_ptr = -1;
         return BRAID_ERROR_GENERIC;
     }
+    static braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr)
+    {
+        (void)core;
+        *nsteps_ptr = -1;
+        return BRAID_ERROR_GENERIC;
+    }
     #endif
     """
     # 1 when built against the bundled core, 0 against LLNL XBraid.
@@ -175,3 +181,4 @@ cdef extern from *:
     const char *braid_ErrorString(braid_Int code) nogil
     braid_Int braid_GetErrorRank(braid_Core core, braid_Int *rank_ptr) nogil
     braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr) nogil
+    braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr) nogil

@@ -208,6 +208,10 @@ class OneShot:
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         # the primal states of x are current: the line search's accepted trial was the last solve
+        if _is_bad(self.last_forward.get("objective", 0.0)):
+            # the primal solve at x diverged (restarted states, no forward to differentiate)
+            self.last_backward = {"rnorm": float("nan")}
+            return np.full_like(x, np.nan)       # the training loop stops on it
         holder: Dict[str, Any] = {}
 
         def run(k, tol):
@@ -232,7 +236,9 @@ def _gather_state(pn, state: Dict[str, Any]) -> Dict[str, Any]:
     out = {}
     for k, v in state.items():
         if k in ("s", "y") and isinstance(v, np.ndarray):
-            out[k] = np.array([pn.gather(row, root=None) for row in v]).reshape(len(v), -1)
+            # an empty memory (fresh, or reset by a failed line search) stays a (0, 0) array
+            out[k] = np.array([pn.gather(row, root=None) for row in v]).reshape(len(v), -1) if len(v) \
+                else np.zeros((0, 0))
         else:
             out[k] = v
     return out
@@ -341,8 +347,8 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
             else (0.0, 0)
         for k in range(first_it, iters + 1):
             gnorm = math.sqrt(pn.dot(g, g))
-            val = pn.validate(max_iter=oneshot.d) if k % cfg["output"]["validate_every"] == 0 or k == iters \
-                else float("nan")
+            val = pn.validate(max_iter=oneshot.d) if (k % cfg["output"]["validate_every"] == 0 or k == iters) \
+                and not (_is_bad(f) or _is_bad(gnorm)) else float("nan")   # no solve on diverged weights
             fw, bw = oneshot.last_forward, oneshot.last_backward
             row = {"iteration": it_global, "level": len(plan) - 1 - level, "layers": layers,
                    "work_units": it_global, "primal_rnorm": fw.get("rnorm", -1.0),

@@ -297,6 +297,13 @@ braid_Int braid_GetErrorRank(braid_Core core, braid_Int *rank_ptr)
    return 0;
 }
 
+braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr)
+{
+   _braid_CHECK(core, nsteps_ptr != NULL);
+   *nsteps_ptr = (braid_Int) core->nsteps;
+   return 0;
+}
+
 braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr)
 {
    _braid_CHECK(core, ilower_ptr != NULL && iupper_ptr != NULL);

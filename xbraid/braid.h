@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /* Defined by braidnet's own core only: code that must also build against LLNL XBraid tests it before
- * using the two extensions below (braid_GetErrorRank, braid_GetDistribution). */
+ * using the extensions below (braid_GetErrorRank, braid_GetDistribution, braid_GetNumSteps). */
 #define BRAIDNET_BUNDLED_CORE 1
 
 typedef int    braid_Int;
@@ -213,6 +213,8 @@ braid_Int braid_GetNLevels(braid_Core core, braid_Int *nlevels_ptr);
 braid_Int braid_GetErrorRank(braid_Core core, braid_Int *rank_ptr);
 /** (out) index range [ilower, iupper] of the fine points this rank owns (iupper < ilower: none). */
 braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr);
+/** (out) how many times this rank called the step callback in the last drive. */
+braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr);
 /** (out) a static English description of an error code. */
 const char *braid_ErrorString(braid_Int code);
 
