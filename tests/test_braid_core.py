@@ -337,6 +337,35 @@ def test_warm_restart(fast):
     assert_allclose(np.array([st[i] for i in range(ntime + 1)]), expected, rtol=0, atol=1e-10)
 
 
+def test_set_options_between_drives():
+    with Core(ScalarApp(), 0.0, 32.0, 64, max_levels=3, **QUIET) as core:
+        first = core.drive()
+        core.set_options(max_iter=2, abs_tol=0.0)
+        second = core.drive()                   # warm restart, exactly two iterations
+        assert second.iterations == 2
+        assert core.options["max_iter"] == 2 and "rel_tol" not in core.options
+        assert core.step_calls > 0
+        assert first.iterations > 2
+        with pytest.raises(ValueError, match="cfactor cannot change after the first drive"):
+            core.set_options(cfactor=4)
+        with pytest.raises(ValueError, match="max_iter"):
+            core.set_options(max_iter=-1)
+
+
+def test_step_calls_count_the_steps_of_one_level():
+    # one level: the iteration's sequential solve and the final access sweep, ntime steps each
+    with Core(ScalarApp(), 0.0, 32.0, 64, max_levels=1, **QUIET) as core:
+        core.drive()
+        assert core.step_calls == 2 * 64
+
+
+def test_time_step_of_a_fast_app():
+    seconds = ScalarApp().time_step(1000, 0.0, 1e-9, repeats=2)
+    assert 0.0 < seconds < 1e-3
+    with pytest.raises(ValueError, match="calls and repeats must be >= 1"):
+        ScalarApp().time_step(0, 0.0, 1.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # exceptions from callbacks
 # ---------------------------------------------------------------------------------------------
