@@ -75,7 +75,7 @@ _braid_BuildGrids(braid_Core core)
 
    /* count the levels */
    while (nlevels < core->max_levels && nlevels < _braid_MAX_LEVELS &&
-          n / core->cfactor[nlevels - 1] >= core->min_coarse && n / core->cfactor[nlevels - 1] >= 1) {
+          n / core->cfactor[nlevels - 1] >= core->min_coarse) {
       n /= core->cfactor[nlevels - 1];
       nlevels++;
    }
