@@ -28,7 +28,9 @@ core's, on every level (a rank that steps out of point 0 without one set reports
 equations stay consistent because every level does the same.  (braidnet.parallel sets no store for
 point 0 either: the owner keeps u_0 / lambda_N itself.)
 
-The step callbacks are ``noexcept nogil`` and allocate nothing: one preallocated work block.
+The step callbacks are ``noexcept nogil`` and allocate nothing: one preallocated work block.  They
+count the layer steps they apply (:attr:`LayerApp.steps`): a plain counter in the app's C data, as
+every rank's core runs its callbacks on one thread.
 """
 from libc.math cimport lround
 from libc.stdio cimport snprintf
@@ -57,6 +59,7 @@ cdef struct LayerCtx:
     double **store         # [N + 1] where the final access copies the fine vector i, or NULL
     const double *first    # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
     double *work           # width * batch scratch for the kernels
+    long long nsteps       # layer steps applied (any level), for the deterministic work count
 
 
 cdef inline int _fail(const StepInfo *info, const char *what, long k) noexcept nogil:
@@ -79,6 +82,7 @@ cdef int _primal_step(void *ctx, double *u, const double *ustop, const StepInfo 
             return _fail(info, "value at point", 0)
         memcpy(u, c.first, c.width * c.batch * sizeof(double))
     W = c.theta[n]
+    c.nsteps += 1
     if bn_layer_forward(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
                         W, W + c.width * c.width, u, u, c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
@@ -99,6 +103,7 @@ cdef int _adjoint_step(void *ctx, double *u, const double *ustop, const StepInfo
             return _fail(info, "value at point", 0)
         memcpy(u, c.first, c.width * c.batch * sizeof(double))
     W = c.theta[m]
+    c.nsteps += 1
     if bn_layer_adjoint(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
                         W, W + c.width * c.width, c.states[m], u, u, c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
@@ -203,6 +208,15 @@ cdef class LayerApp(VectorApp):
         free(self.c.theta)
         free(self.c.states)
         free(self.c.store)
+
+    @property
+    def steps(self) -> int:
+        """Layer steps this app has applied since it was made (every level, every drive)."""
+        return self.c.nsteps
+
+    def reset_steps(self) -> None:
+        """Set the step counter back to 0."""
+        self.c.nsteps = 0
 
     def _index(self, i, int hi, str what) -> int:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i <= hi:

@@ -1,4 +1,6 @@
-"""Command line: ``braidnet train CONFIG.toml [--set section.key=value ...] [--resume]``.
+"""Command line: ``braidnet train CONFIG.toml [--set section.key=value ...] [--resume]``,
+``braidnet plot RUN_DIR [RUN_DIR ...] [--out FILE.png]``, ``braidnet compare RUN_A RUN_B``,
+``braidnet config``.
 
 Run under MPI as ``mpiexec -n P braidnet train examples/peaks.toml``.  The configuration is read and
 checked before MPI starts, so a bad value stops every rank with the same one-line message.  Any other
@@ -24,6 +26,15 @@ def _ranks_from_environment() -> int:
     return 1
 
 
+def _rank_from_environment() -> int:
+    """This process's MPI rank as the launcher announces it, without initialising MPI (0 if unknown)."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        value = os.environ.get(var)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="braidnet", description="Layer-parallel ResNet training with MGRIT")
     sub = p.add_subparsers(dest="command", required=True)
@@ -34,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.npz")
     t.add_argument("--out", help="output folder (overrides output.dir)")
     sub.add_parser("config", help="print every configuration key with its default and meaning")
+    units = dict(choices=("counted", "wall"), default="counted",
+                 help="work units: counted (cost-weighted layer steps, deterministic) or wall (clock time)")
+    pl = sub.add_parser("plot", help="validation accuracy and training loss against work units (PNG)")
+    pl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folders of braidnet train")
+    pl.add_argument("--out", help="image file (default: FIRST_RUN_DIR/work_units.png)")
+    pl.add_argument("--units", **units)
+    c = sub.add_parser("compare", help="final accuracies and the work each run needed to reach the other's best")
+    c.add_argument("run_a", metavar="RUN_A")
+    c.add_argument("run_b", metavar="RUN_B")
+    c.add_argument("--units", **units)
     return p
 
 
@@ -42,7 +63,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         cfg = _config.load_config(args.config, overrides, nprocs=_ranks_from_environment())
     except _config.ConfigError as e:
-        print(f"braidnet: configuration error: {e}", file=sys.stderr)
+        if _rank_from_environment() == 0:    # every rank stops here; one message is enough
+            print(f"braidnet: configuration error: {e}", file=sys.stderr)
         return 2
 
     from mpi4py import MPI
@@ -77,6 +99,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "config":
         print(_config.describe())
+        return 0
+    if args.command in ("plot", "compare"):
+        try:
+            if args.command == "plot":
+                from braidnet.plot import plot
+                print(plot(args.runs, args.out, args.units))
+            else:
+                from braidnet.compare import compare
+                print(compare(args.run_a, args.run_b, args.units))
+        except (FileNotFoundError, ValueError) as e:
+            print(f"braidnet: {e}", file=sys.stderr)
+            return 2
         return 0
     return _train(args)
 

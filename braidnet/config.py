@@ -75,6 +75,11 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "boost_iterations": (3, int, "after each refinement, this many optimisation iterations ..."),
         "boost_d": (10, int, "... use this many MGRIT iterations (paper: 10 for 3 iterations)"),
         "accuracy_threshold": (101.0, float, "move to the next level early once training accuracy passes this (%)"),
+        "states": ("interpolate", str, "interpolate | zero: initial guess of the MGRIT states after a refinement "
+                   "(interpolated like the weights, or zeros)"),
+        "calibrate": (2, int, "nested runs: finest-level iterations timed and counted first to set the work unit (0: none)"),
+        "work_unit_seconds": (0.0, float, "if > 0: the wall-clock work unit (s per finest-level iteration), not calibrated"),
+        "work_unit_steps": (0.0, float, "if > 0: the counted work unit (weighted layer steps per finest-level iteration)"),
     },
     "output": {
         "dir": ("runs/run", str, "output folder (history.csv, config.json, weights, checkpoints, plots)"),
@@ -91,6 +96,7 @@ CHOICES = {
     ("network", "bias"): ("channel", "scalar"),
     ("optimizer", "method"): ("lbfgs", "bfgs", "sd"),
     ("nested", "interpolation"): ("constant", "linear"),
+    ("nested", "states"): ("interpolate", "zero"),
 }
 
 # (section, key) -> smallest allowed value
@@ -99,7 +105,7 @@ MINIMUM = {
     ("braid", "max_levels"): 1, ("braid", "cfactor"): 2, ("braid", "nrelax"): 0, ("braid", "nrelax_fine"): -1,
     ("braid", "min_coarse"): 1, ("braid", "iterations"): 1, ("braid", "max_iter"): 1,
     ("optimizer", "iterations"): 0, ("optimizer", "memory"): 1, ("optimizer", "ls_trials"): 1,
-    ("nested", "refine"): 2, ("nested", "boost_iterations"): 0, ("nested", "boost_d"): 1,
+    ("nested", "refine"): 2, ("nested", "boost_iterations"): 0, ("nested", "calibrate"): 0, ("nested", "boost_d"): 1,
     ("output", "checkpoint_every"): 0, ("output", "validate_every"): 1,
 }
 

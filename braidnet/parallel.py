@@ -348,6 +348,7 @@ class ParallelNetwork:
         self._forward_done = False      # forward() ran with the current parameters
         self._levels_checked = False
         self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
+        self._gradient_layers = 0       # layer gradients assembled (work count)
 
     # ------------------------------------------------------------------------------------------
     # planning
@@ -492,6 +493,7 @@ class ParallelNetwork:
 
         g = self._regularizer()[1]
         off = self.param_slice.start
+        self._gradient_layers += self.layer_range[1] - self.layer_range[0]
         for n in range(*self.layer_range):
             s = L.layer_slice(n)
             layer_gradient(self._act, self._bias, net.h, self._layer_blocks[n], self._state[n],
@@ -521,18 +523,21 @@ class ParallelNetwork:
             acc = self._accuracy(self._own(L.classifier_slice), self._Uv[-1], self._tv)
         return float(self._sum(np.array([acc]))[0])
 
-    def warm_states(self, root: Optional[int] = 0) -> Dict[str, Optional[np.ndarray]]:
+    def warm_states(self, root: Optional[int] = 0, endpoints: bool = False) -> Dict[str, Optional[np.ndarray]]:
         """The MGRIT states the next drives warm-start from, whole, for a checkpoint (collective).
 
         Returns ``{"primal": u, "adjoint": lam[, "validation": u_val]}``, each of shape
         (N+1, width, batch) indexed by primal point (``lam[p]`` = lambda_p), on ``root`` (None
         elsewhere) or on every rank (``root=None``).  They are the fine states of each core's last
-        final access; a core's warm state is its C-point values, which these contain.
+        final access; a core's warm state is its C-point values, which these contain.  The rows the
+        cores never hold (u_0 of the primal and validation cores, lambda_N of the adjoint) are zeros,
+        or with ``endpoints=True`` the current u_0 / lambda_N: whole trajectories, as a refinement
+        in time interpolates them (:func:`braidnet.nested.interpolate_states`).
         """
         self._check_open()
         self._root(root)
         out: Dict[str, Optional[np.ndarray]] = {}
-        for name, rows in self._warm_rows().items():
+        for name, rows in self._warm_rows(endpoints).items():
             out[name] = self._gather_points(*rows, root=root)
         return out
 
@@ -567,6 +572,21 @@ class ParallelNetwork:
                 if dst is not None:
                     np.copyto(dst, arr[p])
             self._set_options(cores[name][0], {"skip": 0, "seq_soln": 0})
+
+    def step_counts(self) -> Dict[str, int]:
+        """Work done since this network was built, summed over the ranks (collective).
+
+        ``{"primal", "adjoint", "validation"}``: layer steps the three cores applied (every level of
+        every drive; a step costs the same on every level, width and batch being fixed);
+        ``"gradient"``: layer gradients assembled by :meth:`backward`.  Identical on every rank.
+        """
+        self._check_open()
+        vsteps = self._vapp.steps if self._vapp is not None else 0
+        local = np.array([self._papp.steps, self._aapp.steps, vsteps, self._gradient_layers], dtype=np.int64)
+        total = np.empty_like(local)
+        from mpi4py import MPI
+        self._xcomm.Allreduce(local, total, op=MPI.SUM)
+        return dict(zip(("primal", "adjoint", "validation", "gradient"), (int(v) for v in total)))
 
     def restart(self) -> None:
         """Forget the MGRIT states: new cores start from the initial guess again (collective).
@@ -655,22 +675,27 @@ class ParallelNetwork:
         off = self.param_slice.start
         return self._theta[s.start - off:s.stop - off]
 
-    def _warm_rows(self) -> Dict[str, Tuple[List[Tuple[int, int]], int, List[Optional[np.ndarray]]]]:
+    def _warm_rows(self, endpoints: bool = False
+                   ) -> Dict[str, Tuple[List[Tuple[int, int]], int, List[Optional[np.ndarray]]]]:
         """Per core: every rank's range of primal points, the batch, and this rank's store arrays
         in point order (None for point 0 of the primal cores and point N of the adjoint: those
-        values come from the opening and the classifier, never from the core)."""
+        values come from the opening and the classifier, never from the core; with ``endpoints``
+        the arrays that hold those values instead, for reading only)."""
         N = self.n_layers
         lo, hi = self.point_range
         alo, ahi = self.adjoint_range
         arows = [(N - h, N - l) for l, h in self._aranges]
+        u0 = self._u0 if endpoints else None
+        lamN = self._lamN if endpoints else None
         rows = {"primal": (self._ranges, self._papp.batch,
-                           [self._state[m] if m > 0 else None for m in range(lo, hi + 1)]),
+                           [self._state[m] if m > 0 else u0 for m in range(lo, hi + 1)]),
                 "adjoint": (arows, self._aapp.batch,
-                            [self._lam[p] if p < N else None for p in range(N - ahi, N - alo + 1)])}
+                            [self._lam[p] if p < N else lamN for p in range(N - ahi, N - alo + 1)])}
         if self._validation is not None:
             p1 = max(lo, 1)
+            u0v = self._u0v if endpoints else None
             rows["validation"] = (self._ranges, self._vapp.batch,
-                                  [self._Uv[m - p1] if m > 0 else None for m in range(lo, hi + 1)])
+                                  [self._Uv[m - p1] if m > 0 else u0v for m in range(lo, hi + 1)])
         return rows
 
     def _gather_points(self, ranges: List[Tuple[int, int]], batch: int,

@@ -6,6 +6,12 @@ steepest-descent) step with Armijo backtracking, each trial one more primal solv
 of the primal and adjoint solves behind each gradient go into the history, so that one can see how
 inexact every step was.
 
+Nested iteration (``nested.schedule``, DESIGN.md section 4): the levels run coarsest first; between
+levels the weights and the MGRIT states are refined in time (:mod:`braidnet.nested`; gathered whole,
+interpolated on every rank, scattered over the new network's distribution), the cores are rebuilt for
+the new depth and start from the refined states, and the optimiser starts afresh.  Work units
+(:mod:`braidnet.work`) go into the history next to the time.
+
 Every rank runs the same loop on its own slice of the parameter vector; reductions make every decision
 identical on all ranks.  Rank 0 writes ``history.csv`` (one row per iteration), ``config.json``,
 ``weights.npz`` and ``checkpoint.npz`` (the whole network and the optimiser memory as full vectors, so
@@ -25,14 +31,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from braidnet import config as _config
-from braidnet import datasets, optim
+from braidnet import datasets, optim, work
 from braidnet.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
-HISTORY_FIELDS = ["iteration", "level", "layers", "work_units", "primal_rnorm", "adjoint_rnorm",
-                  "primal_iters", "adjoint_iters", "objective", "loss", "grad_norm", "step",
-                  "ls_trials", "train_accuracy", "val_accuracy", "time"]
+HISTORY_FIELDS = ["iteration", "level", "layers", "work_units", "work_units_counted", "layer_steps",
+                  "primal_rnorm", "adjoint_rnorm", "primal_iters", "adjoint_iters", "objective", "loss",
+                  "grad_norm", "step", "ls_trials", "train_accuracy", "val_accuracy", "time"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -256,6 +262,42 @@ def _is_bad(value: float) -> bool:
     return value is None or not math.isfinite(value)
 
 
+def calibrate(cfg: _config.Config, comm, data, n_classes: int, iterations: int) -> Tuple[float, float]:
+    """(seconds, weighted layer steps) of one finest-level non-nested One-shot iteration, on average.
+
+    Runs ``iterations`` iterations of the non-nested run (finest network, its initial weights, base d,
+    validation as configured) and measures them, set-up and first evaluation excluded.  Collective;
+    the time is the slowest rank's, so every rank returns the same numbers.
+    """
+    from mpi4py import MPI
+    from braidnet.parallel import ParallelNetwork
+
+    X, y, Xv, yv = data
+    n = cfg["network"]
+    net = build_network(cfg, X.shape[1], n_classes, cfg["network"]["layers"])
+    theta = net.init_params(seed=n["seed"], scale_opening=n["init_opening"] if n["opening"] == "dense" else 0.0,
+                            scale_layers=n["init_layers"], scale_classifier=n["init_classifier"])
+    d = cfg["braid"]
+    with ParallelNetwork(net, X, y, comm=comm, X_val=Xv if len(Xv) else None, Y_val=yv if len(yv) else None,
+                         braid=braid_options(cfg)) as pn:
+        oneshot = OneShot(pn, d["iterations"], d["drop"], d["abs_tol"], d["max_iter"])
+        opt = make_optimizer(cfg, pn.dot)
+        x = pn.scatter(theta)
+        f, g = oneshot.objective(x), oneshot.gradient(x)
+        pn.validate(max_iter=oneshot.d)
+        comm.Barrier()
+        steps0, t0 = work.cost(pn.step_counts()), time.perf_counter()
+        for k in range(1, iterations + 1):
+            x, f, g, info = opt.step(oneshot.objective, oneshot.gradient, x, f, g)
+            if not info.success:
+                f, g = oneshot.objective(x), oneshot.gradient(x)
+            if k % cfg["output"]["validate_every"] == 0:
+                pn.validate(max_iter=oneshot.d)
+        seconds = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+        steps = work.cost(pn.step_counts()) - steps0
+    return seconds / iterations, steps / iterations
+
+
 def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optional[str] = None,
           theta0: Optional[np.ndarray] = None) -> TrainResult:
     """Train as configured (``cfg`` from :func:`braidnet.config.load_config`); every rank calls this.
@@ -287,6 +329,9 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     history: List[Dict[str, Any]] = []
     state: Dict[str, Any] = {}
     start_level, start_it = 0, 0
+    ncfg = cfg["nested"]
+    unit_seconds = ncfg["work_unit_seconds"] or None
+    unit_steps = ncfg["work_unit_steps"] or None
 
     if resume:
         ckpt = os.path.join(out_dir, "checkpoint.npz")
@@ -297,6 +342,11 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
         start_level, start_it = int(state["level"]), int(state["iteration"])
         history = json.loads(str(state["history"]))
         theta_full = np.array(state["theta"])
+        # work so far and the units of the interrupted run (absent in older checkpoints)
+        counter = work.WorkCounter(int(state["layer_steps"]) if "layer_steps" in state else 0)
+        if "unit_seconds" in state:
+            unit_seconds = float(state["unit_seconds"]) or None
+            unit_steps = float(state["unit_steps"]) or None
     else:
         layers0 = plan[0][0]
         net0 = build_network(cfg, n_features, n_classes, layers0)
@@ -304,6 +354,13 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
         theta_full = theta0 if theta0 is not None else net0.init_params(
             seed=n["seed"], scale_opening=n["init_opening"] if n["opening"] == "dense" else 0.0,
             scale_layers=n["init_layers"], scale_classifier=n["init_classifier"])
+        counter = work.WorkCounter()
+        if len(plan) > 1 and ncfg["calibrate"] > 0 and not (unit_seconds and unit_steps):
+            secs, steps = calibrate(cfg, comm, (X, y, Xv, yv), n_classes, ncfg["calibrate"])
+            unit_seconds, unit_steps = unit_seconds or secs, unit_steps or steps
+        if rank == 0 and cfg["output"]["progress"] and len(plan) > 1:
+            print(work.unit_summary(unit_seconds, unit_steps), flush=True)
+    nested_run = len(plan) > 1
 
     writer.start_history(history)
     t_start = time.perf_counter() - (history[-1]["time"] if history else 0.0)
@@ -313,14 +370,23 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     pn = None
     for level in range(start_level, len(plan)):
         layers, iters = plan[level]
+        warm = None
         if net is not None and net.n_layers != layers:
+            kind = ncfg["interpolation"]
             theta_full = nested.interpolate_params(net, build_network(cfg, n_features, n_classes, layers),
-                                                   theta_full, cfg["nested"]["interpolation"])
+                                                   theta_full, kind)
+            if ncfg["states"] == "interpolate":
+                warm = nested.refine_warm_states(pn.warm_states(root=None, endpoints=True),
+                                                 layers // net.n_layers, kind)
         net = build_network(cfg, n_features, n_classes, layers)
         if pn is not None:
+            counter.close(pn)
             pn.close()
         pn = ParallelNetwork(net, X, y, comm=comm, X_val=Xv if len(Xv) else None,
                              Y_val=yv if len(yv) else None, braid=braid_options(cfg))
+        if warm is not None:
+            pn.load_warm_states(warm)
+            del warm
         oneshot = OneShot(pn, bcfg["iterations"], bcfg["drop"], bcfg["abs_tol"], bcfg["max_iter"])
         opt = make_optimizer(cfg, pn.dot)
         x = pn.scatter(theta_full)
@@ -350,13 +416,17 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
             val = pn.validate(max_iter=oneshot.d) if (k % cfg["output"]["validate_every"] == 0 or k == iters) \
                 and not (_is_bad(f) or _is_bad(gnorm)) else float("nan")   # no solve on diverged weights
             fw, bw = oneshot.last_forward, oneshot.last_backward
+            elapsed, steps = time.perf_counter() - t_start, counter.current(pn)
+            # a non-nested run without given units gets its own averages at the end (braidnet.work)
             row = {"iteration": it_global, "level": len(plan) - 1 - level, "layers": layers,
-                   "work_units": it_global, "primal_rnorm": fw.get("rnorm", -1.0),
+                   "work_units": work.units(elapsed, unit_seconds) if nested_run or unit_seconds else it_global,
+                   "work_units_counted": work.units(steps, unit_steps) if nested_run or unit_steps else it_global,
+                   "layer_steps": steps, "primal_rnorm": fw.get("rnorm", -1.0),
                    "adjoint_rnorm": bw.get("rnorm", -1.0), "primal_iters": fw.get("iterations", 0),
                    "adjoint_iters": bw.get("iterations", 0), "objective": f, "loss": fw.get("loss"),
                    "grad_norm": gnorm, "step": step, "ls_trials": trials,
                    "train_accuracy": fw.get("accuracy"), "val_accuracy": val,
-                   "time": time.perf_counter() - t_start}
+                   "time": elapsed}
             if _is_bad(f) or _is_bad(gnorm):
                 raise TrainingDiverged(
                     f"training diverged at iteration {it_global} (objective {f}, |g| {gnorm}, primal "
@@ -384,10 +454,20 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
             step, trials = info.step, info.ls_trials
             every = cfg["output"]["checkpoint_every"]
             if every and (k + 1) % every == 0 and not (_is_bad(f) or _is_bad(math.sqrt(pn.dot(g, g)))):
-                _checkpoint(writer, pn, opt, oneshot, x, f, g, step, trials, level, k + 1, history)
+                _checkpoint(writer, pn, opt, oneshot, x, f, g, step, trials, level, k + 1, history,
+                            counter.current(pn), unit_seconds, unit_steps)
         theta_full = pn.gather(x, root=None)
         start_it = 0
 
+    if not nested_run and not (unit_seconds and unit_steps):
+        fixed = [dict(r) for r in history]
+        work.self_normalise(fixed)
+        for r, f_row in zip(history, fixed):
+            if not unit_seconds:
+                r["work_units"] = f_row["work_units"]
+            if not unit_steps:
+                r["work_units_counted"] = f_row["work_units_counted"]
+        writer.start_history(history)
     final_val = pn.validate() if pn is not None else float("nan")
     if writer.active:
         writer.save("weights", theta=theta_full, layers=np.array(net.n_layers),
@@ -400,7 +480,9 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
 
 
 def _checkpoint(writer: RunWriter, pn, opt, oneshot: OneShot, x: np.ndarray, f: float, g: np.ndarray,
-                step: float, trials: int, level: int, iteration: int, history: List[Dict[str, Any]]) -> None:
+                step: float, trials: int, level: int, iteration: int, history: List[Dict[str, Any]],
+                layer_steps: int = 0, unit_seconds: Optional[float] = None,
+                unit_steps: Optional[float] = None) -> None:
     """Everything needed to continue exactly: whole parameters and gradient, optimiser memory, the MGRIT
     states the next solves warm-start from, and the history.  Collective (distributed vectors are
     gathered); rank 0 writes.
@@ -411,7 +493,8 @@ def _checkpoint(writer: RunWriter, pn, opt, oneshot: OneShot, x: np.ndarray, f: 
     warm = pn.warm_states()
     writer.save("checkpoint", theta=theta, f=np.array(f), g=gfull, step=np.array(step),
                 ls_trials=np.array(trials), level=np.array(level), iteration=np.array(iteration),
-                history=np.array(json.dumps(history)),
+                history=np.array(json.dumps(history)), layer_steps=np.array(layer_steps),
+                unit_seconds=np.array(unit_seconds or 0.0), unit_steps=np.array(unit_steps or 0.0),
                 last_forward=np.array(json.dumps(oneshot.last_forward)),
                 last_backward=np.array(json.dumps(oneshot.last_backward)),
                 **{"warm_" + k: v for k, v in warm.items()},

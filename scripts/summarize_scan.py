@@ -1,0 +1,436 @@
+#!/usr/bin/env python
+"""Summarise a peaks scan of scripts/scan_peaks.sh (the paper's Figure 3 study).
+
+Reads every run folder ``<method>_w<width>_wi<w_i>_g<gamma>_s<seed>`` of SCAN_DIR and writes into
+SCAN_DIR (or --out):
+
+* ``summary.md``: the statistics of the final (exact) validation accuracy per width and method beside
+  the paper's table (DESIGN.md section 5), the goal checks, a per-cell breakdown, timings, and the
+  failed, unfinished and missing runs;
+* ``boxplot.png``: box plots of the final validation accuracy, with the paper's min/median/max;
+* ``accuracy_vs_work.png``: validation accuracy against work units of the best and the median run of
+  every width and method.
+
+The statistics table is printed as well.  std is the sample standard deviation (ddof = 1).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+RUN_NAME = re.compile(r"^(nested|plain)_w(\d+)_wi([^_]+)_g([^_]+)_s(\d+)$")
+METHOD_LABEL = {"nested": "nested", "plain": "non-nested"}
+
+# DESIGN.md section 5 (the paper's Figure 3 table): mean, median, max, min, std in %, 48 runs each
+PAPER = {
+    (5, "nested"): (86.7, 88.0, 97.0, 66.0, 7.69),
+    (5, "plain"): (85.0, 88.5, 95.0, 20.0, 11.7),
+    (8, "nested"): (92.3, 94.0, 99.0, 72.5, 5.18),
+    (8, "plain"): (90.7, 91.8, 96.5, 57.0, 6.08),
+}
+PAPER_RUNS = 48
+STAT_NAMES = ("mean", "median", "max", "min", "std")
+
+
+@dataclass
+class RunInfo:
+    name: str
+    method: str
+    width: int
+    wi: str
+    gamma: str
+    seed: int
+    path: str
+    status: str = "missing"            # done | failed | unfinished | missing
+    accuracy: float = float("nan")     # final exact validation accuracy (weights.npz)
+    seconds: float = float("nan")      # training time (history.csv's last time; continues over a resume)
+    wall: float = float("nan")         # wall time of the last attempt incl. start-up (timings.tsv)
+    reason: str = ""
+    history: Dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+def _float(text: Optional[str]) -> float:
+    try:
+        return float(text) if text not in (None, "") else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def read_history(path: str) -> Dict[str, np.ndarray]:
+    """history.csv as float columns ({} if absent or empty)."""
+    hist = os.path.join(path, "history.csv")
+    if not os.path.exists(hist):
+        return {}
+    with open(hist, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([_float(r.get(k)) for r in rows]) for k in rows[0]}
+
+
+def read_timings(scan: str) -> Dict[str, float]:
+    """Wall seconds of each run's successful attempt (mpiexec start to end; a resumed run's last part)."""
+    path = os.path.join(scan, "timings.tsv")
+    out: Dict[str, float] = {}
+    if not os.path.exists(path):
+        return out
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row.get("rc") == "0":
+                out[row["run"]] = _float(row.get("seconds"))
+    return out
+
+
+def final_accuracy(path: str) -> float:
+    try:
+        with np.load(os.path.join(path, "weights.npz")) as z:
+            return float(z["val_accuracy"]) if "val_accuracy" in z.files else float("nan")
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+
+
+def load_scan(scan: str) -> List[RunInfo]:
+    """Every run folder of the scan and every run its manifest plans, with its status."""
+    names = {d for d in os.listdir(scan) if RUN_NAME.match(d) and os.path.isdir(os.path.join(scan, d))}
+    manifest = os.path.join(scan, "scan.manifest")
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            names |= {line.strip() for line in f if RUN_NAME.match(line.strip())}
+    timings = read_timings(scan)
+    runs = []
+    for name in sorted(names):
+        m, w, wi, g, s = RUN_NAME.match(name).groups()
+        r = RunInfo(name, m, int(w), wi, g, int(s), os.path.join(scan, name))
+        if os.path.isdir(r.path):
+            r.history = read_history(r.path)
+            failed = os.path.join(r.path, "FAILED")
+            if os.path.exists(os.path.join(r.path, "weights.npz")):
+                r.status, r.accuracy = "done", final_accuracy(r.path)
+                if not math.isfinite(r.accuracy):
+                    r.status, r.reason = "failed", "weights.npz without a final validation accuracy"
+            elif os.path.exists(failed):
+                with open(failed) as f:
+                    rc = f.read().strip()
+                r.status = "failed"
+                r.reason = {"3": "training diverged (exit 3)", "2": "configuration error (exit 2)"}.get(
+                    rc, f"exit status {rc}")
+            else:
+                r.status = "unfinished"
+                n = len(r.history.get("iteration", []))
+                r.reason = f"no weights.npz yet ({n} history rows" + \
+                    (", checkpoint.npz: resumable)" if os.path.exists(os.path.join(r.path, "checkpoint.npz")) else ")")
+        else:
+            r.reason = "planned (scan.manifest) but never started"
+        t = r.history.get("time")
+        r.seconds = float(t[-1]) if t is not None and len(t) else float("nan")
+        r.wall = timings.get(name, float("nan"))
+        runs.append(r)
+    return runs
+
+
+# ---- statistics -----------------------------------------------------------------------------------
+
+def stats(values: List[float]) -> Tuple[float, ...]:
+    """mean, median, max, min, std (ddof 1; NaN for fewer than 2 values) of finite values."""
+    a = np.array([v for v in values if math.isfinite(v)])
+    if a.size == 0:
+        return (float("nan"),) * 5
+    std = float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
+    return float(a.mean()), float(np.median(a)), float(a.max()), float(a.min()), std
+
+
+def groups(runs: List[RunInfo]) -> List[Tuple[int, str]]:
+    keys = {(r.width, r.method) for r in runs} | set(PAPER)
+    return sorted(keys, key=lambda k: (k[0], k[1] != "nested"))
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{x:.{digits}f}%" if math.isfinite(x) else "–"
+
+
+def stats_table(runs: List[RunInfo]) -> str:
+    """Markdown: our statistics and the paper's, one row each per width and method."""
+    lines = ["| width | method | source | runs | mean | median | max | min | std |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for width, method in groups(runs):
+        done = [r.accuracy for r in runs if (r.width, r.method) == (width, method) and r.status == "done"]
+        planned = sum(1 for r in runs if (r.width, r.method) == (width, method))
+        ours = stats(done)
+        runs_cell = f"{len(done)}" + (f" of {planned}" if planned != len(done) else "")
+        lines.append(f"| {width} | {METHOD_LABEL[method]} | **ours** | {runs_cell} | "
+                     + " | ".join(pct(v, 2 if k == 4 else 1) for k, v in enumerate(ours)) + " |")
+        if (width, method) in PAPER:
+            p = PAPER[(width, method)]
+            lines.append(f"| {width} | {METHOD_LABEL[method]} | paper | {PAPER_RUNS} | "
+                         + " | ".join(pct(v, 2 if k == 4 else 1) for k, v in enumerate(p)) + " |")
+    return "\n".join(lines)
+
+
+def goal_checks(runs: List[RunInfo]) -> str:
+    """The issue's goal per width: nested beats non-nested in mean and spread, nested mean >= paper."""
+    lines = []
+    for width in sorted({r.width for r in runs}):
+        acc = {m: [r.accuracy for r in runs if r.width == width and r.method == m and r.status == "done"]
+               for m in ("nested", "plain")}
+        n, p = stats(acc["nested"]), stats(acc["plain"])
+
+        def verdict(ok: Optional[bool]) -> str:
+            return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+        def cmp(a: float, b: float, op) -> Optional[bool]:
+            return op(a, b) if math.isfinite(a) and math.isfinite(b) else None
+
+        lines.append(f"- width {width}: nested mean > non-nested mean "
+                     f"({pct(n[0])} vs {pct(p[0])}): {verdict(cmp(n[0], p[0], float.__gt__))}; "
+                     f"nested std < non-nested std ({pct(n[4], 2)} vs {pct(p[4], 2)}): "
+                     f"{verdict(cmp(n[4], p[4], float.__lt__))}; nested min > non-nested min "
+                     f"({pct(n[3])} vs {pct(p[3])}): {verdict(cmp(n[3], p[3], float.__gt__))}; "
+                     f"nested mean >= paper's {pct(PAPER[(width, 'nested')][0])}: "
+                     f"{verdict(cmp(n[0], PAPER[(width, 'nested')][0], float.__ge__)) if (width, 'nested') in PAPER else 'n/a'}")
+    return "\n".join(lines)
+
+
+def cell_table(runs: List[RunInfo]) -> str:
+    """Markdown: accuracy per (width, w_i, gamma, method) cell."""
+    lines = ["| width | w_i | gamma | method | runs | mean | median | min | max |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    cells = sorted({(r.width, r.wi, r.gamma, r.method) for r in runs},
+                   key=lambda c: (c[0], float(c[1]), -float(c[2]), c[3] != "nested"))
+    for width, wi, gamma, method in cells:
+        acc = [r.accuracy for r in runs if (r.width, r.wi, r.gamma, r.method) == (width, wi, gamma, method)
+               and r.status == "done"]
+        mean, med, mx, mn, _ = stats(acc)
+        lines.append(f"| {width} | {wi} | {gamma} | {METHOD_LABEL[method]} | {len(acc)} | {pct(mean)} | "
+                     f"{pct(med)} | {pct(mn)} | {pct(mx)} |")
+    return "\n".join(lines)
+
+
+def timing_table(runs: List[RunInfo]) -> str:
+    """Markdown: training time (history) and wall time (timings.tsv) per run, per width and method."""
+    lines = ["| width | method | runs | mean train s | median train s | max train s | mean wall s | total wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for width, method in groups(runs):
+        sel = [r for r in runs if (r.width, r.method) == (width, method) and r.status == "done"]
+        t = [r.seconds for r in sel if math.isfinite(r.seconds)]
+        w = [r.wall for r in sel if math.isfinite(r.wall)]
+        if not t:
+            continue
+        wall = (f"{np.mean(w):.1f} | {np.sum(w):.0f}") if w else "– | –"
+        lines.append(f"| {width} | {METHOD_LABEL[method]} | {len(t)} | {np.mean(t):.1f} | {np.median(t):.1f} | "
+                     f"{np.max(t):.1f} | {wall} |")
+    return "\n".join(lines)
+
+
+def settings_line(runs: List[RunInfo]) -> str:
+    """What the runs were trained with (from one config.json per method): flags shortened scans."""
+    import json
+    parts = []
+    for method in ("nested", "plain"):
+        for r in runs:
+            cfg_path = os.path.join(r.path, "config.json")
+            if r.method == method and os.path.exists(cfg_path):
+                with open(cfg_path) as f:
+                    cfg = json.load(f)
+                what = (f"schedule {cfg['nested']['schedule']} on {cfg['network']['layers']} finest layers"
+                        if method == "nested" else
+                        f"{cfg['optimizer']['iterations']} iterations on {cfg['network']['layers']} layers")
+                ranks = cfg.get("run", {}).get("ranks", "?")
+                parts.append(f"{METHOD_LABEL[method]}: {what}, braid.iterations = {cfg['braid']['iterations']}, "
+                             f"{ranks} ranks, data.seed = {cfg['data']['seed']}")
+                break
+    line = "; ".join(parts) or "(no config.json found)"
+    if any(p.startswith("nested: schedule") and "schedule [200, 125, 75] " not in p for p in parts) or \
+            any(p.startswith("non-nested: ") and not p.startswith("non-nested: 188 ") for p in parts):
+        line += ".  **Not the paper's schedules** ((200, 125, 75) and 188): not comparable with its table"
+    return line
+
+
+# ---- figures --------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def boxplot(runs: List[RunInfo], out: str) -> Optional[str]:
+    keys = [k for k in groups(runs) if any(r.status == "done" and (r.width, r.method) == k for r in runs)]
+    if not keys:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    data = [[r.accuracy for r in runs if r.status == "done" and (r.width, r.method) == k] for k in keys]
+    pos = np.arange(1, len(keys) + 1)
+    colours = ["tab:blue" if m == "nested" else "tab:orange" for _, m in keys]
+    bp = ax.boxplot(data, positions=pos, widths=0.45, patch_artist=True, showmeans=True,
+                    meanprops=dict(marker="^", markerfacecolor="green", markeredgecolor="green"))
+    for patch, c in zip(bp["boxes"], colours):
+        patch.set_facecolor(c)
+        patch.set_alpha(0.35)
+    rng = np.random.default_rng(0)
+    for x, d, c in zip(pos, data, colours):   # every network as a dot (a scan has few)
+        ax.scatter(x + rng.uniform(-0.08, 0.08, len(d)), d, s=12, color=c, zorder=3)
+    for x, k in zip(pos, keys):               # the paper's min, median, max beside each box
+        if k in PAPER:
+            mean, med, mx, mn, _ = PAPER[k]
+            ax.plot([x + 0.33] * 2, [mn, mx], color="0.4", lw=1)
+            ax.scatter([x + 0.33], [med], marker="_", s=200, color="k", zorder=3)
+            ax.scatter([x + 0.33], [mean], marker="D", s=18, color="k", zorder=3)
+    ax.set_xticks(pos)
+    ax.set_xticklabels([f"width {w}\n{METHOD_LABEL[m]}\n({len(d)} runs)" for (w, m), d in zip(keys, data)])
+    ax.set_ylabel("final validation accuracy (%)")
+    from matplotlib.lines import Line2D
+    ax.legend(handles=[Line2D([], [], marker="^", ls="", color="green", label="ours: mean"),
+                       Line2D([], [], color="0.4", label="paper: min to max"),
+                       Line2D([], [], marker="_", ms=12, ls="", color="k", label="paper: median"),
+                       Line2D([], [], marker="D", ms=4, ls="", color="k", label="paper: mean")],
+              fontsize=8, loc="lower left")
+    ax.set_title("Peaks scan: final validation accuracy (boxes: ours, dots: every network)", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def common_work(run: RunInfo, unit_steps: Optional[float], column: str) -> np.ndarray:
+    """Work units of a run's rows: counted layer steps in the unit given (one non-nested iteration),
+    else the run's own column (wall clock, or a history without layer steps)."""
+    h = run.history
+    if column == "work_units_counted" and unit_steps and "layer_steps" in h:
+        return h["layer_steps"] / unit_steps
+    return h.get(column, h.get("work_units", h["iteration"]))
+
+
+def plain_unit(runs: List[RunInfo], width: int) -> Optional[float]:
+    """Weighted layer steps of one non-nested iteration at this width (the paper's work unit): the
+    median over the finished non-nested runs (their line searches differ a little)."""
+    units = [float(r.history["layer_steps"][-1] / r.history["iteration"][-1]) for r in runs
+             if r.method == "plain" and r.width == width and r.status == "done" and "layer_steps" in r.history
+             and len(r.history["iteration"]) and r.history["iteration"][-1] > 0]
+    return float(np.median(units)) if units else None
+
+
+def pick(runs: List[RunInfo], width: int, method: str) -> Dict[str, RunInfo]:
+    """The best and the median (by final accuracy) finished run of a width and method."""
+    done = sorted((r for r in runs if r.status == "done" and r.width == width and r.method == method
+                   and r.history), key=lambda r: r.accuracy)
+    if not done:
+        return {}
+    return {"best": done[-1], "median": done[(len(done) - 1) // 2]}
+
+
+def work_curves(runs: List[RunInfo], out: str, units: str) -> Optional[str]:
+    widths = sorted({r.width for r in runs if r.status == "done"})
+    if not widths:
+        return None
+    column = "work_units_counted" if units == "counted" else "work_units"
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(widths), figsize=(6.2 * len(widths), 4.4), squeeze=False)
+    for ax, width in zip(axes[0], widths):
+        unit = plain_unit(runs, width) if units == "counted" else None
+        for method, colour in (("nested", "tab:blue"), ("plain", "tab:orange")):
+            for role, style in (("best", "-"), ("median", "--")):
+                r = pick(runs, width, method).get(role)
+                if r is None or (role == "median" and r is pick(runs, width, method)["best"]):
+                    continue
+                w, acc = common_work(r, unit, column), r.history["val_accuracy"]
+                ok = np.isfinite(w) & np.isfinite(acc)
+                ax.plot(w[ok], acc[ok], style, color=colour, lw=1.4,
+                        label=f"{role} {METHOD_LABEL[method]} ({r.accuracy:.1f}%: {r.name})")
+                ax.scatter([w[ok][-1]], [r.accuracy], color=colour, s=18, zorder=3)
+                if method == "nested" and role == "best":   # where the network was refined
+                    for i in np.nonzero(np.diff(r.history["layers"]) != 0)[0]:
+                        ax.axvline(w[i + 1], color=colour, ls=":", lw=0.8, alpha=0.6)
+        ax.set_title(f"width {width}")
+        ax.set_xlabel("work units (" + ("counted layer steps; 1 = a non-nested iteration" if unit
+                                        else "wall clock" if units == "wall" else "run's own units") + ")")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Validation accuracy against work (dotted: nested refinements; dot: final exact accuracy)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+def problems(runs: List[RunInfo]) -> str:
+    bad = [r for r in runs if r.status != "done"]
+    if not bad:
+        return "None: every planned run finished."
+    lines = [f"{len(bad)} run(s) without a result (not in the statistics):", ""]
+    lines += [f"- `{r.name}`: {r.status}: {r.reason}" for r in bad]
+    return "\n".join(lines)
+
+
+def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -> str:
+    runs = load_scan(scan)
+    if not runs:
+        raise FileNotFoundError(f"no run folders <method>_w<W>_wi<WI>_g<G>_s<S> in {scan!r}")
+    os.makedirs(out, exist_ok=True)
+    figs = []
+    if plots:
+        figs = [f for f in (boxplot(runs, os.path.join(out, "boxplot.png")),
+                            work_curves(runs, os.path.join(out, "accuracy_vs_work.png"), units)) if f]
+    counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "unfinished", "missing")}
+    table = stats_table(runs)
+    md = [f"# Peaks scan: {os.path.abspath(scan)}", "",
+          f"{len(runs)} runs: {counts['done']} finished, {counts['failed']} failed, "
+          f"{counts['unfinished']} unfinished, {counts['missing']} never started.  "
+          f"Seeds: {len({r.seed for r in runs})}.", "",
+          f"Settings: {settings_line(runs)}.", "",
+          "## Final validation accuracy (exact forward solve), ours beside the paper's", "",
+          table, "",
+          "std: sample standard deviation.  The paper's row: DESIGN.md section 5 (48 networks each).", "",
+          "## Goal checks", "", goal_checks(runs), "",
+          "## Per hyperparameter cell", "", cell_table(runs), "",
+          "## Time per run", "", timing_table(runs), "",
+          "train s: the history's last `time` (training only; a resumed run's includes the part before "
+          "the interruption); wall s: `mpiexec` start to end of the last attempt (timings.tsv), incl. "
+          "start-up, the nested runs' calibration and the final exact validation.", "",
+          "## Runs without a result", "", problems(runs), ""]
+    if figs:
+        md += ["## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figs] + [""]
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(md))
+    return table + "\n\n" + goal_checks(runs) + "\n\n" + problems(runs)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="writes SUMMARY_DIR/summary.md, boxplot.png, accuracy_vs_work.png")
+    p.add_argument("scan", metavar="SCAN_DIR", help="output folder of scripts/scan_peaks.sh")
+    p.add_argument("--out", metavar="SUMMARY_DIR", help="where to write (default: SCAN_DIR)")
+    p.add_argument("--units", choices=("counted", "wall"), default="counted",
+                   help="work units of the curves: counted layer steps (default) or wall clock")
+    p.add_argument("--no-plots", action="store_true", help="only summary.md")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.scan):
+        print(f"summarize_scan.py: no folder {args.scan!r}", file=sys.stderr)
+        return 2
+    try:
+        print(summarize(args.scan, args.out or args.scan, args.units, not args.no_plots))
+    except FileNotFoundError as e:
+        print(f"summarize_scan.py: {e}", file=sys.stderr)
+        return 2
+    print(f"\nwritten: {os.path.join(args.out or args.scan, 'summary.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
