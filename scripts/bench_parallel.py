@@ -363,8 +363,8 @@ def _predictions(model, label, serial_step, counts, trials, forwards, a) -> List
         cross = next((P for P, s in zip(grid, allsp) if s > 1.0), None)
         best = int(np.argmax(allsp)) + 1
         cells = "".join(f"{sp[P]:9.2f}" if P in sp else f"{'-':>9}" for P in a.predict_ranks)
-        print(f"   {c['layers']:>8}{cells}{(str(cross) if cross else 'never'):>11}"
-              f"{f'{max(allsp):.1f}x @ {best}':>14}   ({c['levels']} levels)")
+        print(f"   {c['layers']:>8}{cells}{(str(cross) if cross else 'never'):>11}  "
+              f"{f'{max(allsp):.1f}x @ {best}':>16}   ({c['levels']} levels)")
         preds.append({"model": label, "t_msg": model["t_msg"], "layers": c["layers"], "levels": c["levels"],
                       "speedup": sp, "crossover": cross, "best": max(allsp), "best_ranks": best})
     return preds
@@ -445,7 +445,7 @@ def main() -> int:
             print(f"   predicted speedup of layer-parallel over layer-serial, t_msg {label} = "
                   f"{mdl['t_msg'] * 1e6:.0f} us{' (latency + one state / bandwidth)' if label == 'assumed' else ''}"
                   f"\n   (levels until <= 4 coarse intervals; as many cores as ranks):\n"
-                  f"   {'layers':>8}{head}{'crossover':>11}{'best':>14}")
+                  f"   {'layers':>8}{head}{'crossover':>11}  {'best':>16}")
             preds += _predictions(mdl, label, serial_step, counts, par[0]["ls_trials"], ser["forwards"], a)
         out["problems"][name]["predictions"] = preds
         print()

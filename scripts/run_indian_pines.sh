@@ -27,7 +27,7 @@ Needs the optional dependency tensorly (its copy of the Indian Pines cube, 200 b
 `pip install tensorly` (or `pip install -e .[data]`).  Finished runs (weights.npz) are skipped,
 interrupted ones resumed (checkpoint.npz); failures go to OUT/failures.log.
 Environment: MPIEXEC (default mpiexec), PYTHON (default python; the repo's .venv is activated if no
-virtual environment is).
+virtual environment is), OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (default 1 per rank).
 EOF
 }
 
@@ -60,6 +60,10 @@ done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
+# One BLAS thread per MPI rank unless the caller says otherwise: with OpenBLAS's default (a thread
+# per core) P ranks oversubscribe the cores and, at width 220, run ~10x slower (docs/results.md).
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
+  MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 MPIEXEC=${MPIEXEC:-mpiexec}
 PYTHON=${PYTHON:-python}
 [ -n "$OUT" ] || { [ "$QUICK" = 1 ] && OUT=runs/indian_pines_quick || OUT=runs/indian_pines; }

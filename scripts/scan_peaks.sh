@@ -35,7 +35,7 @@ checkpoint.npz is continued with --resume.  A failing run is written to OUT/fail
 exit status to OUT/<run>/FAILED) and the scan goes on.  OUT/timings.tsv gets one line per run (wall seconds),
 OUT/scan.manifest lists every planned run (scripts/summarize_scan.py reports the missing ones).
 Environment: MPIEXEC (default mpiexec), PYTHON (default python; the repo's .venv is activated if
-no virtual environment is).
+no virtual environment is), OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (default 1 per rank).
 EOF
 }
 
@@ -87,6 +87,10 @@ for m in $METHODS; do case "$m" in nested|plain) ;; *) die "--methods: '$m' is n
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
+# One BLAS thread per MPI rank unless the caller says otherwise: with OpenBLAS's default (a thread
+# per core) P ranks oversubscribe the cores and, at width 220, run ~10x slower (docs/results.md).
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
+  MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 MPIEXEC=${MPIEXEC:-mpiexec}
 PYTHON=${PYTHON:-python}
 [ -n "$OUT" ] || { [ "$QUICK" = 1 ] && OUT=runs/scan_peaks_quick || OUT=runs/scan_peaks; }

@@ -246,7 +246,7 @@ def settings_line(runs: List[RunInfo]) -> str:
                         f"{cfg['optimizer']['iterations']} iterations on {cfg['network']['layers']} layers")
                 ranks = cfg.get("run", {}).get("ranks", "?")
                 parts.append(f"{METHOD_LABEL[method]}: {what}, braid.iterations = {cfg['braid']['iterations']}, "
-                             f"{ranks} ranks, data.seed = {cfg['data']['seed']}")
+                             f"ranks = {ranks}, data.seed = {cfg['data']['seed']}")
                 break
     line = "; ".join(parts) or "(no config.json found)"
     if any(p.startswith("nested: schedule") and "schedule [200, 125, 75] " not in p for p in parts) or \
@@ -273,7 +273,7 @@ def boxplot(runs: List[RunInfo], out: str) -> Optional[str]:
     data = [[r.accuracy for r in runs if r.status == "done" and (r.width, r.method) == k] for k in keys]
     pos = np.arange(1, len(keys) + 1)
     colours = ["tab:blue" if m == "nested" else "tab:orange" for _, m in keys]
-    bp = ax.boxplot(data, positions=pos, widths=0.45, patch_artist=True, showmeans=True,
+    bp = ax.boxplot(data, positions=pos, widths=0.45, patch_artist=True, showmeans=True, showfliers=False,
                     meanprops=dict(marker="^", markerfacecolor="green", markeredgecolor="green"))
     for patch, c in zip(bp["boxes"], colours):
         patch.set_facecolor(c)
@@ -367,6 +367,36 @@ def work_curves(runs: List[RunInfo], out: str, units: str) -> Optional[str]:
     return out
 
 
+def accuracy_at(run: RunInfo, unit: Optional[float], column: str, work: float) -> float:
+    """Validation accuracy of the last validated row at or before ``work`` units (NaN if none)."""
+    w, acc = common_work(run, unit, column), run.history.get("val_accuracy")
+    if acc is None:
+        return float("nan")
+    rows = np.nonzero(np.isfinite(acc) & np.isfinite(w) & (w <= work))[0]
+    return float(acc[rows[-1]]) if rows.size else float("nan")
+
+
+def work_table(runs: List[RunInfo], units: str, marks=(10, 25, 50, 100, 150, 185)) -> str:
+    """Markdown: mean validation accuracy (the per-iteration one, d MGRIT iterations) at given work."""
+    column = "work_units_counted" if units == "counted" else "work_units"
+    lines = ["| width | method | " + " | ".join(f"{m} units" for m in marks) + " | units at the end |",
+             "|---|---|" + "---|" * (len(marks) + 1)]
+    for width, method in groups(runs):
+        sel = [r for r in runs if (r.width, r.method) == (width, method) and r.status == "done" and r.history]
+        if not sel:
+            continue
+        unit = plain_unit(runs, width) if units == "counted" else None
+        cells = []
+        for m in marks:
+            a = [accuracy_at(r, unit, column, m) for r in sel]
+            a = [x for x in a if math.isfinite(x)]
+            cells.append(pct(float(np.mean(a))) if a else "–")
+        ends = [float(common_work(r, unit, column)[-1]) for r in sel]
+        lines.append(f"| {width} | {METHOD_LABEL[method]} | " + " | ".join(cells)
+                     + f" | {np.mean(ends):.0f} ({np.min(ends):.0f}-{np.max(ends):.0f}) |")
+    return "\n".join(lines)
+
+
 # ---- the report -----------------------------------------------------------------------------------
 
 def problems(runs: List[RunInfo]) -> str:
@@ -398,6 +428,11 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
           table, "",
           "std: sample standard deviation.  The paper's row: DESIGN.md section 5 (48 networks each).", "",
           "## Goal checks", "", goal_checks(runs), "",
+          "## Validation accuracy against work", "",
+          "Mean over the finished runs of the per-iteration validation accuracy (a validation solve "
+          f"with d MGRIT iterations) at the given work; work units {units}"
+          + (" (weighted layer steps; 1 = one non-nested iteration at that width)" if units == "counted" else "")
+          + ".", "", work_table(runs, units), "",
           "## Per hyperparameter cell", "", cell_table(runs), "",
           "## Time per run", "", timing_table(runs), "",
           "train s: the history's last `time` (training only; a resumed run's includes the part before "
