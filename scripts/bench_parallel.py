@@ -132,7 +132,7 @@ def worker_parallel(a) -> Optional[Dict[str, Any]]:
         opt = _optimizer(pn.dot)
         x = pn.scatter(theta)
         f, g = oneshot.objective(x), oneshot.gradient(x)
-        trials, prim, adj, iters = [], [], [], []
+        trials, prim, adj = [], [], []
         for k in range(a.warmup + a.iterations):
             if k == a.warmup:
                 comm.Barrier()

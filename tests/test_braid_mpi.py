@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+import mpi_launch
 from numpy.testing import assert_allclose
 
 import braidnet
@@ -28,31 +29,9 @@ TOL = 1e-12        # absolute residual tolerance of every solve
 RANKS = (1, 2, 3, 4)
 
 
-def _mpiexec() -> str:
-    found = os.environ.get("MPIEXEC") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if not os.path.exists(found):
-        found = shutil.which("mpiexec") or ""
-    if not found:
-        pytest.skip("no mpiexec beside the interpreter or on PATH")
-    return found
-
-
 def launch(nranks: int, args: list[str]) -> subprocess.CompletedProcess:
     """Run `mpiexec -n nranks python *args`; fail the test on a timeout or a non-zero exit."""
-    env = dict(os.environ)
-    # the children must import the same braidnet as this process
-    root = os.path.dirname(os.path.dirname(os.path.abspath(braidnet.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    cmd = [_mpiexec(), "-n", str(nranks), sys.executable, *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"`{' '.join(cmd)}` did not finish within {TIMEOUT} s (a hang?)\n"
-                    f"stdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
-    if proc.returncode != 0:
-        pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode}\n"
-                    f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+    return mpi_launch.check(mpi_launch.run(nranks, args, TIMEOUT))
 
 
 def run_driver(nranks: int, cases: list[dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -233,7 +212,7 @@ def test_example_rejects_a_bad_option():
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(braidnet.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, os.path.join(EXAMPLES, "resnet4.py"),
+    proc = subprocess.run([mpi_launch.mpiexec(), "-n", "2", sys.executable, os.path.join(EXAMPLES, "resnet4.py"),
                            "--cfactor", "1"], capture_output=True, text=True, timeout=TIMEOUT, env=env)
     assert proc.returncode != 0
     assert "cfactor must be an integer >= 2" in proc.stderr

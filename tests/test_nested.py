@@ -10,14 +10,12 @@ The multi-rank runs go through ``mpiexec -n P python tests/nested_driver.py`` (o
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+import mpi_launch
 from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet import _kernels, config, nested, train, work
@@ -258,27 +256,8 @@ def test_work_cost_weights():
 # ---------------------------------------------------------------------------------------------
 # several ranks
 
-def _mpiexec():
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return cand if os.path.exists(cand) else shutil.which("mpiexec")
-
-
 def _launch(nprocs: int, cases: list, tmp_path, timeout: float = 90.0) -> list:
-    exe = _mpiexec()
-    if exe is None:
-        pytest.skip("no mpiexec beside the interpreter or on PATH")
-    path = tmp_path / f"cases{nprocs}.json"
-    path.write_text(json.dumps(cases))
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [exe, "-n", str(nprocs), sys.executable, os.path.join(HERE, "nested_driver.py"), str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{' '.join(cmd)} hung for {timeout} s; output so far:\n{e.stdout}\n{e.stderr}")
-    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(results) == len(cases), proc.stdout + proc.stderr
-    return results
+    return mpi_launch.run_cases(nprocs, "nested_driver.py", cases, tmp_path, timeout)
 
 
 # coarsest networks of 4 (r = 2) and 6 (r = 3) layers: 4 ranks still own a point each

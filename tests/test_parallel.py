@@ -6,21 +6,18 @@ driver's JSON lines here.  The rest runs in this process on ``COMM_SELF``.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+import mpi_launch
 
 from braidnet import _kernels
 from braidnet.parallel import ParallelNetwork, block_range, level_strides
 from braidnet.resnet import ResNet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 RTOL = 1e-9
 
 # Sizes are small (width 4-8, batch ~50, N 2-32) so that all cases of one launch take seconds.
@@ -51,28 +48,8 @@ for i, c in enumerate(CASES):
     c["seed"] = 10 + i
 
 
-def _mpiexec() -> str | None:
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return cand if os.path.exists(cand) else shutil.which("mpiexec")
-
-
 def _launch(nprocs: int, cases: list, tmp_path, timeout: float = 120.0) -> list:
-    exe = _mpiexec()
-    if exe is None:
-        pytest.skip("no mpiexec beside the interpreter or on PATH")
-    path = tmp_path / "cases.json"
-    path.write_text(json.dumps(cases))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [exe, "-n", str(nprocs), sys.executable, os.path.join(HERE, "parallel_driver.py"), str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{' '.join(cmd)} hung for {timeout} s; output so far:\n{e.stdout}\n{e.stderr}")
-    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(results) == len(cases), proc.stdout + proc.stderr
-    return results
+    return mpi_launch.run_cases(nprocs, "parallel_driver.py", cases, tmp_path, timeout)
 
 
 @pytest.mark.mpi

@@ -14,10 +14,11 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+import mpi_launch
 from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet import config as C
@@ -78,17 +79,9 @@ RTOL = 1e-8
 ATOL_RNORM = 1e-14
 
 
-def _mpiexec() -> str | None:
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return cand if os.path.exists(cand) else shutil.which("mpiexec")
-
-
 def _launch(nprocs: int, args: list, fault: dict | None = None, tmp=None,
             timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     """``mpiexec -n nprocs`` the CLI (or the fault-injecting driver) with ``args``."""
-    exe = _mpiexec()
-    if exe is None:
-        pytest.skip("no mpiexec beside the interpreter or on PATH")
     if fault is None:
         prog = ["-m", "braidnet.cli"]
     else:
@@ -96,19 +89,11 @@ def _launch(nprocs: int, args: list, fault: dict | None = None, tmp=None,
         with open(spec, "w") as f:
             json.dump(fault, f)
         prog = [os.path.join(HERE, "train_driver.py"), spec]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONWARNINGS"] = "ignore"   # numpy's overflow warnings of the diverging runs
-    cmd = [exe, "-n", str(nprocs), sys.executable, *prog, *[str(a) for a in args]]
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{' '.join(cmd)} hung for {timeout} s; output so far:\n{e.stdout}\n{e.stderr}")
+    # numpy's overflow warnings of the diverging runs
+    return mpi_launch.run(nprocs, [*prog, *args], timeout, env={"PYTHONWARNINGS": "ignore"})
 
 
-def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+_ok = mpi_launch.check
 
 
 def _history(out_dir) -> list:
