@@ -366,6 +366,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     t_start = time.perf_counter() - (history[-1]["time"] if history else 0.0)
     message = "max iterations reached"
     it_global = history[-1]["iteration"] + 1 if history else 0
+    saved_at = it_global if resume else None        # global iteration of the last checkpoint written
     net = None
     pn = None
     for level in range(start_level, len(plan)):
@@ -428,10 +429,11 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
                    "train_accuracy": fw.get("accuracy"), "val_accuracy": val,
                    "time": elapsed}
             if _is_bad(f) or _is_bad(gnorm):
+                where = (f"the last good checkpoint is {writer.path('checkpoint.npz')} (iteration {saved_at})"
+                         if saved_at is not None and writer.dir else "no checkpoint was written before it")
                 raise TrainingDiverged(
                     f"training diverged at iteration {it_global} (objective {f}, |g| {gnorm}, primal "
-                    f"residual {fw.get('rnorm')}, adjoint residual {bw.get('rnorm')}); the last good "
-                    f"checkpoint is {writer.path('checkpoint.npz') if writer.dir else '(no output folder)'}")
+                    f"residual {fw.get('rnorm')}, adjoint residual {bw.get('rnorm')}); {where}")
             history.append(row)
             writer.row(row)
             if rank == 0 and cfg["output"]["progress"]:
@@ -456,6 +458,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
             if every and (k + 1) % every == 0 and not (_is_bad(f) or _is_bad(math.sqrt(pn.dot(g, g)))):
                 _checkpoint(writer, pn, opt, oneshot, x, f, g, step, trials, level, k + 1, history,
                             counter.current(pn), unit_seconds, unit_steps)
+                saved_at = it_global
         theta_full = pn.gather(x, root=None)
         start_it = 0
 
