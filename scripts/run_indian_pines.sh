@@ -143,7 +143,7 @@ report() {
   local done=() run
   for run in $RUNS; do [ -f "$OUT/$run/weights.npz" ] && done+=("$OUT/$run"); done
   [ "${#done[@]}" -gt 0 ] || { echo "run_indian_pines.sh: no finished run to plot" >&2; return 1; }
-  "$PYTHON" -m braidnet.cli plot "${done[@]}" --out "$OUT/figure5.png" && echo "figure: $OUT/figure5.png"
+  "$PYTHON" -m braidnet.cli plot "${done[@]}" --out "$OUT/figure5.png" > /dev/null && echo "figure: $OUT/figure5.png"
   : > "$OUT/compare.txt"
   if [ -f "$OUT/plain/weights.npz" ]; then
     for run in $RUNS; do
