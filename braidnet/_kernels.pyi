@@ -13,6 +13,7 @@ SMOOTHRELU: int
 BIAS_CHANNEL: int
 BIAS_SCALAR: int
 ACTIVATIONS: Dict[str, int]
+FUSED_MAX_WIDTH: int
 
 def layer_forward(W: F64, b: F64, u_in: F64, h: float, activation: Activation,
                   u_out: Optional[F64] = ..., work: Optional[F64] = ...) -> F64: ...
@@ -28,3 +29,4 @@ def net_forward(theta_layers: F64, width: int, nb_bias: int, n_layers: int, h: f
 def net_backward(theta_layers: F64, width: int, nb_bias: int, n_layers: int, h: float,
                  activation: Activation, states: F64, lam: F64, grad_layers: F64,
                  work: Optional[F64] = ...) -> F64: ...
+def tanh(x: F64, out: Optional[F64] = ...) -> F64: ...

@@ -1,7 +1,7 @@
 """The compiled per-layer kernels against plain numpy."""
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet import _kernels as K
 
@@ -36,7 +36,11 @@ def make(width, batch, nb, seed=0, nfeat=None):
 
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("width,batch,scalar", [(4, 7, False), (4, 7, True), (9, 300, False), (1, 5, True),
-                                                (20, 13, False), (20, 13, True)])
+                                                (20, 13, False), (20, 13, True),
+                                                # column tiles of the fused kernels: a partial last tile
+                                                (8, 257, False), (32, 65, True),
+                                                # wider than FUSED_MAX_WIDTH: the BLAS path
+                                                (33, 19, False), (40, 1001, True)])
 def test_layer_forward_matches_numpy(act, width, batch, scalar):
     W, b, u, _ = make(width, batch, 1 if scalar else width)
     h = 0.37
@@ -51,7 +55,7 @@ def test_layer_forward_matches_numpy(act, width, batch, scalar):
 
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("scalar", [False, True])
-@pytest.mark.parametrize("width,batch", [(6, 11), (16, 261), (21, 10)])
+@pytest.mark.parametrize("width,batch", [(6, 11), (16, 261), (21, 10), (8, 257), (33, 19), (40, 1001)])
 def test_layer_backward_matches_numpy(act, scalar, width, batch):
     h = 0.25
     W, b, u, lam = make(width, batch, 1 if scalar else width, seed=1)
@@ -152,3 +156,16 @@ def test_bad_inputs():
         K.net_forward(np.zeros(5), 3, 3, 2, 0.1, "tanh", np.zeros((3, 3, 4)))
     with pytest.raises(TypeError, match="numpy.ndarray"):
         K.layer_forward([[1.0]], np.ones(1), np.ones((1, 1)), 0.1, "tanh")
+
+
+def test_vectorised_tanh_is_accurate_and_handles_special_values():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-r, r, 20000) for r in (1e-8, 1e-3, 0.5, 2.0, 20.0, 400.0)])
+    t = K.tanh(x)
+    assert_allclose(t, np.tanh(x), rtol=2e-15, atol=0)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324])
+    got = K.tanh(special)
+    assert_array_equal(got[:4], [0.0, -0.0, 1.0, -1.0])
+    assert np.signbit(got[1]) and np.isnan(got[4])
+    assert_array_equal(got[5:], special[5:])
+    assert K.FUSED_MAX_WIDTH == 32
