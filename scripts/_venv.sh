@@ -8,6 +8,6 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 mpi_pkg=mpich
 [ "${BRAIDNET_SYSTEM_MPI:-0}" = 1 ] && mpi_pkg=
-python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=64" wheel
+python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel
 python -m pip install -q --disable-pip-version-check numpy scipy "cython>=3" mpi4py $mpi_pkg pytest matplotlib
 python -m pip install -q --disable-pip-version-check --no-build-isolation -e .
