@@ -59,13 +59,7 @@ done
 [ -z "$PLAIN_ITERS" ] || [[ "$PLAIN_ITERS" =~ ^[1-9][0-9]*$ ]] || die "--plain-iterations needs a positive integer"
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
-if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
-# One BLAS thread per MPI rank unless the caller says otherwise: with OpenBLAS's default (a thread
-# per core) P ranks oversubscribe the cores and, at width 220, run ~10x slower (docs/results.md).
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
-  MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-MPIEXEC=${MPIEXEC:-mpiexec}
-PYTHON=${PYTHON:-python}
+. scripts/_runenv.sh
 [ -n "$OUT" ] || { [ "$QUICK" = 1 ] && OUT=runs/indian_pines_quick || OUT=runs/indian_pines; }
 NESTED_CFG=examples/indian_pines.toml
 PLAIN_CFG=examples/indian_pines_plain.toml

@@ -86,13 +86,7 @@ for w in $WIDTHS; do is_count "$w" || die "--widths: '$w' is not a positive inte
 for m in $METHODS; do case "$m" in nested|plain) ;; *) die "--methods: '$m' is not nested or plain" ;; esac; done
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
-if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
-# One BLAS thread per MPI rank unless the caller says otherwise: with OpenBLAS's default (a thread
-# per core) P ranks oversubscribe the cores and, at width 220, run ~10x slower (docs/results.md).
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
-  MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-MPIEXEC=${MPIEXEC:-mpiexec}
-PYTHON=${PYTHON:-python}
+. scripts/_runenv.sh
 [ -n "$OUT" ] || { [ "$QUICK" = 1 ] && OUT=runs/scan_peaks_quick || OUT=runs/scan_peaks; }
 
 NESTED_CFG=examples/peaks.toml
