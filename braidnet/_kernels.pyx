@@ -731,14 +731,19 @@ def layer_backward(W, b, u, lam_in, double h, activation, lam_out=None, gW=None,
     return lam_out
 
 
-def opening_forward(W, b, x, activation, u_out=None):
-    """Dense opening ``u_out = sigma(W @ x + b)``, W (width, nfeat), x (nfeat, batch)."""
+def _opening_args(W, b, x):
+    """Check a dense opening's W (width, nfeat), b and x (nfeat, batch); (width, nfeat, bias code)."""
     _f64c(W, "W", 2)
     _f64c(x, "x", 2)
     width, nfeat = W.shape
     if x.shape[0] != nfeat:
         raise ValueError(f"x must have shape (n_features={nfeat}, batch), got {x.shape}")
-    bias = _bias_code(b, width)
+    return width, nfeat, _bias_code(b, width)
+
+
+def opening_forward(W, b, x, activation, u_out=None):
+    """Dense opening ``u_out = sigma(W @ x + b)``, W (width, nfeat), x (nfeat, batch)."""
+    width, nfeat, bias = _opening_args(W, b, x)
     cdef int act = _act_code(activation)
     if u_out is None:
         u_out = np.empty((width, x.shape[1]))
@@ -757,12 +762,7 @@ def opening_forward(W, b, x, activation, u_out=None):
 def opening_gradient(W, b, x, lam0, activation, gW, gb, work=None):
     """ACCUMULATE the dense opening's gradient: ``gW += D x^T``, ``gb += sums of D``,
     with D = sigma'(W x + b) * lam0."""
-    _f64c(W, "W", 2)
-    _f64c(x, "x", 2)
-    width, nfeat = W.shape
-    if x.shape[0] != nfeat:
-        raise ValueError(f"x must have shape (n_features={nfeat}, batch), got {x.shape}")
-    bias = _bias_code(b, width)
+    width, nfeat, bias = _opening_args(W, b, x)
     cdef int act = _act_code(activation)
     _same_shape(lam0, "lam0", (width, x.shape[1]))
     _writable(_same_shape(gW, "gW", W.shape), "gW")

@@ -70,17 +70,24 @@ cdef inline int _fail(const StepInfo *info, const char *what, long k) noexcept n
     return store_error_message(info.app, msg)
 
 
+cdef inline int _load_first(LayerCtx *c, const StepInfo *info, double *u) noexcept nogil:
+    """A step out of point 0 starts from the app's current value there (u_0 of the opening, or
+    lambda_N of the classifier): the core's point-0 vector may be stale after a warm restart (module
+    docstring).  Returns -1 when the app holds no such value."""
+    if c.first == NULL:
+        return -1
+    memcpy(u, c.first, c.width * c.batch * sizeof(double))
+    return 0
+
+
 cdef int _primal_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
     cdef LayerCtx *c = <LayerCtx *>ctx
     cdef long n = lround(info.tstart * c.inv_h)
     cdef const double *W
     if n < 0 or n >= c.nlayers or c.theta[n] == NULL:
         return _fail(info, "weights of layer", n)
-    if n == 0:
-        # the core's point-0 vector may be stale after a warm restart (module docstring)
-        if c.first == NULL:
-            return _fail(info, "value at point", 0)
-        memcpy(u, c.first, c.width * c.batch * sizeof(double))
+    if n == 0 and _load_first(c, info, u) != 0:
+        return _fail(info, "value at point", 0)
     W = c.theta[n]
     c.nsteps += 1
     if bn_layer_forward(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
@@ -98,10 +105,8 @@ cdef int _adjoint_step(void *ctx, double *u, const double *ustop, const StepInfo
         return _fail(info, "weights of layer", m)
     if c.states[m] == NULL:
         return _fail(info, "primal state at point", m)
-    if k0 == 0:
-        if c.first == NULL:
-            return _fail(info, "value at point", 0)
-        memcpy(u, c.first, c.width * c.batch * sizeof(double))
+    if k0 == 0 and _load_first(c, info, u) != 0:
+        return _fail(info, "value at point", 0)
     W = c.theta[m]
     c.nsteps += 1
     if bn_layer_adjoint(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
