@@ -77,6 +77,9 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "accuracy_threshold": (101.0, float, "move to the next level early once training accuracy passes this (%)"),
         "states": ("interpolate", str, "interpolate | zero: initial guess of the MGRIT states after a refinement "
                    "(interpolated like the weights, or zeros)"),
+        "starts": (1, int, "initialisations tried on the coarsest level; the best by training objective "
+                   "continues (1: the paper's algorithm; braidnet.starts)"),
+        "start_iterations": (40, int, "iterations each start trains before the choice (counted in schedule[0])"),
         "calibrate": (2, int, "nested runs: finest-level iterations timed and counted first to set the work unit (0: none)"),
         "work_unit_seconds": (0.0, float, "if > 0: the wall-clock work unit (s per finest-level iteration), not calibrated"),
         "work_unit_steps": (0.0, float, "if > 0: the counted work unit (weighted layer steps per finest-level iteration)"),
@@ -106,6 +109,7 @@ MINIMUM = {
     ("braid", "min_coarse"): 1, ("braid", "iterations"): 1, ("braid", "max_iter"): 1,
     ("optimizer", "iterations"): 0, ("optimizer", "memory"): 1, ("optimizer", "ls_trials"): 1,
     ("nested", "refine"): 2, ("nested", "boost_iterations"): 0, ("nested", "calibrate"): 0, ("nested", "boost_d"): 1,
+    ("nested", "starts"): 1, ("nested", "start_iterations"): 1,
     ("output", "checkpoint_every"): 0, ("output", "validate_every"): 1,
 }
 
@@ -187,6 +191,14 @@ def check(cfg: Config, nprocs: int = 1) -> Config:
             raise ConfigError(f"network.layers={layers} must be divisible by nested.refine^(levels-1) = "
                               f"{r ** (len(schedule) - 1)} for {len(schedule)} nested levels")
         coarsest = layers // r ** (len(schedule) - 1)
+    if nested["starts"] > 1:
+        if not schedule:
+            raise ConfigError(f"nested.starts={nested['starts']} needs a nested schedule (nested.schedule is "
+                              f"empty): the starts are tried on the coarsest nested level")
+        if nested["start_iterations"] > schedule[0]:
+            raise ConfigError(f"nested.start_iterations={nested['start_iterations']} exceeds "
+                              f"nested.schedule[0]={schedule[0]}, which counts the chosen start's iterations; "
+                              f"use at most {schedule[0]}")
     if nprocs > coarsest + 1:
         raise ConfigError(f"{nprocs} ranks are more than the {coarsest + 1} time points of the "
                           f"{coarsest}-layer network allow; use at most {coarsest + 1} ranks or more layers")

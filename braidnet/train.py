@@ -10,7 +10,8 @@ Nested iteration (``nested.schedule``, DESIGN.md section 4): the levels run coar
 levels the weights and the MGRIT states are refined in time (:mod:`braidnet.nested`; gathered whole,
 interpolated on every rank, scattered over the new network's distribution), the cores are rebuilt for
 the new depth and start from the refined states, and the optimiser starts afresh.  Work units
-(:mod:`braidnet.work`) go into the history next to the time.
+(:mod:`braidnet.work`) go into the history next to the time.  With ``nested.starts > 1`` the coarsest
+level first tries several initialisations and goes on with the best (:mod:`braidnet.starts`).
 
 Every rank runs the same loop on its own slice of the parameter vector; reductions make every decision
 identical on all ranks.  Rank 0 writes ``history.csv`` (one row per iteration), ``config.json``,
@@ -31,7 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from braidnet import config as _config
-from braidnet import datasets, optim, work
+from braidnet import datasets, optim, starts, work
 from braidnet.resnet import ResNet
 
 log = logging.getLogger(__name__)
@@ -329,6 +330,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     history: List[Dict[str, Any]] = []
     state: Dict[str, Any] = {}
     start_level, start_it = 0, 0
+    start_seconds = 0.0             # wall time of the coarse starts (nested.starts) before the history
     ncfg = cfg["nested"]
     unit_seconds = ncfg["work_unit_seconds"] or None
     unit_steps = ncfg["work_unit_steps"] or None
@@ -358,14 +360,22 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
         if len(plan) > 1 and ncfg["calibrate"] > 0 and not (unit_seconds and unit_steps):
             secs, steps = calibrate(cfg, comm, (X, y, Xv, yv), n_classes, ncfg["calibrate"])
             unit_seconds, unit_steps = unit_seconds or secs, unit_steps or steps
+        if ncfg["starts"] > 1 and theta0 is None:
+            # the chosen start goes on from its start_iterations-th iteration; all starts' work counts
+            choice = starts.choose_start(cfg, comm)
+            theta_full, start_it = choice.theta, ncfg["start_iterations"]
+            counter = work.WorkCounter(choice.layer_steps)
+            start_seconds = choice.seconds
+            if writer.active:
+                starts.write_table(writer.path("starts.csv"), choice.table)
         if rank == 0 and cfg["output"]["progress"] and len(plan) > 1:
             print(work.unit_summary(unit_seconds, unit_steps), flush=True)
     nested_run = len(plan) > 1
 
     writer.start_history(history)
-    t_start = time.perf_counter() - (history[-1]["time"] if history else 0.0)
+    t_start = time.perf_counter() - (history[-1]["time"] if history else start_seconds)
     message = "max iterations reached"
-    it_global = history[-1]["iteration"] + 1 if history else 0
+    it_global = history[-1]["iteration"] + 1 if history else start_it
     saved_at = it_global if resume else None        # global iteration of the last checkpoint written
     net = None
     pn = None

@@ -13,7 +13,8 @@ Runs the peaks hyperparameter scan (paper Figure 3) and leaves one braidnet run 
 
 options:
   -o OUT          output folder (default runs/scan_peaks, or runs/scan_peaks_quick with --quick)
-  -s SEEDS        runs per (width, w_i, gamma, method): seeds 1..SEEDS (default 12, as the paper)
+  -s SEEDS        runs per (width, w_i, gamma, method): seeds 1..SEEDS (default 12, as the paper),
+                  or A-B for seeds A..B (more independent starts, or a scan split over machines)
   -j J            runs at a time (default 1)
   -p P            MPI ranks per run (default 2); J*P should not exceed the cores
   --seed-mode M   what a seed varies (default net):
@@ -22,6 +23,8 @@ options:
                     both  network.seed = data.seed = s: data draw and initialisation vary
   --widths "5 8"  widths to scan (default "5 8")
   --methods "nested plain"   methods to scan (default both; plain = non-nested)
+  --wis "0 1e-6"  initial residual weight scales w_i to scan (default "0 1e-6", as the paper)
+  --gammas "1e-5 1e-7"       Tikhonov weights gamma to scan (default "1e-5 1e-7", as the paper)
   --quick         shortened schedules for a smoke run: nested [20,12,8], non-nested 19 iterations
   --retry-failed  also rerun runs that diverged before (by default a diverged run, exit status 3,
                   is a result and is skipped; any other failure is retried by the next scan)
@@ -69,6 +72,8 @@ while [ $# -gt 0 ]; do
     --seed-mode) need_value "$@"; SEED_MODE=$2; shift 2 ;;
     --widths) need_value "$@"; WIDTHS=$2; shift 2 ;;
     --methods) need_value "$@"; METHODS=$2; shift 2 ;;
+    --wis) need_value "$@"; read -r -a WIS <<< "$2"; shift 2 ;;
+    --gammas) need_value "$@"; read -r -a GAMMAS <<< "$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --retry-failed) RETRY=1; shift ;;
     --dry-run) DRY=1; shift ;;
@@ -78,7 +83,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-is_count "$SEEDS" || die "-s needs a positive integer, got '$SEEDS'"
+if [[ "$SEEDS" =~ ^([1-9][0-9]*)-([1-9][0-9]*)$ ]] && [ "${BASH_REMATCH[1]}" -le "${BASH_REMATCH[2]}" ]; then
+  FIRST_SEED=${BASH_REMATCH[1]}; LAST_SEED=${BASH_REMATCH[2]}
+elif is_count "$SEEDS"; then
+  FIRST_SEED=1; LAST_SEED=$SEEDS
+else
+  die "-s needs a positive integer N (seeds 1..N) or a range A-B with A <= B, got '$SEEDS'"
+fi
+for v in "${WIS[@]}" "${GAMMAS[@]}"; do
+  [[ "$v" =~ ^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$ ]] || die "--wis/--gammas: '$v' is not a non-negative number"
+done
 is_count "$JOBS" || die "-j needs a positive integer, got '$JOBS'"
 is_count "$RANKS" || die "-p needs a positive integer, got '$RANKS'"
 case "$SEED_MODE" in net|both) ;; *) die "--seed-mode must be net or both, got '$SEED_MODE'" ;; esac
@@ -167,7 +181,7 @@ run_one() {  # method width wi gamma seed
 # still covers every (width, w_i, gamma, method) cell, with fewer seeds.
 plan() {
   local seed width method wi gamma
-  for seed in $(seq 1 "$SEEDS"); do
+  for seed in $(seq "$FIRST_SEED" "$LAST_SEED"); do
     for width in $WIDTHS; do
       for wi in "${WIS[@]}"; do
         for gamma in "${GAMMAS[@]}"; do

@@ -11,6 +11,9 @@ SCAN_DIR (or --out):
 * ``accuracy_vs_work.png``: validation accuracy against work units of the best and the median run of
   every width and method.
 
+``summary.md`` also gives 95% bootstrap intervals (over seeds: the independent starts) of the mean and
+the std of each method and of their difference, to tell a real gap from sampling noise.
+
 The statistics table is printed as well.  std is the sample standard deviation (ddof = 1).
 """
 from __future__ import annotations
@@ -215,6 +218,68 @@ def cell_table(runs: List[RunInfo]) -> str:
     return "\n".join(lines)
 
 
+def seed_matrix(runs: List[RunInfo], width: int) -> Tuple[List[int], Dict[str, np.ndarray]]:
+    """Final accuracies of one width as a (seed, cell) array per method, over the seeds finished in
+    every cell by both methods.
+
+    A seed is one independent start: its (w_i, gamma) cells share the opening and classifier
+    initialisation and differ by residual weights of at most 1e-6, so resampling must draw whole seeds,
+    and the same seeds for both methods (which start from the same initialisation: paired).
+    """
+    sel = [r for r in runs if r.width == width]
+    cells = sorted({(r.wi, r.gamma) for r in sel})
+    acc = {(r.method, r.seed, r.wi, r.gamma): r.accuracy for r in sel if r.status == "done"}
+    seeds = sorted(s for s in {r.seed for r in sel}
+                   if all((m, s) + c in acc for m in ("nested", "plain") for c in cells))
+    return seeds, {m: np.array([[acc[(m, s) + c] for c in cells] for s in seeds]).reshape(len(seeds), len(cells))
+                   for m in ("nested", "plain")}
+
+
+def seed_bootstrap(a: np.ndarray, b: np.ndarray, statistic, resamples: int = 10000, seed: int = 0
+                   ) -> Dict[str, Tuple[float, float]]:
+    """95% percentile intervals of statistic(a), statistic(b) and statistic(a) - statistic(b) when
+    whole rows (seeds) are resampled, the same rows for a and b (a paired, clustered bootstrap)."""
+    from scipy.stats import bootstrap
+
+    def of(x, rows):
+        return statistic(x[rows.astype(int)].ravel())
+
+    parts = {"a": lambda rows: of(a, rows), "b": lambda rows: of(b, rows),
+             "a-b": lambda rows: of(a, rows) - of(b, rows)}
+    out = {}
+    for key, stat in parts.items():
+        res = bootstrap((np.arange(a.shape[0]),), stat, n_resamples=resamples, vectorized=False,
+                        method="percentile", random_state=np.random.default_rng(seed))
+        out[key] = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return out
+
+
+def uncertainty_table(runs: List[RunInfo]) -> str:
+    """Markdown: 95% intervals of mean and std per width and method, and of nested minus non-nested,
+    from a bootstrap over seeds; the paper's value beside each."""
+    lines = ["| width | statistic | seeds | nested | non-nested | nested − non-nested | paper nested | paper non-nested |",
+             "|---|---|---|---|---|---|---|---|"]
+    stat_fns = {"mean": np.mean, "std": lambda x: np.std(x, ddof=1)}
+    for width in sorted({r.width for r in runs}):
+        seeds, m = seed_matrix(runs, width)
+        if len(seeds) < 3:
+            continue
+        for k, (name, fn) in enumerate(stat_fns.items()):
+            ci = seed_bootstrap(m["nested"], m["plain"], fn)
+            est = {key: fn(m[key].ravel()) for key in ("nested", "plain")}
+
+            def cell(value, lo_hi, signed=False):
+                f = "{:+.1f}" if signed else "{:.1f}"
+                return f"{f.format(value)} [{f.format(lo_hi[0])}, {f.format(lo_hi[1])}]"
+
+            paper = [PAPER.get((width, meth), (float("nan"),) * 5)[0 if name == "mean" else 4]
+                     for meth in ("nested", "plain")]
+            lines.append(f"| {width} | {name} | {len(seeds)} | {cell(est['nested'], ci['a'])} | "
+                         f"{cell(est['plain'], ci['b'])} | {cell(est['nested'] - est['plain'], ci['a-b'], True)} | "
+                         f"{pct(paper[0], 2 if k else 1)} | {pct(paper[1], 2 if k else 1)} |")
+    return "\n".join(lines)
+
+
 def timing_table(runs: List[RunInfo]) -> str:
     """Markdown: training time (history) and wall time (timings.tsv) per run, per width and method."""
     lines = ["| width | method | runs | mean train s | median train s | max train s | mean wall s | total wall s |",
@@ -232,26 +297,35 @@ def timing_table(runs: List[RunInfo]) -> str:
 
 
 def settings_line(runs: List[RunInfo]) -> str:
-    """What the runs were trained with (from one config.json per method): flags shortened scans."""
+    """What the runs were trained with (from one config.json per method): flags scans whose work differs
+    from the paper's schedules."""
     import json
-    parts = []
+    parts, paper_work = [], True
     for method in ("nested", "plain"):
         for r in runs:
             cfg_path = os.path.join(r.path, "config.json")
             if r.method == method and os.path.exists(cfg_path):
                 with open(cfg_path) as f:
                     cfg = json.load(f)
-                what = (f"schedule {cfg['nested']['schedule']} on {cfg['network']['layers']} finest layers"
-                        if method == "nested" else
-                        f"{cfg['optimizer']['iterations']} iterations on {cfg['network']['layers']} layers")
+                n = cfg["nested"]
+                if method == "nested":
+                    starts, m = n.get("starts", 1), n.get("start_iterations", 0)
+                    what = f"schedule {n['schedule']} on {cfg['network']['layers']} finest layers"
+                    if starts > 1:
+                        what += f", {starts} coarse starts of {m} iterations (braidnet.starts)"
+                    # the coarse starts' extra work counts against the coarsest level's 200 iterations
+                    coarse = n["schedule"][0] + (starts - 1) * m if n["schedule"] else 0
+                    paper_work &= coarse == 200 and list(n["schedule"][1:]) == [125, 75]
+                else:
+                    what = f"{cfg['optimizer']['iterations']} iterations on {cfg['network']['layers']} layers"
+                    paper_work &= cfg["optimizer"]["iterations"] == 188
                 ranks = cfg.get("run", {}).get("ranks", "?")
                 parts.append(f"{METHOD_LABEL[method]}: {what}, braid.iterations = {cfg['braid']['iterations']}, "
                              f"ranks = {ranks}, data.seed = {cfg['data']['seed']}")
                 break
     line = "; ".join(parts) or "(no config.json found)"
-    if any(p.startswith("nested: schedule") and "schedule [200, 125, 75] " not in p for p in parts) or \
-            any(p.startswith("non-nested: ") and not p.startswith("non-nested: 188 ") for p in parts):
-        line += ".  **Not the paper's schedules** ((200, 125, 75) and 188): not comparable with its table"
+    if parts and not paper_work:
+        line += ".  **Not the paper's amount of work** ((200, 125, 75) and 188 iterations): not comparable with its table"
     return line
 
 
@@ -428,6 +502,13 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
           table, "",
           "std: sample standard deviation.  The paper's row: DESIGN.md section 5 (48 networks each).", "",
           "## Goal checks", "", goal_checks(runs), "",
+          "## How sure: bootstrap over seeds", "", uncertainty_table(runs), "",
+          "Accuracy in percent points: estimate [95% interval].  The intervals come from resampling whole "
+          "seeds (10000 times, percentile method), the same seeds for both methods, since the (w_i, gamma) "
+          "cells of one seed share its initialisation; only seeds finished in every cell by both methods "
+          "count.  A difference whose interval contains 0 is not resolved by this many seeds; a paper "
+          "value outside our interval differs by more than our sampling noise (the paper's own noise, "
+          "unknown to us, comes on top).", "",
           "## Validation accuracy against work", "",
           "Mean over the finished runs of the per-iteration validation accuracy (a validation solve "
           f"with d MGRIT iterations) at the given work; work units {units}"
@@ -443,7 +524,7 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
         md += ["## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figs] + [""]
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(md))
-    return table + "\n\n" + goal_checks(runs) + "\n\n" + problems(runs)
+    return table + "\n\n" + goal_checks(runs) + "\n\n" + uncertainty_table(runs) + "\n\n" + problems(runs)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -272,6 +272,11 @@ MPI_CASES = [
                "network": {"width": 4, "layers": 18, "opening": "pad", **_O1},
                "braid": {"max_levels": 2, "cfactor": 3},
                "nested": {"schedule": [3, 3], "refine": 3, "calibrate": 0, "work_unit_steps": 1000.0}}},
+    # several coarse starts (braidnet.starts): every rank makes the same choice
+    {"train": {"data": {"n_train": 60, "n_val": 20}, "network": {"width": 4, "layers": 16, **_O1},
+               "braid": {"max_levels": 2, "cfactor": 2},
+               "nested": {"schedule": [4, 2], "starts": 3, "start_iterations": 2, "calibrate": 0,
+                          "work_unit_steps": 1000.0}}},
     {"gradient": {"layers": 6, "r": 2, "kind": "linear", "braid": {"max_levels": 3, "cfactor": 2}}},
     {"gradient": {"layers": 5, "r": 3, "kind": "constant", "braid": {"max_levels": 2, "cfactor": 3}}},
 ]
