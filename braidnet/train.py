@@ -308,7 +308,8 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
         comm: the MPI communicator (default ``MPI.COMM_WORLD``); its ranks share the layers.
         resume: continue from ``out_dir/checkpoint.npz`` exactly where it was written.
         out_dir: output folder (default ``cfg['output']['dir']``; ``None`` in cfg means no files).
-        theta0: initial parameters of the first level's network instead of the configured initialisation.
+        theta0: initial parameters of the first level's network instead of the configured initialisation
+            (and instead of ``nested.starts``' choice).
 
     Returns the history and the trained parameters (whole vector, on every rank).
     """

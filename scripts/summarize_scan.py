@@ -238,20 +238,29 @@ def seed_matrix(runs: List[RunInfo], width: int) -> Tuple[List[int], Dict[str, n
 def seed_bootstrap(a: np.ndarray, b: np.ndarray, statistic, resamples: int = 10000, seed: int = 0
                    ) -> Dict[str, Tuple[float, float]]:
     """95% percentile intervals of statistic(a), statistic(b) and statistic(a) - statistic(b) when
-    whole rows (seeds) are resampled, the same rows for a and b (a paired, clustered bootstrap)."""
+    whole rows (seeds) are resampled, the same rows for a and b (a paired, clustered bootstrap).
+
+    ``statistic(values, axis)`` reduces along ``axis`` (as np.mean does)."""
     from scipy.stats import bootstrap
 
-    def of(x, rows):
-        return statistic(x[rows.astype(int)].ravel())
+    def of(x, rows, axis):      # rows: resampled seed indices, (..., n) -> (..., n * cells) values
+        rows = np.moveaxis(rows.astype(int), axis, -1)
+        v = x[rows]
+        return statistic(v.reshape(v.shape[:-2] + (-1,)), axis=-1)
 
-    parts = {"a": lambda rows: of(a, rows), "b": lambda rows: of(b, rows),
-             "a-b": lambda rows: of(a, rows) - of(b, rows)}
+    parts = {"a": lambda rows, axis=-1: of(a, rows, axis), "b": lambda rows, axis=-1: of(b, rows, axis),
+             "a-b": lambda rows, axis=-1: of(a, rows, axis) - of(b, rows, axis)}
     out = {}
     for key, stat in parts.items():
-        res = bootstrap((np.arange(a.shape[0]),), stat, n_resamples=resamples, vectorized=False,
+        res = bootstrap((np.arange(a.shape[0]),), stat, n_resamples=resamples, vectorized=True,
                         method="percentile", random_state=np.random.default_rng(seed))
         out[key] = (float(res.confidence_interval.low), float(res.confidence_interval.high))
     return out
+
+
+def _estimate(value: float, interval: Tuple[float, float], signed: bool = False) -> str:
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f"{f.format(value)} [{f.format(interval[0])}, {f.format(interval[1])}]"
 
 
 def uncertainty_table(runs: List[RunInfo]) -> str:
@@ -259,24 +268,20 @@ def uncertainty_table(runs: List[RunInfo]) -> str:
     from a bootstrap over seeds; the paper's value beside each."""
     lines = ["| width | statistic | seeds | nested | non-nested | nested − non-nested | paper nested | paper non-nested |",
              "|---|---|---|---|---|---|---|---|"]
-    stat_fns = {"mean": np.mean, "std": lambda x: np.std(x, ddof=1)}
+    stat_fns = {"mean": (np.mean, 0), "std": (lambda x, axis=None: np.std(x, ddof=1, axis=axis), 4)}
     for width in sorted({r.width for r in runs}):
         seeds, m = seed_matrix(runs, width)
         if len(seeds) < 3:
             continue
-        for k, (name, fn) in enumerate(stat_fns.items()):
+        for name, (fn, column) in stat_fns.items():
             ci = seed_bootstrap(m["nested"], m["plain"], fn)
-            est = {key: fn(m[key].ravel()) for key in ("nested", "plain")}
-
-            def cell(value, lo_hi, signed=False):
-                f = "{:+.1f}" if signed else "{:.1f}"
-                return f"{f.format(value)} [{f.format(lo_hi[0])}, {f.format(lo_hi[1])}]"
-
-            paper = [PAPER.get((width, meth), (float("nan"),) * 5)[0 if name == "mean" else 4]
-                     for meth in ("nested", "plain")]
-            lines.append(f"| {width} | {name} | {len(seeds)} | {cell(est['nested'], ci['a'])} | "
-                         f"{cell(est['plain'], ci['b'])} | {cell(est['nested'] - est['plain'], ci['a-b'], True)} | "
-                         f"{pct(paper[0], 2 if k else 1)} | {pct(paper[1], 2 if k else 1)} |")
+            est = {key: float(fn(m[key].ravel())) for key in ("nested", "plain")}
+            paper = [PAPER.get((width, meth), (float("nan"),) * 5)[column] for meth in ("nested", "plain")]
+            digits = 2 if name == "std" else 1
+            lines.append(f"| {width} | {name} | {len(seeds)} | {_estimate(est['nested'], ci['a'])} | "
+                         f"{_estimate(est['plain'], ci['b'])} | "
+                         f"{_estimate(est['nested'] - est['plain'], ci['a-b'], True)} | "
+                         f"{pct(paper[0], digits)} | {pct(paper[1], digits)} |")
     return "\n".join(lines)
 
 
@@ -492,7 +497,7 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
         figs = [f for f in (boxplot(runs, os.path.join(out, "boxplot.png")),
                             work_curves(runs, os.path.join(out, "accuracy_vs_work.png"), units)) if f]
     counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "unfinished", "missing")}
-    table = stats_table(runs)
+    table, sure = stats_table(runs), uncertainty_table(runs)
     md = [f"# Peaks scan: {os.path.abspath(scan)}", "",
           f"{len(runs)} runs: {counts['done']} finished, {counts['failed']} failed, "
           f"{counts['unfinished']} unfinished, {counts['missing']} never started.  "
@@ -502,7 +507,7 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
           table, "",
           "std: sample standard deviation.  The paper's row: DESIGN.md section 5 (48 networks each).", "",
           "## Goal checks", "", goal_checks(runs), "",
-          "## How sure: bootstrap over seeds", "", uncertainty_table(runs), "",
+          "## How sure: bootstrap over seeds", "", sure, "",
           "Accuracy in percent points: estimate [95% interval].  The intervals come from resampling whole "
           "seeds (10000 times, percentile method), the same seeds for both methods, since the (w_i, gamma) "
           "cells of one seed share its initialisation; only seeds finished in every cell by both methods "
@@ -524,7 +529,7 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
         md += ["## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figs] + [""]
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(md))
-    return table + "\n\n" + goal_checks(runs) + "\n\n" + uncertainty_table(runs) + "\n\n" + problems(runs)
+    return table + "\n\n" + goal_checks(runs) + "\n\n" + sure + "\n\n" + problems(runs)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
