@@ -107,3 +107,23 @@ def test_summary_reports_intervals_and_goal_checks(tmp_path):
     assert "nested mean >= paper's 92.3%: **no**" in text
     with open(tmp_path / "summary.md") as f:
         assert "How sure: bootstrap over seeds" in f.read()
+
+
+@pytest.mark.parametrize("schedule, starts, m, plain_iters, flagged", [
+    ([200, 125, 75], 1, 40, 188, False),        # the paper's schedules
+    ([80, 125, 75], 4, 40, 188, False),         # 4 coarse starts of 40 iterations: the same coarse work
+    ([200, 125, 75], 4, 40, 188, True),         # the starts' work on top of the paper's
+    ([20, 12, 8], 1, 40, 19, True),             # --quick
+])
+def test_settings_line_flags_other_amounts_of_work(tmp_path, schedule, starts, m, plain_iters, flagged):
+    import json
+    _fake_scan(tmp_path, lambda meth, c, s: 90.0, seeds=[1])
+    for d in tmp_path.iterdir():
+        cfg = {"nested": {"schedule": schedule if d.name.startswith("nested") else [], "starts": starts,
+                          "start_iterations": m},
+               "network": {"layers": 64}, "optimizer": {"iterations": plain_iters},
+               "braid": {"iterations": 2}, "data": {"seed": 0}, "run": {"ranks": 1}}
+        (d / "config.json").write_text(json.dumps(cfg))
+    line = summarize_scan.settings_line(summarize_scan.load_scan(str(tmp_path)))
+    assert ("Not the paper's amount of work" in line) == flagged, line
+    assert ("4 coarse starts of 40 iterations" in line) == (starts == 4)
