@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("run_a", metavar="RUN_A")
     c.add_argument("run_b", metavar="RUN_B")
     c.add_argument("--units", **units)
+    c.add_argument("--at", type=float, nargs="+", default=[25.0], metavar="W",
+                   help="also give both validation accuracies at these work units (default: 25, the paper's)")
     return p
 
 
@@ -120,7 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(plot(args.runs, args.out, args.units))
             else:
                 from braidnet.compare import compare
-                print(compare(args.run_a, args.run_b, args.units))
+                print(compare(args.run_a, args.run_b, args.units, args.at))
         except (FileNotFoundError, ValueError) as e:
             print(f"braidnet: {e}", file=sys.stderr)
             return 2

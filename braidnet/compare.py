@@ -16,7 +16,7 @@ import csv
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -102,6 +102,13 @@ def work_to_reach(run: Run, accuracy: float, units: str) -> float:
     return float(w[hit[0]]) if hit.size else float("nan")
 
 
+def accuracy_at(run: Run, work: float, units: str) -> float:
+    """Validation accuracy of the last validated row with at most ``work`` units (NaN before the first)."""
+    acc, w = run.columns["val_accuracy"], run.work(units)
+    ok = np.nonzero(np.isfinite(acc) & (w <= work))[0]
+    return float(acc[ok[-1]]) if ok.size else float("nan")
+
+
 def best(run: Run) -> float:
     acc = run.columns["val_accuracy"]
     return float(np.nanmax(acc)) if np.any(np.isfinite(acc)) else float("nan")
@@ -111,8 +118,9 @@ def _fmt(x: float, spec: str) -> str:
     return "never" if not math.isfinite(x) else format(x, spec)
 
 
-def report(a: Run, b: Run, units: str = "counted") -> str:
-    """The comparison as text: final and best accuracies, work used, work to reach the other's best."""
+def report(a: Run, b: Run, units: str = "counted", at: Sequence[float] = (25.0,)) -> str:
+    """The comparison as text: final and best accuracies, work used, work to reach the other's best, and
+    both validation accuracies at the work units ``at`` (the paper compares at 25)."""
     lines = [f"{'run':<24} {'kind':<8} {'final val %':>11} {'best val %':>10} {'work units':>10}"]
     for r in (a, b):
         final = r.final_val_accuracy if math.isfinite(r.final_val_accuracy) else r.columns["val_accuracy"][-1]
@@ -125,10 +133,19 @@ def report(a: Run, b: Run, units: str = "counted") -> str:
         reach = f"reaches it after {w:.2f} work units" if math.isfinite(w) else "never reaches it"
         lines.append(f"{other.name}'s best {_fmt(target, '.2f')}% (after "
                      f"{_fmt(work_to_reach(other, target, units), '.2f')} work units): {r.name} {reach}")
+    for w in at:
+        lines.append(f"at {w:g} work units: " + ", ".join(_accuracy_text(r, w, units) for r in (a, b)))
     return "\n".join(lines)
 
 
-def compare(path_a: str, path_b: str, units: str = "counted") -> str:
+def _accuracy_text(run: Run, work: float, units: str) -> str:
+    acc, last = accuracy_at(run, work, units), float(run.work(units)[-1])
+    if not math.isfinite(acc):
+        return f"{run.name} not validated yet"
+    return f"{run.name} {acc:.2f}%" + (f" (its end, at {last:.2f})" if last < work else "")
+
+
+def compare(path_a: str, path_b: str, units: str = "counted", at: Sequence[float] = (25.0,)) -> str:
     """Load two runs and return :func:`report` (counted units in a common unit where possible)."""
     a, b = load_run(path_a), load_run(path_b)
     note = ""
@@ -136,4 +153,4 @@ def compare(path_a: str, path_b: str, units: str = "counted") -> str:
     if ref:
         what = "weighted layer steps" if units == "counted" else "seconds"
         note = f"\n(work unit: {what} per iteration of the non-nested run {ref})"
-    return report(a, b, units) + note
+    return report(a, b, units, at) + note

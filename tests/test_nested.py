@@ -313,7 +313,7 @@ def test_nested_runs_agree_on_1_2_and_4_ranks(tmp_path):
 def test_compare_and_plot_from_run_folders(tmp_path, capsys):
     from mpi4py import MPI
     from braidnet import cli
-    from braidnet.compare import load_run, work_to_reach
+    from braidnet.compare import accuracy_at, load_run, work_to_reach
 
     plain, nest = str(tmp_path / "plain"), str(tmp_path / "nested")
     train.train(_cfg(), comm=MPI.COMM_SELF, out_dir=plain)
@@ -327,6 +327,11 @@ def test_compare_and_plot_from_run_folders(tmp_path, capsys):
     acc = run.columns["val_accuracy"]
     assert work_to_reach(run, acc[0], "counted") == run.columns["work_units_counted"][0]
     assert np.isnan(work_to_reach(run, 101.0, "wall"))
+    # the accuracy at a work count is the last validated row's up to it
+    w = run.columns["work_units_counted"]
+    assert accuracy_at(run, w[2], "counted") == acc[2] and accuracy_at(run, w[2] - 1e-9, "counted") == acc[1]
+    assert np.isnan(accuracy_at(run, -1.0, "counted"))
+    assert "at 25 work units: nested " in text and "plain " + f"{acc[-1]:.2f}% (its end, at 6.00)" in text
     out = str(tmp_path / "fig" / "runs.png")
     assert cli.main(["plot", nest, plain, "--out", out, "--units", "wall"]) == 0
     with open(out, "rb") as f:
