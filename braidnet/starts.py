@@ -51,8 +51,10 @@ class Choice:
 def start_config(cfg: _config.Config, k: int) -> _config.Config:
     """The configuration of start k: the coarsest network alone, trained start_iterations iterations,
     validated only at the end, silently, writing no files (the run's folder is the chosen run's)."""
+    from braidnet.train import level_plan
+
     c = copy.deepcopy(cfg)
-    layers = cfg["network"]["layers"] // cfg["nested"]["refine"] ** (len(cfg["nested"]["schedule"]) - 1)
+    layers = level_plan(cfg)[0][0]
     m = cfg["nested"]["start_iterations"]
     c["network"].update(layers=layers, seed=start_seed(cfg["network"]["seed"], k))
     c["nested"].update(schedule=[], starts=1)
@@ -74,26 +76,24 @@ def choose_start(cfg: _config.Config, comm) -> Choice:
     for k in range(K):
         c = start_config(cfg, k)
         t = time.perf_counter()
+        row = {"start": k, "seed": c["network"]["seed"], "chosen": 0}
         try:
             res = train(c, comm=comm)
         except TrainingDiverged as e:        # a start that diverges is out of the choice, not the run's end
-            table.append({"start": k, "seed": c["network"]["seed"], "iterations": "", "objective": math.nan,
-                          "loss": math.nan, "train_accuracy": math.nan, "layer_steps": 0,
-                          "seconds": time.perf_counter() - t, "chosen": 0})
+            row.update(iterations="", objective=math.nan, loss=math.nan, train_accuracy=math.nan, layer_steps=0)
             thetas.append(None)
-            if rank == 0 and cfg["output"]["progress"]:
-                print(f"start {k + 1}/{K} (network seed {c['network']['seed']}): {e}", flush=True)
-            continue
-        last = res.history[-1]
-        table.append({"start": k, "seed": c["network"]["seed"], "iterations": last["iteration"],
-                      "objective": last["objective"], "loss": last["loss"],
-                      "train_accuracy": last["train_accuracy"], "layer_steps": last["layer_steps"],
-                      "seconds": time.perf_counter() - t, "chosen": 0})
-        thetas.append(res.theta)
+            said = str(e)
+        else:
+            last = res.history[-1]
+            row.update(iterations=last["iteration"], objective=last["objective"], loss=last["loss"],
+                       train_accuracy=last["train_accuracy"], layer_steps=last["layer_steps"])
+            thetas.append(res.theta)
+            said = (f"objective {last['objective']:.6e}, training accuracy {last['train_accuracy']:.1f}% "
+                    f"after {last['iteration']} iterations")
+        row["seconds"] = time.perf_counter() - t
+        table.append(row)
         if rank == 0 and cfg["output"]["progress"]:
-            print(f"start {k + 1}/{K} (network seed {c['network']['seed']}): objective "
-                  f"{last['objective']:.6e}, training accuracy {last['train_accuracy']:.1f}% after "
-                  f"{last['iteration']} iterations", flush=True)
+            print(f"start {k + 1}/{K} (network seed {c['network']['seed']}): {said}", flush=True)
     objectives = [r["objective"] if math.isfinite(r["objective"]) else math.inf for r in table]
     if all(o == math.inf for o in objectives):
         raise TrainingDiverged(f"all {K} coarse starts diverged (nested.starts); see the messages above")
