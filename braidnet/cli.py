@@ -17,13 +17,13 @@ from typing import List, Optional
 from braidnet import config as _config
 
 
-def _ranks_from_environment() -> int:
-    """Number of MPI ranks as the launcher announces it, without initialising MPI (1 if unknown)."""
+def _ranks_from_environment() -> Optional[int]:
+    """Number of MPI ranks as the launcher announces it, without initialising MPI (None if unknown)."""
     for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
         value = os.environ.get(var)
         if value and value.isdigit():
             return int(value)
-    return 1
+    return None
 
 
 def _rank_from_environment() -> int:
@@ -60,25 +60,46 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace, nprocs: int, rank: int) -> Optional[_config.Config]:
+    """The checked configuration, or None after printing the error once (on rank 0)."""
     overrides = list(args.overrides) + ([f"output.dir={args.out!r}"] if args.out else [])
     try:
-        cfg = _config.load_config(args.config, overrides, nprocs=_ranks_from_environment())
+        return _config.load_config(args.config, overrides, nprocs=nprocs)
     except _config.ConfigError as e:
-        if _rank_from_environment() == 0:    # every rank stops here; one message is enough
+        if rank == 0:                    # every rank stops here; one message is enough
             print(f"braidnet: configuration error: {e}", file=sys.stderr)
-        return 2
+        return None
+
+
+def _show_progress() -> None:
+    """Print the library's progress lines (emitted on rank 0 only) as they are, on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("braidnet.progress")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _train(args: argparse.Namespace) -> int:
+    # checked before MPI starts when the launcher announces the rank count, so that a bad value
+    # stops every rank with the same message; otherwise (or if the announcement was wrong) after
+    announced = _ranks_from_environment()
+    cfg = None
+    if announced is not None:
+        cfg = _load(args, announced, _rank_from_environment())
+        if cfg is None:
+            return 2
 
     from mpi4py import MPI
     from braidnet.train import TrainingDiverged, train
 
     comm = MPI.COMM_WORLD
-    try:
-        _config.check(cfg, comm.Get_size())
-    except _config.ConfigError as e:
-        if comm.Get_rank() == 0:
-            print(f"braidnet: configuration error: {e}", file=sys.stderr)
-        return 2
+    if cfg is None or announced != comm.Get_size():
+        cfg = _load(args, comm.Get_size(), comm.Get_rank())
+        if cfg is None:
+            return 2
+    _show_progress()
     try:
         train(cfg, comm=comm, resume=args.resume)
     except TrainingDiverged as e:       # every rank reaches this together
@@ -103,7 +124,7 @@ def _one_blas_thread_per_rank() -> None:
     them (measured: 5x slower at width 220 on 2 cores).  Must run before numpy is imported; a value
     the user set is kept.
     """
-    if _ranks_from_environment() > 1:
+    if (_ranks_from_environment() or 1) > 1:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
 

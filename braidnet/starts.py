@@ -15,19 +15,17 @@ level's ``schedule[0]`` counts its iterations, those m included, so the other st
 """
 from __future__ import annotations
 
-import copy
-import csv
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from braidnet import config as _config
-
-STARTS_FIELDS = ["start", "seed", "iterations", "objective", "loss", "train_accuracy", "layer_steps",
-                 "seconds", "chosen"]
+from braidnet.level import LevelRun
+from braidnet.oneshot import TrainingDiverged, divergence, is_bad
+from braidnet.problem import Problem
+from braidnet.runfolder import progress
 
 
 def start_seed(seed: int, k: int) -> int:
@@ -39,80 +37,79 @@ def start_seed(seed: int, k: int) -> int:
 
 
 @dataclass
+class Start:
+    """One start after its iterations (``theta`` None when it diverged)."""
+    theta: Optional[np.ndarray]     # its parameters (coarsest network, whole vector)
+    row: Dict[str, Any]             # its row of starts.csv
+    said: str                       # its progress line
+
+
+@dataclass
 class Choice:
     """The chosen start and what the choice cost."""
     theta: np.ndarray               # its parameters after start_iterations iterations (coarsest network)
     index: int                      # which start (0-based)
     layer_steps: int                # work of all starts (weighted layer steps, braidnet.work)
     seconds: float                  # wall time of all starts
-    table: List[Dict[str, Any]]     # one row per start (STARTS_FIELDS)
+    table: List[Dict[str, Any]]     # one row per start (braidnet.runfolder.STARTS_FIELDS)
 
 
-def start_config(cfg: _config.Config, k: int) -> _config.Config:
-    """The configuration of start k: the coarsest network alone, trained start_iterations iterations,
-    validated only at the end, silently, writing no files (the run's folder is the chosen run's)."""
-    from braidnet.train import level_plan
+def train_start(problem: Problem, k: int) -> Start:
+    """Start k: the coarsest network from seed :func:`start_seed` trained for start_iterations iterations
+    with the level's base d, stopping early on the gradient tolerance (collective)."""
+    cfg = problem.cfg
+    layers = problem.plan[0][0]
+    seed = start_seed(cfg["network"]["seed"], k)
+    m, d, gtol = cfg["nested"]["start_iterations"], cfg["braid"]["iterations"], cfg["optimizer"]["gtol"]
+    row: Dict[str, Any] = {"start": k, "seed": seed, "chosen": 0}
+    t = time.perf_counter()
+    run = LevelRun(problem, layers)
+    try:
+        run.begin(problem.initial_params(layers, seed), d)
+        for it in run.iterations(0, m, lambda _: d):
+            gnorm = run.grad_norm()
+            if is_bad(run.f) or is_bad(gnorm):
+                raise TrainingDiverged(divergence(it, run.f, gnorm, run.oneshot.last_forward,
+                                                  run.oneshot.last_backward) + "; no checkpoint was written before it")
+            if gnorm < gtol:
+                break
+        fw = run.oneshot.last_forward
+        row.update(iterations=it, objective=run.f, loss=fw.get("loss"), train_accuracy=fw.get("accuracy"),
+                   layer_steps=run.work())
+        theta: Optional[np.ndarray] = run.theta()
+        said = f"objective {run.f:.6e}, training accuracy {fw.get('accuracy'):.1f}% after {it} iterations"
+    except TrainingDiverged as e:      # a start that diverges is out of the choice, not the run's end
+        row.update(iterations="", objective=math.nan, loss=math.nan, train_accuracy=math.nan, layer_steps=0)
+        theta, said = None, str(e)
+    finally:
+        run.close()
+    row["seconds"] = time.perf_counter() - t
+    return Start(theta, row, said)
 
-    c = copy.deepcopy(cfg)
-    layers = level_plan(cfg)[0][0]
-    m = cfg["nested"]["start_iterations"]
-    c["network"].update(layers=layers, seed=start_seed(cfg["network"]["seed"], k))
-    c["nested"].update(schedule=[], starts=1)
-    c["optimizer"]["iterations"] = m
-    c["output"].update(dir=None, progress=False, validate_every=m, checkpoint_every=0)   # no files
-    return c
 
-
-def choose_start(cfg: _config.Config, comm) -> Choice:
+def choose_start(problem: Problem) -> Choice:
     """Train the configured number of starts on the coarsest network and return the best (collective:
-    every rank calls this; every rank gets the same choice)."""
+    every rank gets the same choice)."""
     from mpi4py import MPI
-    from braidnet.train import TrainingDiverged, train
 
-    K = cfg["nested"]["starts"]
-    rank = comm.Get_rank()
-    table, thetas = [], []
+    K = problem.cfg["nested"]["starts"]
+    comm = problem.comm
+    show = comm.Get_rank() == 0 and problem.cfg["output"]["progress"]
     t0 = time.perf_counter()
+    tried = []
     for k in range(K):
-        c = start_config(cfg, k)
-        t = time.perf_counter()
-        row = {"start": k, "seed": c["network"]["seed"], "chosen": 0}
-        try:
-            res = train(c, comm=comm)
-        except TrainingDiverged as e:        # a start that diverges is out of the choice, not the run's end
-            row.update(iterations="", objective=math.nan, loss=math.nan, train_accuracy=math.nan, layer_steps=0)
-            thetas.append(None)
-            said = str(e)
-        else:
-            last = res.history[-1]
-            row.update(iterations=last["iteration"], objective=last["objective"], loss=last["loss"],
-                       train_accuracy=last["train_accuracy"], layer_steps=last["layer_steps"])
-            thetas.append(res.theta)
-            said = (f"objective {last['objective']:.6e}, training accuracy {last['train_accuracy']:.1f}% "
-                    f"after {last['iteration']} iterations")
-        row["seconds"] = time.perf_counter() - t
-        table.append(row)
-        if rank == 0 and cfg["output"]["progress"]:
-            print(f"start {k + 1}/{K} (network seed {c['network']['seed']}): {said}", flush=True)
+        tried.append(train_start(problem, k))
+        if show:
+            progress.info(f"start {k + 1}/{K} (network seed {tried[-1].row['seed']}): {tried[-1].said}")
+    table = [s.row for s in tried]
     objectives = [r["objective"] if math.isfinite(r["objective"]) else math.inf for r in table]
     if all(o == math.inf for o in objectives):
         raise TrainingDiverged(f"all {K} coarse starts diverged (nested.starts); see the messages above")
     best = comm.bcast(int(np.argmin(objectives)), root=0)   # one decision, even if ranks' floats differed
     table[best]["chosen"] = 1
-    if rank == 0 and cfg["output"]["progress"]:
-        print(f"start {best + 1} continues (lowest training objective)", flush=True)
-    return Choice(thetas[best], best, int(sum(r["layer_steps"] for r in table)),
+    if show:
+        progress.info(f"start {best + 1} continues (lowest training objective)")
+    theta = tried[best].theta
+    assert theta is not None
+    return Choice(theta, best, int(sum(r["layer_steps"] for r in table)),
                   comm.allreduce(time.perf_counter() - t0, op=MPI.MAX), table)
-
-
-def write_table(path: str, table: List[Dict[str, Any]]) -> None:
-    """starts.csv: one row per start."""
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, STARTS_FIELDS)
-        w.writeheader()
-        w.writerows(table)
-
-
-def _max_op():
-    from mpi4py import MPI
-    return MPI.MAX

@@ -5,7 +5,7 @@ Measures, each in its own process with one BLAS thread per rank:
 
 1. time per optimisation iteration of layer-serial training (exact ``ResNet`` forward and backward,
    ``resnet.Objective``, L-BFGS with Armijo backtracking) and of layer-parallel One-shot training
-   (``braidnet.parallel.ParallelNetwork`` + ``braidnet.train.OneShot``, the same optimiser, d = 2
+   (``braidnet.parallel.ParallelNetwork`` + ``braidnet.oneshot.OneShot``, the same optimiser, d = 2
    primal and 2 adjoint MGRIT iterations, 3 levels, cfactor 4, FCF) on 1, 2 and 4 ranks (launched as
    ``mpiexec -n P python scripts/bench_parallel.py --worker parallel ...``; more ranks than cores are
    oversubscribed), for peaks (64 layers, width 8, batch 5000) and an Indian-Pines-sized problem
@@ -123,7 +123,7 @@ def worker_parallel(a) -> Optional[Dict[str, Any]]:
     from mpi4py import MPI
     from braidnet import work
     from braidnet.parallel import ParallelNetwork
-    from braidnet.train import OneShot
+    from braidnet.oneshot import OneShot
 
     comm = MPI.COMM_WORLD
     net, X, y, theta = make_problem(a.problem, a.activation)

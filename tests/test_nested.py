@@ -18,7 +18,7 @@ import pytest
 import mpi_launch
 from numpy.testing import assert_allclose, assert_array_equal
 
-from braidnet import _kernels, config, nested, train, work
+from braidnet import _kernels, config, nested, problem, train, work
 from braidnet._layerapp import LayerApp
 from braidnet.parallel import ParallelNetwork
 from braidnet.resnet import ResNet
@@ -343,5 +343,5 @@ def test_compare_and_plot_from_run_folders(tmp_path, capsys):
                                         ("indian_pines_plain", [(128, 150)])])
 def test_indian_pines_examples_load(name, plan):
     cfg = config.load_config(os.path.join(ROOT, "examples", name + ".toml"), nprocs=4)
-    assert train.level_plan(cfg) == plan
+    assert problem.level_plan(cfg) == plan
     assert cfg["network"]["width"] == 220 and cfg["network"]["T"] == 5.0

@@ -16,6 +16,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet import config, starts, train
+from braidnet.oneshot import OneShot, TrainingDiverged
+from braidnet.problem import Problem
 
 
 def _cfg(**nested) -> config.Config:
@@ -23,7 +25,7 @@ def _cfg(**nested) -> config.Config:
     cfg["data"].update(n_train=80, n_val=20)
     cfg["network"].update(width=4, layers=16, init_opening=0.5, init_classifier=0.5)
     cfg["braid"].update(max_levels=2, cfactor=2)
-    cfg["nested"].update(schedule=[6, 3, 3], calibrate=0, work_unit_steps=1000.0, **nested)
+    cfg["nested"].update({"schedule": [6, 3, 3], "calibrate": 0, "work_unit_steps": 1000.0, **nested})
     cfg["output"].update(dir=None, progress=False, checkpoint_every=0)
     return config.check(cfg)
 
@@ -69,13 +71,15 @@ def test_the_best_start_continues_from_its_own_parameters(tmp_path):
     # the run goes on from the chosen start's parameters, exactly (its first objective comes from a
     # fresh solve, so it matches the start's last one up to the round-off of other MGRIT iterates)
     best = chosen.index(1)
-    alone = train.train(starts.start_config(cfg, best), comm=MPI.COMM_SELF, out_dir=None)
-    choice = starts.choose_start(cfg, MPI.COMM_SELF)
+    problem = Problem(cfg, MPI.COMM_SELF)
+    alone = starts.train_start(problem, best)
+    choice = starts.choose_start(problem)
     assert choice.index == best
     assert_array_equal(choice.theta, alone.theta)
+    assert alone.row["objective"] == objectives[best] and alone.row["iterations"] == 4
     first = res.history[0]
     assert first["iteration"] == 4 and first["layers"] == 4
-    assert_allclose(first["objective"], alone.history[-1]["objective"], rtol=1e-12)
+    assert_allclose(first["objective"], alone.row["objective"], rtol=1e-12)
     # schedule[0] = 6 counts the chosen start's 4 iterations: 2 more on the coarsest level
     assert [r["iteration"] for r in res.history if r["layers"] == 4] == [4, 5, 6]
     # every start's work is counted before the first row
@@ -85,28 +89,43 @@ def test_the_best_start_continues_from_its_own_parameters(tmp_path):
 def test_one_start_is_the_configured_run():
     from mpi4py import MPI
     a = train.train(_cfg(), comm=MPI.COMM_SELF, out_dir=None)
-    b = train.train(starts.start_config(_cfg(start_iterations=6), 0), comm=MPI.COMM_SELF, out_dir=None)
-    # the coarsest level of the nested run and start 0 trained alone: the same network, bit for bit
+    plain = _cfg(schedule=[])
+    plain["network"]["layers"], plain["optimizer"]["iterations"] = 4, 6
+    b = train.train(plain, comm=MPI.COMM_SELF, out_dir=None)
+    # the coarsest level of the nested run and the coarsest network trained alone: bit for bit
     coarse = [r["objective"] for r in a.history if r["layers"] == 4]
     assert_array_equal(coarse, [r["objective"] for r in b.history])
+    # and start 0 is that run: its objective after 6 iterations is the coarse level's last
+    start = starts.train_start(Problem(_cfg(start_iterations=6), MPI.COMM_SELF), 0)
+    assert start.row["objective"] == coarse[-1] and start.row["seed"] == plain["network"]["seed"]
+    assert_array_equal(start.theta, b.theta)
 
 
 def test_a_diverging_start_is_left_out_and_all_diverging_stops(monkeypatch):
     from mpi4py import MPI
     cfg = _cfg(starts=3, start_iterations=2)
-    real = train.train
     bad = {starts.start_seed(cfg["network"]["seed"], k) for k in (0, 2)}
+    seed = {}
+    initial_params, objective = Problem.initial_params, OneShot.objective
 
-    def failing(c, **kw):
-        if c["network"]["seed"] in bad:
-            raise train.TrainingDiverged("made up")
-        return real(c, **kw)
+    def remember(self, layers, seed_=None):
+        seed["now"] = seed_
+        return initial_params(self, layers, seed_)
 
-    monkeypatch.setattr(train, "train", failing)
-    choice = starts.choose_start(cfg, MPI.COMM_SELF)
+    def poisoned(self, x):       # the primal solves of a bad start give NaN, as diverging ones do
+        f = objective(self, x)
+        if seed["now"] in bad:
+            self.last_forward = {**self.last_forward, "objective": float("nan")}
+            return float("nan")
+        return f
+
+    monkeypatch.setattr(Problem, "initial_params", remember)
+    monkeypatch.setattr(OneShot, "objective", poisoned)
+    choice = starts.choose_start(Problem(cfg, MPI.COMM_SELF))
     assert choice.index == 1
     assert [r["chosen"] for r in choice.table] == [0, 1, 0]
     assert np.isnan(choice.table[0]["objective"]) and np.isnan(choice.table[2]["objective"])
+    assert choice.table[0]["layer_steps"] == 0 and choice.table[1]["layer_steps"] > 0
     bad.add(starts.start_seed(cfg["network"]["seed"], 1))
-    with pytest.raises(train.TrainingDiverged, match="all 3 coarse starts diverged"):
-        starts.choose_start(cfg, MPI.COMM_SELF)
+    with pytest.raises(TrainingDiverged, match="all 3 coarse starts diverged"):
+        starts.choose_start(Problem(cfg, MPI.COMM_SELF))
