@@ -1,6 +1,6 @@
 """Optimisers: L-BFGS, dense BFGS and steepest descent with Armijo backtracking; SGD and Adam.
 
-The line-search methods follow LPT's code (DESIGN.md section 3): a search direction p, then
+The line-search methods follow LPT's code (docs/design.md section 5): a search direction p, then
 backtracking from step 1.0 by a factor 0.5 until the Armijo condition
 ``f(x + a p) <= f(x) + c1 a <g, p>`` (c1 = 1e-4) holds, at most ``ls_max_trials`` tries, each
 try one objective evaluation (one primal solve).  After an accepted step the gradient is

@@ -1,4 +1,4 @@
-"""The three reference problems of DESIGN.md section 2 as plain-Python apps, and their serial solution.
+"""The reference problems of docs/design.md section 2 as plain-Python apps, and their serial solution.
 
 Each class here is the numpy twin of a fast app in :mod:`braidnet.refapps` (same formulas, same
 order of operations), usable with :class:`braidnet.braid.Core`:

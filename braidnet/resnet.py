@@ -1,6 +1,6 @@
 """The residual network of the paper: opening layer, N residual layers, softmax classifier.
 
-Network (DESIGN.md section 3), h = T / N::
+Network (docs/design.md section 3), h = T / N::
 
     u_0     = [x; 0]                      zero-padding opening (no parameters), or
     u_0     = sigma(W_o x + b_o)          dense opening
@@ -193,7 +193,7 @@ class ParamLayout:
 
 
 class ResNet:
-    """ResNet of DESIGN.md section 3 with layer-serial exact forward and backward.
+    """ResNet of docs/design.md section 3 with layer-serial exact forward and backward.
 
     Args:
         n_features: input dimension (2 for peaks).

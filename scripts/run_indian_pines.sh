@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's Figure 5 (Cyr, Guenther, Schroder 2019; DESIGN.md section 5): Indian Pines, width 220,
+# The paper's Figure 5 (Cyr, Guenther, Schroder 2019; docs/design.md section 8): Indian Pines, width 220,
 # 128 residual layers at the finest level, T = 5; nested iteration with the schedules (200, 100, 50)
 # and (200, 200, 200) on 32/64/128 layers against non-nested training of the 128-layer network.
 set -u

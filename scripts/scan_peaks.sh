@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's Figure 3 study (Cyr, Guenther, Schroder 2019; DESIGN.md section 5): peaks, widths 5 and
+# The paper's Figure 3 study (Cyr, Guenther, Schroder 2019; docs/design.md section 8): peaks, widths 5 and
 # 8, initial residual weight scale w_i in {0, 1e-6}, Tikhonov gamma in {1e-5, 1e-7}, SEEDS runs each,
 # nested (examples/peaks.toml) and non-nested (examples/peaks_plain.toml), T = 5.
 # Every run is one `mpiexec -n P python -m braidnet.cli train ...` into OUT/<method>_w<W>_wi<WI>_g<G>_s<S>/.

@@ -5,7 +5,7 @@ Reads every run folder ``<method>_w<width>_wi<w_i>_g<gamma>_s<seed>`` of SCAN_DI
 SCAN_DIR (or --out):
 
 * ``summary.md``: the statistics of the final (exact) validation accuracy per width and method beside
-  the paper's table (DESIGN.md section 5), the goal checks, a per-cell breakdown, timings, and the
+  the paper's table (docs/design.md section 8), the goal checks, a per-cell breakdown, timings, and the
   failed, unfinished and missing runs;
 * ``boxplot.png``: box plots of the final validation accuracy, with the paper's min/median/max;
 * ``accuracy_vs_work.png``: validation accuracy against work units of the best and the median run of
@@ -32,7 +32,7 @@ import numpy as np
 RUN_NAME = re.compile(r"^(nested|plain)_w(\d+)_wi([^_]+)_g([^_]+)_s(\d+)$")
 METHOD_LABEL = {"nested": "nested", "plain": "non-nested"}
 
-# DESIGN.md section 5 (the paper's Figure 3 table): mean, median, max, min, std in %, 48 runs each
+# docs/design.md section 8 (the paper's Figure 3 table): mean, median, max, min, std in %, 48 runs each
 PAPER = {
     (5, "nested"): (86.7, 88.0, 97.0, 66.0, 7.69),
     (5, "plain"): (85.0, 88.5, 95.0, 20.0, 11.7),
@@ -505,7 +505,7 @@ def summarize(scan: str, out: str, units: str = "counted", plots: bool = True) -
           f"Settings: {settings_line(runs)}.", "",
           "## Final validation accuracy (exact forward solve), ours beside the paper's", "",
           table, "",
-          "std: sample standard deviation.  The paper's row: DESIGN.md section 5 (48 networks each).", "",
+          "std: sample standard deviation.  The paper's row: docs/design.md section 8 (48 networks each).", "",
           "## Goal checks", "", goal_checks(runs), "",
           "## How sure: bootstrap over seeds", "", sure, "",
           "Accuracy in percent points: estimate [95% interval].  The intervals come from resampling whole "
