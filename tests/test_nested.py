@@ -249,6 +249,40 @@ def test_counted_work_of_a_nested_run_scales_with_depth(tmp_path):
     assert all(np.isfinite(r["work_units"]) for r in h)
 
 
+def test_resuming_any_checkpoint_of_a_nested_run_repeats_it(tmp_path, monkeypatch):
+    """Every checkpoint of a nested run (on each level, inside and after the boost of d that follows
+    a refinement) resumes into the uninterrupted run, bit for bit."""
+    import shutil
+
+    from mpi4py import MPI
+    from braidnet.runfolder import RunWriter
+
+    cfg = _cfg(network={"layers": 16}, nested={"schedule": [4, 4, 3], "boost_iterations": 3, "boost_d": 4,
+                                                "calibrate": 1},
+               output={"checkpoint_every": 2})
+    kept = []
+    write = RunWriter.checkpoint
+
+    def keep(self, ckpt):                # each checkpoint, before the next one replaces it
+        write(self, ckpt)
+        kept.append((ckpt.level, ckpt.iteration, str(tmp_path / f"ckpt{len(kept)}.npz")))
+        shutil.copy(self.path("checkpoint.npz"), kept[-1][2])
+
+    monkeypatch.setattr(RunWriter, "checkpoint", keep)
+    ref = train.train(cfg, comm=MPI.COMM_SELF, out_dir=str(tmp_path / "ref"))
+    monkeypatch.undo()
+    assert [(level, k) for level, k, _ in kept] == [(0, 2), (0, 4), (1, 2), (1, 4), (2, 2)]
+    for level, k, path in kept:
+        folder = tmp_path / f"resumed_{level}_{k}"
+        folder.mkdir()
+        shutil.copy(path, folder / "checkpoint.npz")
+        res = train.train(cfg, comm=MPI.COMM_SELF, out_dir=str(folder), resume=True)
+        assert_array_equal(res.theta, ref.theta)
+        for name in ref.history[0]:
+            if name not in ("time", "work_units"):
+                assert [r[name] for r in res.history] == [r[name] for r in ref.history], (level, k, name)
+
+
 def test_work_cost_weights():
     assert work.cost({"primal": 3, "adjoint": 2, "gradient": 1, "validation": 100}) == 3 + 4 + 2
 
