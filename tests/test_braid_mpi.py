@@ -1,28 +1,26 @@
 """braidnet.braid on 1-4 MPI ranks: convergence to sequential stepping, rank independence, failures.
 
-Each rank count is one ``mpiexec -n P`` launch of tests/mpi_driver.py running every case (launches
-are the slow part), with a timeout so that a hang fails instead of blocking.  The ranks are
-oversubscribed on small machines (CI has 2 cores).
+Each rank count is one ``mpiexec -n P`` launch running every case of tests/cases_braid.py through
+tests/mpi_launch.py (launches are the slow part), with a timeout so that a hang fails instead of
+blocking.  The ranks are oversubscribed on small machines (CI has 2 cores).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
-import sys
 
 import pytest
 
 import mpi_launch
 from numpy.testing import assert_allclose
 
-import braidnet
 from braidnet.refproblems import PROBLEMS, reference_problem, sequential_solution
 
 pytestmark = pytest.mark.mpi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DRIVER = os.path.join(HERE, "mpi_driver.py")
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
 TIMEOUT = 180      # seconds per launch; a hang fails the test
 TOL = 1e-12        # absolute residual tolerance of every solve
@@ -34,27 +32,39 @@ def launch(nranks: int, args: list[str]) -> subprocess.CompletedProcess:
     return mpi_launch.check(mpi_launch.run(nranks, args, TIMEOUT))
 
 
-def run_driver(nranks: int, cases: list[dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Launch the driver on nranks ranks; return {case name: result}."""
-    path = tmp_path_factory.mktemp("mpi") / "cases.json"
-    path.write_text(json.dumps(cases))
-    proc = launch(nranks, [DRIVER, str(path)])
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    out = json.loads(lines[-1])
-    assert out["size"] == nranks
-    return out["results"]
+def whole_solve(ntime: int, ranks: list[dict]) -> dict:
+    """One ``cases_braid.solve`` as the communicator saw it, from every rank's return value.
+
+    Rank 0's iterations, levels and residual history; per rank its distribution and pack calls;
+    ``missing``: the fine indices no rank had a final access at; ``err``: max |u - sequential| over
+    every point (inf when some are missing).
+    """
+    accessed = set().union(*(r["accessed"] for r in ranks))
+    missing = sorted(set(range(ntime + 1)) - accessed)
+    return {"iterations": ranks[0]["iterations"], "levels": ranks[0]["levels"],
+            "residual_norms": ranks[0]["residual_norms"],
+            "distribution": [r["distribution"] for r in ranks], "pack_calls": [r["pack_calls"] for r in ranks],
+            "missing": missing, "err": math.inf if missing else max(r["err"] for r in ranks)}
+
+
+def run_solves(nranks: int, cases: dict[str, dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every solve case in one launch on nranks ranks; {case name: whole_solve(...)}."""
+    values = mpi_launch.run_cases(nranks, [("cases_braid.solve", kw) for kw in cases.values()],
+                                  tmp_path_factory.mktemp("mpi"), TIMEOUT)
+    return {name: whole_solve(kw["ntime"], ranks) for (name, kw), ranks in zip(cases.items(), values)}
 
 
 # ---- the solve matrix (every case runs on 1, 2, 3 and 4 ranks) ----
 
 def _case(name: str, problem: str, ntime: int = 64, fast: bool = True, variant: str | None = None,
-          **options) -> dict:
+          **options) -> tuple[str, dict]:
+    """(case name, keyword arguments of cases_braid.solve)."""
     options = {"abs_tol": TOL, "max_iter": 100, "print_level": 0, **options}
-    return {"kind": "solve", "name": f"{problem}/{name}", "problem": problem, "ntime": ntime, "fast": fast,
-            "variant": variant, "options": options}
+    return f"{problem}/{name}", {"problem": problem, "ntime": ntime, "fast": fast, "variant": variant,
+                                 "options": options}
 
 
-def _solve_cases() -> list[dict]:
+def _solve_cases() -> list[tuple[str, dict]]:
     cases = []
     for p in PROBLEMS:
         cases += [
@@ -82,13 +92,13 @@ def _solve_cases() -> list[dict]:
     return cases
 
 
-SOLVE_CASES = _solve_cases()
-CASE_IDS = [c["name"] for c in SOLVE_CASES]
+SOLVE_CASES = dict(_solve_cases())
+CASE_IDS = list(SOLVE_CASES)
 
 
 @pytest.fixture(scope="module")
 def solves(tmp_path_factory) -> dict[int, dict]:
-    return {p: run_driver(p, SOLVE_CASES, tmp_path_factory) for p in RANKS}
+    return {p: run_solves(p, SOLVE_CASES, tmp_path_factory) for p in RANKS}
 
 
 @pytest.mark.parametrize("name", CASE_IDS)
@@ -122,7 +132,7 @@ def test_residual_history_shape(solves):
 
 def test_block_distribution(solves):
     for nranks, results in solves.items():
-        for case in SOLVE_CASES:
+        for name, case in SOLVE_CASES.items():
             npoints = case["ntime"] + 1
             q, rem = divmod(npoints, nranks)
             expected, lo = [], 0
@@ -130,7 +140,7 @@ def test_block_distribution(solves):
                 n = q + (1 if rank < rem else 0)
                 expected.append([lo, lo + n - 1])
                 lo += n
-            assert results[case["name"]]["distribution"] == expected, f"{case['name']} on {nranks} ranks"
+            assert results[name]["distribution"] == expected, f"{name} on {nranks} ranks"
 
 
 def test_python_pack_unpack_used_across_ranks(solves):
@@ -142,45 +152,39 @@ def test_python_pack_unpack_used_across_ranks(solves):
 
 # ---- failures: one rank's callback fails, every rank returns ----
 
-FAIL_CASES = [
-    {"kind": "fail", "name": "step@1", "callback": "step", "rank": 1},
-    {"kind": "fail", "name": "init@1", "callback": "init", "rank": 1},
-    {"kind": "fail", "name": "access@0", "callback": "access", "rank": 0},
-    {"kind": "fail", "name": "pack@0", "callback": "pack", "rank": 0},
-    {"kind": "fail", "name": "unpack@1", "callback": "unpack", "rank": 1},
-    {"kind": "fail", "name": "fast-message@1", "callback": "fast-message", "rank": 1},
-    {"kind": "fail", "name": "fast-exception@0", "callback": "fast-exception", "rank": 0},
-    {"kind": "fail", "name": "fast-code@1", "callback": "fast-code", "rank": 1},
-    # a healthy solve after the failures: the processes are still usable
-    _case("after-failures", "resnet4", max_levels=3, cfactor=4),
+FAIL_CASES = [   # (callback, the rank it fails on)
+    ("step", 1), ("init", 1), ("access", 0), ("pack", 0), ("unpack", 1),
+    ("fast-message", 1), ("fast-exception", 0), ("fast-code", 1),
 ]
+# a healthy solve after the failures: the processes are still usable
+AFTER_FAILURES = _case("after-failures", "resnet4", max_levels=3, cfactor=4)[1]
 EXPECTED_TYPE = {"step": "LookupError", "init": "LookupError", "access": "LookupError", "pack": "LookupError",
                  "unpack": "LookupError", "fast-message": "RuntimeError", "fast-exception": "ZeroDivisionError",
                  "fast-code": "BraidError"}
 
 
 @pytest.mark.parametrize("nranks", [2, 3])
-def test_failing_callback_raises_everywhere_without_hanging(nranks, tmp_path_factory):
-    results = run_driver(nranks, FAIL_CASES, tmp_path_factory)
-    for case in FAIL_CASES[:-1]:
-        outcomes = results[case["name"]]
-        bad = case["rank"]
+def test_failing_callback_raises_everywhere_without_hanging(nranks, tmp_path):
+    cases = [("cases_braid.fail", {"callback": callback, "rank": bad}) for callback, bad in FAIL_CASES]
+    values = mpi_launch.run_cases(nranks, cases + [("cases_braid.solve", AFTER_FAILURES)], tmp_path, TIMEOUT)
+    for (callback, bad), outcomes in zip(FAIL_CASES, values):
+        name = f"{callback}@{bad}"
         mine = outcomes[bad]
-        assert mine is not None, f"{case['name']}: drive() returned normally on the failing rank"
-        assert mine["type"] == EXPECTED_TYPE[case["callback"]], f"{case['name']}: {mine['traceback']}"
+        assert mine is not None, f"{name}: drive() returned normally on the failing rank"
+        assert mine["type"] == EXPECTED_TYPE[callback], f"{name}: {mine['traceback']}"
         if mine["type"] == "LookupError":
             assert "failed on purpose" in mine["message"]
             assert "_maybe_fail" in mine["traceback"], "the callback's own frame is in the traceback"
-        if case["callback"] == "fast-code":
+        if callback == "fast-code":
             assert mine["code"] == 42
         for rank, other in enumerate(outcomes):
             if rank == bad:
                 continue
-            assert other is not None, f"{case['name']}: rank {rank} returned normally"
-            assert other["type"] == "BraidError", f"{case['name']}: rank {rank}: {other['traceback']}"
-            assert other["code"] == 5 and other["rank"] == bad, f"{case['name']}: rank {rank}: {other['message']}"
+            assert other is not None, f"{name}: rank {rank} returned normally"
+            assert other["type"] == "BraidError", f"{name}: rank {rank}: {other['traceback']}"
+            assert other["code"] == 5 and other["rank"] == bad, f"{name}: rank {rank}: {other['message']}"
             assert f"rank {bad}" in other["message"]
-    after = results["resnet4/after-failures"]
+    after = whole_solve(AFTER_FAILURES["ntime"], values[-1])
     assert after["err"] < 1e-10
 
 
@@ -209,10 +213,6 @@ def test_example_prints_one_json_object(script, problem, nranks, extra):
 
 
 def test_example_rejects_a_bad_option():
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(braidnet.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([mpi_launch.mpiexec(), "-n", "2", sys.executable, os.path.join(EXAMPLES, "resnet4.py"),
-                           "--cfactor", "1"], capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    proc = mpi_launch.run(2, [os.path.join(EXAMPLES, "resnet4.py"), "--cfactor", "1"], TIMEOUT)
     assert proc.returncode != 0
     assert "cfactor must be an integer >= 2" in proc.stderr

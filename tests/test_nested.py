@@ -6,7 +6,8 @@ What a refinement by r preserves (braidnet/nested.py):
   up to round-off, the Tikhonov term (constant) and the time-derivative term (linear) of the
   regulariser, which are the same continuous quantities;
 - up to the discretisation: the network's output (forward Euler, first order in h).
-The multi-rank runs go through ``mpiexec -n P python tests/nested_driver.py`` (oversubscribed).
+The multi-rank runs are ``mpiexec -n P`` launches (oversubscribed) of the cases in
+tests/cases_nested.py, through tests/mpi_launch.py.
 """
 from __future__ import annotations
 
@@ -291,7 +292,11 @@ def test_work_cost_weights():
 # several ranks
 
 def _launch(nprocs: int, cases: list, tmp_path, timeout: float = 90.0) -> list:
-    return mpi_launch.run_cases(nprocs, "nested_driver.py", cases, tmp_path, timeout)
+    """Every case in one launch (``{"train": values}`` is cases_nested.run_train(values),
+    ``{"gradient": kwargs}`` cases_nested.run_gradient(**kwargs)); per case what rank 0 returned."""
+    calls = [("cases_nested.run_train", {"values": c["train"]}) if "train" in c
+             else ("cases_nested.run_gradient", c["gradient"]) for c in cases]
+    return [ranks[0] for ranks in mpi_launch.run_cases(nprocs, calls, tmp_path, timeout)]
 
 
 # coarsest networks of 4 (r = 2) and 6 (r = 3) layers: 4 ranks still own a point each

@@ -1,8 +1,9 @@
 """Tests of braidnet.parallel: the layer-parallel loss and gradient equal the layer-serial ones.
 
-The multi-rank tests launch ``mpiexec -n P python tests/parallel_driver.py CASES.json`` once per P
-(1-4, oversubscribed on small machines) with every configuration in one launch, and compare the
-driver's JSON lines here.  The rest runs in this process on ``COMM_SELF``.
+The multi-rank tests launch ``mpiexec -n P`` once per P (1-4, oversubscribed on small machines) with
+every configuration in one launch (tests/mpi_launch.py runs ``cases_parallel.equals_serial`` of
+tests/cases_parallel.py), and check here the comparisons rank 0 returns.  The rest runs in this
+process on ``COMM_SELF``.
 """
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ for i, c in enumerate(CASES):
 
 
 def _launch(nprocs: int, cases: list, tmp_path, timeout: float = 120.0) -> list:
-    return mpi_launch.run_cases(nprocs, "parallel_driver.py", cases, tmp_path, timeout)
+    """cases_parallel.equals_serial of every case in one launch; per case what rank 0 returned."""
+    values = mpi_launch.run_cases(nprocs, [("cases_parallel.equals_serial", c) for c in cases], tmp_path, timeout)
+    return [ranks[0] for ranks in values]
 
 
 @pytest.mark.mpi
@@ -57,9 +60,8 @@ def _launch(nprocs: int, cases: list, tmp_path, timeout: float = 120.0) -> list:
 @pytest.mark.parametrize("nprocs", [1, 2, 3, 4])
 def test_parallel_equals_serial(nprocs, tmp_path):
     results = _launch(nprocs, CASES, tmp_path)
-    for res in results:
-        case = CASES[res["case"]]
-        where = f"P={nprocs}, case {res['case']}: {case}"
+    for i, (case, res) in enumerate(zip(CASES, results)):
+        where = f"P={nprocs}, case {i}: {case}"
         assert res["levels"] >= 1, where
         for chk in res["checks"]:
             for key in ("objective", "loss", "gradient", "dot"):

@@ -1,10 +1,11 @@
 """Tests of One-shot training (braidnet.train), its configuration (braidnet.config) and the CLI.
 
-The MPI tests run ``mpiexec -n P python -m braidnet.cli train ...`` (or ``tests/train_driver.py``,
-which injects a fault first) in subprocesses, oversubscribed on small machines, and read the output
-folder.  One module-scoped fixture trains the same small peaks problem on 1, 2 and 4 ranks; the
-resume, failure and divergence tests compare against those runs.  The configuration tests and one
-divergence test run in this process on ``COMM_SELF``.
+The MPI tests run ``mpiexec -n P python -m braidnet.cli train ...`` (or ``tests/mpi_entry.py --fault``,
+which injects a fault of tests/cases_train.py first; both through ``mpi_launch.run_cli``) in
+subprocesses, oversubscribed on small machines, and read the output folder.  One module-scoped
+fixture trains the same small peaks problem on 1, 2 and 4 ranks; the resume, failure and divergence
+tests compare against those runs.  The configuration tests and one divergence test run in this
+process on ``COMM_SELF``.
 """
 from __future__ import annotations
 
@@ -79,18 +80,11 @@ RTOL = 1e-8
 ATOL_RNORM = 1e-14
 
 
-def _launch(nprocs: int, args: list, fault: dict | None = None, tmp=None,
+def _launch(nprocs: int, args: list, fault: dict | None = None,
             timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    """``mpiexec -n nprocs`` the CLI (or the fault-injecting driver) with ``args``."""
-    if fault is None:
-        prog = ["-m", "braidnet.cli"]
-    else:
-        spec = os.path.join(str(tmp), "fault.json")
-        with open(spec, "w") as f:
-            json.dump(fault, f)
-        prog = [os.path.join(HERE, "train_driver.py"), spec]
+    """``mpiexec -n nprocs`` the CLI with ``args`` (after injecting ``fault``, see tests/cases_train.py)."""
     # numpy's overflow warnings of the diverging runs
-    return mpi_launch.run(nprocs, [*prog, *args], timeout, env={"PYTHONWARNINGS": "ignore"})
+    return mpi_launch.run_cli(nprocs, args, timeout, fault=fault, env={"PYTHONWARNINGS": "ignore"})
 
 
 _ok = mpi_launch.check
@@ -212,8 +206,7 @@ def test_resume_on_another_rank_count(runs, tmp_path):
 def test_failure_on_one_rank_ends_every_rank(runs, tmp_path):
     d = tmp_path / "crash"
     # rank 1 raises in iteration 5's adjoint solve while rank 0 goes on into the next collective
-    proc = _launch(2, ["train", runs["config"], "--out", d], fault={"raise_on_rank": 1, "at_gradient": 6},
-                   tmp=tmp_path)
+    proc = _launch(2, ["train", runs["config"], "--out", d], fault={"raise_on_rank": 1, "at_gradient": 6})
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "injected failure on rank 1" in proc.stderr
     assert _progress_iterations(proc.stdout) == [0, 1, 2, 3, 4]
@@ -231,7 +224,7 @@ def test_divergence_stops_with_message_and_keeps_checkpoint(runs, tmp_path):
     d = tmp_path / "nan"
     # from iteration 5's line search on, every primal solve reports NaN: the line search fails,
     # the objective at the current weights is NaN, and iteration 5 must stop the run
-    proc = _launch(2, ["train", runs["config"], "--out", d], fault={"nan_from_gradient": 5}, tmp=tmp_path)
+    proc = _launch(2, ["train", runs["config"], "--out", d], fault={"nan_from_gradient": 5})
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stderr.count("braidnet: training diverged at iteration 5") == 1, proc.stderr   # rank 0 only
     assert "checkpoint.npz" in proc.stderr

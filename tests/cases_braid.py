@@ -1,20 +1,16 @@
-"""Run many braidnet.braid solves in one MPI launch; rank 0 prints one JSON list of results.
+"""MPI cases of tests/test_braid_mpi.py (run by tests/mpi_entry.py through :func:`mpi_launch.run_cases`).
 
-    mpiexec -n P python tests/mpi_driver.py cases.json
-
-Each case is a dict.  ``{"kind": "solve", "name", "problem", "ntime", "fast", "options",
-"variant"}`` solves a reference problem and reports ``iterations``, ``levels``,
-``residual_norms``, ``err`` (max abs difference from sequential time stepping over all points,
-gathered from every rank's final access), ``distribution`` (each rank's (ilower, iupper)) and
-``pack_calls`` (per rank, for the ``"pack"`` variant, a numpy app with all optional methods).
-``{"kind": "fail", "name", "callback", "rank", ...}`` makes one callback fail on one rank and
-reports, per rank, the type and text of what ``drive()`` raised (or null).  Used by
-test_braid_mpi.py.
+- ``cases_braid.solve(comm, problem, ntime, fast, options, variant=None)`` solves a reference
+  problem (or, for ``variant="pack"``, a numpy app with all optional methods that counts its
+  pack/unpack calls) and returns, on every rank, what that rank saw: ``iterations``, ``levels``,
+  ``residual_norms``, ``distribution`` (its (ilower, iupper)), ``pack_calls``, ``accessed`` (the fine
+  indices of its final access) and ``err`` (max abs difference of those states from sequential time
+  stepping; 0 when it has none);
+- ``cases_braid.fail(comm, callback, rank)`` makes one callback fail on one rank and returns, on
+  every rank, the type, text, code, rank and traceback of what ``drive()`` raised there (or None).
 """
 from __future__ import annotations
 
-import json
-import sys
 import traceback
 from typing import Any
 
@@ -90,64 +86,39 @@ class FailOn(ScalarODE):
         return np.frombuffer(data).copy()
 
 
-def solve(case: dict) -> dict | None:
-    ntime = case["ntime"]
-    if case.get("variant") == "pack":
+def solve(comm, problem: str, ntime: int, fast: bool, options: dict, variant: str | None = None) -> dict:
+    if variant == "pack":
         app, tstart, tstop = PackingScalar(), 0.0, ntime / 2
     else:
-        app, tstart, tstop = reference_problem(case["problem"], ntime, fast=case["fast"])
+        app, tstart, tstop = reference_problem(problem, ntime, fast=fast)
     app.keep_states(ntime + 1)
-    with Core(app, tstart, tstop, ntime, COMM, **case["options"]) as core:
+    with Core(app, tstart, tstop, ntime, comm, **options) as core:
         res = core.drive()
-        dist = COMM.gather(core.distribution, root=0)
-    states = COMM.gather(app.states(), root=0)
-    packs = COMM.gather(getattr(app, "pack_calls", 0), root=0)
-    if COMM.rank != 0:
-        return None
-    got: dict[int, np.ndarray] = {}
-    for part in states:
-        got.update(part)
-    missing = sorted(set(range(ntime + 1)) - set(got))
+        dist = core.distribution
+    states = app.states()
+    packs = getattr(app, "pack_calls", 0)
     seq = sequential_solution(app, tstart, tstop, ntime)
-    err = float("inf") if missing else float(np.abs(np.array([got[i] for i in range(ntime + 1)]) - seq).max())
+    err = max((float(np.abs(u - seq[i]).max()) for i, u in states.items()), default=0.0)
     return {"iterations": res.iterations, "levels": res.levels, "residual_norms": res.residual_norms,
-            "err": err, "missing": missing, "distribution": dist, "pack_calls": packs}
+            "distribution": dist, "pack_calls": packs, "accessed": sorted(states), "err": err}
 
 
-def fail(case: dict) -> list | None:
-    rank = case["rank"]
-    if case["callback"].startswith("fast-"):
+def fail(comm, callback: str, rank: int) -> dict | None:
+    if callback.startswith("fast-"):
         # fail on the level-0 step into the first point `rank` owns (that rank computes it)
         ntime = 32
-        q, r = divmod(ntime + 1, COMM.size)
+        q, r = divmod(ntime + 1, comm.size)
         first = rank * q + min(rank, r)
-        app: Any = FailingScalarApp(max(first - 1, 0), 1, case["callback"][5:])
+        app: Any = FailingScalarApp(max(first - 1, 0), 1, callback[5:])
     else:
         ntime = 32
-        app = FailOn(case["callback"], rank)
+        app = FailOn(callback, rank)
     outcome = None
     try:
-        with Core(app, 0.0, ntime / 2, ntime, COMM, print_level=0, max_levels=3, abs_tol=1e-12) as core:
+        with Core(app, 0.0, ntime / 2, ntime, comm, print_level=0, max_levels=3, abs_tol=1e-12) as core:
             core.drive()
     except BaseException as exc:  # noqa: BLE001 - reporting whatever drive() raised is the point
         outcome = {"type": type(exc).__name__, "message": str(exc), "code": getattr(exc, "code", None),
                    "rank": getattr(exc, "rank", None),
                    "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
-    return COMM.gather(outcome, root=0)
-
-
-def main(path: str) -> None:
-    with open(path) as f:
-        cases = json.load(f)
-    results = {}
-    for case in cases:
-        out = solve(case) if case["kind"] == "solve" else fail(case)
-        if COMM.rank == 0:
-            results[case["name"]] = out
-    if COMM.rank == 0:
-        sys.stdout.write(json.dumps({"size": COMM.size, "results": results}) + "\n")
-        sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])
+    return outcome

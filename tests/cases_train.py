@@ -1,8 +1,8 @@
-"""``braidnet train`` with an injected fault, for tests/test_train.py (run under mpiexec).
+"""Faults injected into ``braidnet train`` under mpiexec, for tests/test_train.py.
 
-    mpiexec -n P python tests/train_driver.py FAULT.json train CONFIG.toml [--set ...] [--out DIR]
-
-FAULT.json is one object:
+``tests/mpi_entry.py --fault FAULT_JSON -- train CONFIG.toml [--set ...] [--out DIR]`` (launched by
+:func:`mpi_launch.run_cli`) calls :func:`install` on every rank and then :func:`braidnet.cli.main`.
+FAULT_JSON is one object:
 
 - ``{"raise_on_rank": r, "at_gradient": m}``: rank r raises ``RuntimeError("injected failure ...")``
   inside its m-th adjoint solve (1-based; every other rank goes on into the collective that follows);
@@ -11,15 +11,8 @@ FAULT.json is one object:
   step fails and the training loop must stop with ``TrainingDiverged``.
 
 Iteration k's gradient is the (k+1)-th adjoint solve (one at iteration 0, one per accepted step).
-Then runs :func:`braidnet.cli.main` with the remaining arguments and exits with its status.
 """
 from __future__ import annotations
-
-import json
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def install(fault: dict, rank: int) -> None:
@@ -43,18 +36,3 @@ def install(fault: dict, rank: int) -> None:
 
     ParallelNetwork.backward = counted_backward
     ParallelNetwork.forward = nan_forward
-
-
-def main() -> int:
-    with open(sys.argv[1]) as f:
-        fault = json.load(f)
-    from mpi4py import MPI
-
-    install(fault, MPI.COMM_WORLD.Get_rank())
-    from braidnet import cli
-
-    return cli.main(sys.argv[2:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

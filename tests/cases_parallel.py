@@ -1,20 +1,15 @@
-"""MPI driver of tests/test_parallel.py: ``mpiexec -n P python tests/parallel_driver.py CASES.json``.
+"""MPI cases of tests/test_parallel.py (run by tests/mpi_entry.py through :func:`mpi_launch.run_cases`).
 
-For every case of the JSON list (keys below), builds a ResNet and a ParallelNetwork on the world
-communicator and compares, on rank 0, the layer-parallel objective, loss, accuracy and gradient with
-the layer-serial ones at two parameter points (the second one after a warm restart), plus the
-validation accuracy and a sequence of one-iteration drives (warm restarts), whose non-converged
-iterates rank 0 compares with a run of the same case on ``COMM_SELF``.  Rank 0 prints one line
-``RESULT {json}`` per case; an exception anywhere aborts every rank (non-zero exit).
+``cases_parallel.equals_serial(comm, **case)`` builds a ResNet and a ParallelNetwork on ``comm`` and
+compares, on rank 0, the layer-parallel objective, loss, accuracy and gradient with the layer-serial
+ones at two parameter points (the second one after a warm restart), plus the validation accuracy and
+a sequence of one-iteration drives (warm restarts), whose non-converged iterates rank 0 compares
+with a run of the same case on ``COMM_SELF``.  Rank 0 returns the comparisons, the other ranks None.
 
 Case keys: n_layers, width, batch, opening, activation, bias, T, gammas (tik, ddt, class), seed,
 braid (the core options).
 """
 from __future__ import annotations
-
-import json
-import sys
-import traceback
 
 import numpy as np
 from mpi4py import MPI
@@ -123,25 +118,12 @@ def compare_with_one_rank(case: dict, res: dict) -> dict:
             "warm_gradient_vs_1_rank": rel(res["warm_gradient"], ref["warm_gradient"])}
 
 
-def main() -> int:
-    comm = MPI.COMM_WORLD
-    with open(sys.argv[1]) as fh:
-        cases = json.load(fh)
-    try:
-        for i, case in enumerate(cases):
-            res = run_case(case, comm)
-            if comm.rank == 0:
-                if comm.size > 1:
-                    res.update(compare_with_one_rank(case, res))
-                res.update(case=i, ranks=comm.size)
-                del res["history"], res["warm_gradient"]
-                print("RESULT " + json.dumps(res), flush=True)
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        comm.Abort(1)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def equals_serial(comm, **case) -> dict | None:
+    """The comparisons of one case (see the module text) on rank 0; None on the other ranks."""
+    res = run_case(case, comm)
+    if comm.rank != 0:
+        return None
+    if comm.size > 1:
+        res.update(compare_with_one_rank(case, res))
+    del res["history"], res["warm_gradient"]
+    return res
