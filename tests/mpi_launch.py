@@ -59,3 +59,21 @@ def run_cases(nprocs: int, driver: str, cases: list, tmp_path, timeout: float) -
     results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert len(results) == len(cases), proc.stdout + proc.stderr
     return results
+
+
+def run_calls(nprocs: int, cases: list, tmp_path, timeout: float) -> list:
+    """Call rank-side test functions in ONE ``mpiexec -n nprocs`` launch of tests/mpi_entry.py.
+
+    ``cases`` is a list of ``("module.function", kwargs)`` (a module of this folder); every rank calls
+    ``function(comm, **kwargs)`` for each case in order.  Returns per case the list of every rank's
+    JSON-able return value (index = world rank).  An exception on any rank aborts the launch, which
+    fails the test with the output; a hang fails it after ``timeout`` seconds.
+    """
+    path = os.path.join(str(tmp_path), f"calls{nprocs}.json")
+    with open(path, "w") as f:
+        json.dump([[name, kwargs] for name, kwargs in cases], f)
+    proc = check(run(nprocs, [os.path.join(HERE, "mpi_entry.py"), path], timeout))
+    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if len(results) != len(cases):
+        pytest.fail(f"{len(results)} results for {len(cases)} cases\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return results
