@@ -1,8 +1,5 @@
 # The core: Core, one braid_Core with its box.  (Included by braidnet/braid.pyx.)
 
-_GRID_OPTIONS = frozenset({"max_levels", "min_coarse", "cfactor", "storage", "seq_soln"})
-
-
 @cython.no_gc_clear   # __dealloc__ needs the box and app: never let the GC clear them first
 cdef class Core:
     """An MGRIT solver for ``ntime`` steps on ``[tstart, tstop]`` over the ranks of ``comm``.

@@ -96,3 +96,7 @@ def check_options(tstart, tstop, ntime, **options) -> dict:
     if opts.get("fmg") and "nfmg" in opts:
         raise ValueError("give fmg=True (F-cycles always) or nfmg=k (F-cycles in the first k iterations), not both")
     return opts
+
+
+# The options that shape the grid hierarchy: fixed once a core has been driven.
+_GRID_OPTIONS = frozenset({"max_levels", "min_coarse", "cfactor", "storage", "seq_soln"})
