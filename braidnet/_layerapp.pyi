@@ -4,7 +4,7 @@ from typing import Optional
 import numpy as np
 from numpy.typing import NDArray
 
-from braidnet.braid import Core, VectorApp
+from braidnet.braid import VectorApp
 
 F64 = NDArray[np.float64]
 
@@ -25,4 +25,3 @@ class LayerApp(VectorApp):
     def set_first(self, u: Optional[F64]) -> None: ...
 
 def layer_gradient(act: int, bias: int, h: float, block: F64, u: F64, lam: F64, grad_block: F64) -> None: ...
-def apply_options(core: Core, options: dict) -> None: ...

@@ -37,12 +37,12 @@ from libc.stdio cimport snprintf
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from braidnet.braid cimport AccessInfo, Core, StepInfo, VectorApp, store_error_message
+from braidnet.braid cimport AccessInfo, StepInfo, VectorApp, store_error_message
 from braidnet._kernels cimport bn_layer_adjoint, bn_layer_forward, bn_layer_gradient
 
 import numpy as np
 
-__all__ = ["LayerApp", "layer_gradient", "apply_options"]
+__all__ = ["LayerApp", "layer_gradient"]
 
 
 cdef struct LayerCtx:
@@ -299,15 +299,3 @@ def layer_gradient(int act, int bias, double h, block, u, lam, grad_block) -> No
                                  g, g + width * width, wp)
     if ierr != 0:
         raise ValueError(f"unknown activation code {act} or bias code {bias}")
-
-
-def apply_options(Core core, dict options) -> None:
-    """Set already validated options on an open core (used between drives: max_iter, abs_tol).
-
-    Stand-in for a public ``Core.set_options``: it goes through the core's own option setter.
-    """
-    if core.options is None:
-        raise ValueError("the core is not initialised")
-    core._check_open()
-    core._apply(options)
-    core.options.update(options)

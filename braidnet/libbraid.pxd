@@ -152,12 +152,28 @@ cdef extern from *:
         *rank_ptr = -1;
         return 0;
     }
-    /* No public way to ask LLNL XBraid: braidnet.braid computes the block distribution itself. */
+    /* No public way to ask LLNL XBraid for its distribution or hierarchy: never called (braidnet.braid
+     * uses its stand-ins, braidnet/_braid/core.pxi), declared so that the same Cython compiles. */
     static braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr)
     {
         (void)core;
         *ilower_ptr = 0;
         *iupper_ptr = -1;
+        return BRAID_ERROR_GENERIC;
+    }
+    static braid_Int braid_GetDistributionOf(braid_Core core, braid_Int rank, braid_Int *ilower_ptr,
+                                             braid_Int *iupper_ptr)
+    {
+        (void)core; (void)rank;
+        *ilower_ptr = 0;
+        *iupper_ptr = -1;
+        return BRAID_ERROR_GENERIC;
+    }
+    static braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr,
+                                           braid_Int *strides)
+    {
+        (void)core; (void)max; (void)strides;
+        *nlevels_ptr = 0;
         return BRAID_ERROR_GENERIC;
     }
     static braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr)
@@ -181,4 +197,8 @@ cdef extern from *:
     const char *braid_ErrorString(braid_Int code) nogil
     braid_Int braid_GetErrorRank(braid_Core core, braid_Int *rank_ptr) nogil
     braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr) nogil
+    braid_Int braid_GetDistributionOf(braid_Core core, braid_Int rank, braid_Int *ilower_ptr,
+                                      braid_Int *iupper_ptr) nogil
+    braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr,
+                                    braid_Int *strides) nogil
     braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr) nogil

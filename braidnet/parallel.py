@@ -21,8 +21,8 @@ the network is split the same way:
 * **validation**: a third (primal) core on the validation inputs.
 
 Every exchange is planned once: each rank can compute every rank's needs and the owner of every
-piece (the distribution and the level hierarchy are deterministic), so a plan is a list of
-point-to-point transfers run with buffer-based ``Isend``/``Irecv`` of numpy arrays.  Reductions
+piece (the cores publish every rank's points and the level hierarchy, before any drive), so a plan is
+a list of point-to-point transfers run with buffer-based ``Isend``/``Irecv`` of numpy arrays.  Reductions
 gather the per-rank contributions and sum them in rank order, so every rank returns bit-identical
 numbers.
 
@@ -44,48 +44,13 @@ from braidnet.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ParallelNetwork", "block_range", "level_strides", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
+__all__ = ["ParallelNetwork", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
 
 #: Tolerance and iteration cap of an "exact" solve (``max_iter=None``), unless ``braid`` sets them.
 DEFAULT_ABS_TOL = 1e-10
 DEFAULT_MAX_ITER = 100
 
-# the core's limit on the number of levels (per-level option slots)
-_MAX_LEVELS = 64
-# the core's defaults for the options that shape the hierarchy (DESIGN.md section 2)
-_HIERARCHY_DEFAULTS = {"max_levels": 30, "min_coarse": 2, "cfactor": 2}
-
 Key = Tuple[str, int]   # ("W", layer) | ("U", primal point) | ("L", primal point of an adjoint)
-
-
-def block_range(n_points: int, size: int, rank: int) -> Tuple[int, int]:
-    """(lo, hi) of the points that ``rank`` of ``size`` owns; hi < lo when it owns none.
-
-    The core's rule: contiguous blocks, the first ``n_points % size`` ranks one point more.
-    """
-    base, extra = divmod(n_points, size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0) - 1
-
-
-def level_strides(ntime: int, max_levels: int = 30, min_coarse: int = 2, cfactor=2) -> List[int]:
-    """Fine-index stride of every level of the core's hierarchy (level 0 first).
-
-    Level l+1 exists while l+1 < max_levels and floor(n_l / cf_l) >= min_coarse (n_l intervals on
-    level l); ``cfactor`` is an int for all levels or a per-level list (levels past it: 2).
-    """
-    def cf(level: int) -> int:
-        if isinstance(cfactor, (list, tuple)):
-            return cfactor[level] if level < len(cfactor) else 2
-        return cfactor
-
-    strides, n = [1], ntime
-    while (len(strides) < min(max_levels, _MAX_LEVELS) and n // cf(len(strides) - 1) >= min_coarse
-           and n // cf(len(strides) - 1) >= 1):
-        c = cf(len(strides) - 1)
-        n //= c
-        strides.append(strides[-1] * c)
-    return strides
 
 
 def _first_multiple(stride: int, lo: int, hi: int) -> Optional[int]:
@@ -158,9 +123,7 @@ def _check_braid_options(braid: Optional[dict], net: ResNet) -> dict:
     if "rel_tol" in opts:
         raise ValueError("braid: rel_tol is not supported by ParallelNetwork (forward/backward set an "
                          "absolute tolerance at every drive); give abs_tol")
-    check = getattr(_braid, "_check_arguments", None)
-    if check is not None:
-        opts = check(0.0, net.T, net.n_layers, opts)
+    opts = _braid.check_options(0.0, net.T, net.n_layers, **opts)
     if opts.get("access_level", 1) < 1:
         raise ValueError("braid: access_level must be >= 1 (the final access collects the states)")
     return opts
@@ -213,17 +176,38 @@ class ParallelNetwork:
 
         L = net.layout
         N = L.n_layers
+        T = net.T
         P, r = comm.Get_size(), comm.Get_rank()
         self.net = net
         self.rank, self.size = r, P
         self.n_layers = N
         self._act = _kernels.ACTIVATIONS[net.activation]
         self._bias = _kernels.BIAS_CHANNEL if L.bias == "channel" else _kernels.BIAS_SCALAR
-        self.levels = level_strides(N, **{k: opts.get(k, v) for k, v in _HIERARCHY_DEFAULTS.items()})
+        core_opts = dict(opts, max_iter=self._max_iter, abs_tol=self._abs_tol)
+        self._core_opts = core_opts
 
-        # ownership: primal points [lo, hi], adjoint points [alo, ahi] (adjoint rank P-1-r)
-        ranges = [block_range(N + 1, P, q) for q in range(P)]
-        aranges = [block_range(N + 1, P, P - 1 - q) for q in range(P)]
+        # ---- MPI work from here on --------------------------------------------------------
+        self._closed = False
+        self._xcomm = comm.Dup()                       # our own exchanges
+        self._tcomm = comm.Dup()                       # primal core
+        self._vcomm = comm.Dup()                       # validation core (never shares messages)
+        self._acomm = comm.Split(0, P - 1 - r)         # adjoint core: reversed ranks
+
+        # The cores first: they own the level hierarchy and the distribution, which everything below
+        # is planned from.  Their apps are configured once the arrays exist (a core reads an app's
+        # tables only when driven).
+        width, batch = L.width, x.shape[1]
+        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False)
+        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True)
+        self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **core_opts)
+        self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **core_opts)
+        self.levels = list(self._primal.level_strides)
+        self._alevels = list(self._adjoint.level_strides)
+
+        # ownership: primal points [lo, hi], adjoint points [alo, ahi]; rank q is adjoint rank P-1-q
+        ranges = self._primal.distributions
+        adist = self._adjoint.distributions
+        aranges = [adist[P - 1 - q] for q in range(P)]
         self._ranges, self._aranges = ranges, aranges
         self.point_range = ranges[r]
         self.adjoint_range = aranges[r]
@@ -251,17 +235,9 @@ class ParallelNetwork:
             raise AssertionError(f"no owner of {key}")
 
         needs = [self._needs(q, ranges[q], aranges[q]) for q in range(P)]
-
-        # ---- MPI work from here on --------------------------------------------------------
-        self._closed = False
-        self._xcomm = comm.Dup()                       # our own exchanges
-        self._tcomm = comm.Dup()                       # primal core
-        self._vcomm = comm.Dup()                       # validation core (never shares messages)
-        self._acomm = comm.Split(0, P - 1 - r)         # adjoint core: reversed ranks
         self._plans = {name: _Plan(self._xcomm, [n[name] for n in needs], owner)
                        for name in ("weights", "u0", "pre_adjoint", "post_adjoint")}
 
-        width, batch = L.width, x.shape[1]
         ls = L.layer_size
         self._x = x if self.owns_opening else None
         self._targets = targets if self.owns_classifier else None
@@ -297,10 +273,7 @@ class ParallelNetwork:
                 else:
                     self._lam[i] = np.zeros((width, batch))
 
-        # the apps
-        T = net.T
-        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False)
-        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True)
+        # the apps' tables
         for n, blk in self._layer_blocks.items():
             self._papp.set_layer(n, blk)
             self._aapp.set_layer(n, blk)
@@ -313,16 +286,6 @@ class ParallelNetwork:
         for k in range(a1, ahi + 1):
             self._aapp.set_store(k, self._lam[N - k])
         self._aapp.set_first(self._lam.get(N))
-
-        core_opts = dict(opts, max_iter=self._max_iter, abs_tol=self._abs_tol)
-        self._core_opts = core_opts
-        self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **core_opts)
-        self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **core_opts)
-        for core, rng in ((self._primal, ranges[r]), (self._adjoint, aranges[r])):
-            got = tuple(core.distribution)
-            if got != rng and (rng[0] <= rng[1] or got[0] <= got[1]):
-                raise RuntimeError(f"the core distributes points {core.distribution} to rank {r}, "
-                                   f"braidnet.parallel expected {rng}")
 
         # validation: a primal core of its own on the validation batch
         self._vapp = self._validation = None
@@ -340,13 +303,13 @@ class ParallelNetwork:
             for m in range(p1, hi + 1):
                 self._vapp.set_store(m, self._Uv[m - p1])
             self._vapp.set_first(self._u0v)
+            # same ntime, options and communicator size as the primal core: the same points per rank
             self._validation = Core(self._vapp, 0.0, T, N, comm=self._vcomm, **core_opts)
 
         self._driven: set = set()       # ids of the cores driven at least once
         self._u0_fresh = False          # u_0 computed (and sent) for the current parameters
         self._u0v_fresh = False
         self._forward_done = False      # forward() ran with the current parameters
-        self._levels_checked = False
         self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
         self._gradient_layers = 0       # layer gradients assembled (work count)
 
@@ -374,7 +337,7 @@ class ParallelNetwork:
         for k in range(max(alo, 1), ahi + 1):
             weights.add(N - k)
             pre.add(("U", N - k))
-        for s in self.levels:
+        for s in self._alevels:
             if alo <= ahi and _first_multiple(s, alo, ahi) == s:
                 pre.add(("L", N))
         # gradient of own layers: lambda_{n+1}; of the opening: lambda_0
@@ -456,11 +419,6 @@ class ParallelNetwork:
             self._plans["u0"].run(lambda key: self._state[0], lambda key: self._state[0])
             self._u0_fresh = True
         res = self._drive(self._primal, opts)
-        if not self._levels_checked:
-            if res.levels != len(self.levels):
-                raise RuntimeError(f"the core built {res.levels} levels, braidnet.parallel expected "
-                                   f"{len(self.levels)} (strides {self.levels}): halo plans are wrong")
-            self._levels_checked = True
         loss = acc = 0.0
         if self.owns_classifier:
             uN = self._state[self.n_layers]
@@ -571,7 +529,7 @@ class ParallelNetwork:
             for p, dst in zip(range(ranges[self.rank][0], ranges[self.rank][1] + 1), own):
                 if dst is not None:
                     np.copyto(dst, arr[p])
-            self._set_options(cores[name][0], {"skip": 0, "seq_soln": 0})
+            cores[name][0].set_options(skip=0, seq_soln=0)
 
     def step_counts(self) -> Dict[str, int]:
         """Work done since this network was built, summed over the ranks (collective).
@@ -651,17 +609,8 @@ class ParallelNetwork:
             tol = _tol(abs_tol, "abs_tol")
         return {"max_iter": mi, "abs_tol": tol}
 
-    @staticmethod
-    def _set_options(core, opts: dict) -> None:
-        # Core has no public option setter (yet): go through the one its constructor uses
-        if getattr(core, "set_options", None) is not None:
-            core.set_options(**opts)
-        else:
-            from braidnet._layerapp import apply_options
-            apply_options(core, opts)
-
     def _drive(self, core, opts: dict):
-        self._set_options(core, opts)
+        core.set_options(**opts)
         self._driven.add(id(core))
         return core.drive()
 

@@ -24,9 +24,6 @@ __all__ = ["ScalarApp", "HeatApp", "ResNet4App", "FailingScalarApp", "HEAT_NX", 
 # The problems' constants live in one place, the numpy twin module.
 from braidnet.refproblems import HEAT_NX, RESNET4_B, RESNET4_U0, RESNET4_W
 
-cdef enum:
-    NX = 33
-
 
 # ---- what the final access keeps (the first member of every app's C data) ----
 
@@ -161,8 +158,9 @@ cdef struct HeatData:
     Record rec
     double tstart
     double dx
-    double sinx[NX]     # sin(x_j): the exact solution is sin(x) cos(t)
-    double cp[NX]       # Thomas scratch (modified super-diagonal)
+    int nx              # HEAT_NX points
+    double *sinx        # [nx] sin(x_j): the exact solution is sin(x) cos(t)
+    double *cp          # [nx] Thomas scratch (modified super-diagonal)
 
 
 cdef int heat_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
@@ -173,29 +171,30 @@ cdef int heat_step(void *ctx, double *u, const double *ustop, const StepInfo *in
     (boundary values moved to the right-hand side) by the Thomas algorithm, in place in u.
     """
     cdef HeatData *d = <HeatData *>ctx
+    cdef int n = d.nx
     cdef double dt = info.tstop - info.tstart
     cdef double ct = cos(info.tstop), st = sin(info.tstop)
     cdef double lam = dt / (d.dx * d.dx)
     cdef double diag = 1.0 + 2.0 * lam, off = -lam
-    cdef double g0 = d.sinx[0] * ct, g1 = d.sinx[NX - 1] * ct
+    cdef double g0 = d.sinx[0] * ct, g1 = d.sinx[n - 1] * ct
     cdef double m
     cdef int i
     # forward sweep: u[i] becomes the modified right-hand side
-    for i in range(1, NX - 1):
+    for i in range(1, n - 1):
         u[i] = u[i] + dt * d.sinx[i] * (ct - st)
     u[1] = u[1] - off * g0
-    u[NX - 2] = u[NX - 2] - off * g1
+    u[n - 2] = u[n - 2] - off * g1
     d.cp[1] = off / diag
     u[1] = u[1] / diag
-    for i in range(2, NX - 1):
+    for i in range(2, n - 1):
         m = diag - off * d.cp[i - 1]
         d.cp[i] = off / m
         u[i] = (u[i] - off * u[i - 1]) / m
     # back substitution
-    for i in range(NX - 3, 0, -1):
+    for i in range(n - 3, 0, -1):
         u[i] = u[i] - d.cp[i] * u[i + 1]
     u[0] = g0
-    u[NX - 1] = g1
+    u[n - 1] = g1
     return 0
 
 
@@ -203,7 +202,7 @@ cdef int heat_init(void *ctx, double t, double *u) noexcept nogil:
     cdef HeatData *d = <HeatData *>ctx
     cdef int i
     cdef double ct = cos(t)
-    for i in range(NX):
+    for i in range(d.nx):
         u[i] = d.sinx[i] * ct if t == d.tstart else 0.0
     return 0
 
@@ -217,14 +216,23 @@ cdef class HeatApp(_RecordingApp):
 
     def __cinit__(self, double tstart=0.0):
         cdef int j
+        self.data.nx = HEAT_NX
+        self.data.sinx = <double *>calloc(HEAT_NX, sizeof(double))
+        self.data.cp = <double *>calloc(HEAT_NX, sizeof(double))
+        if self.data.sinx == NULL or self.data.cp == NULL:
+            raise MemoryError()
         self.data.tstart = tstart
-        self.data.dx = np.pi / (NX - 1)
-        for j in range(NX):
+        self.data.dx = np.pi / (HEAT_NX - 1)
+        for j in range(HEAT_NX):
             self.data.sinx[j] = sin(j * self.data.dx)
-        self._setup_record(&self.data.rec, NX)
+        self._setup_record(&self.data.rec, HEAT_NX)
         self.ctx = &self.data
         self.step_fn = heat_step
         self.init_fn = heat_init
+
+    def __dealloc__(self):
+        free(self.data.sinx)
+        free(self.data.cp)
 
 
 # ---- ResNet-4: u <- u + h tanh(W u + b) ----

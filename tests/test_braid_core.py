@@ -17,7 +17,7 @@ from mpi4py import MPI
 from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet.braid import (AccessStatus, BraidError, CALLBACK_ERROR, Core, DriveResult, StepStatus, VectorApp,
-                            check_app, error_string)
+                            check_app, check_options, error_string)
 from braidnet.refapps import FailingScalarApp, HeatApp, ResNet4App, ScalarApp
 from braidnet.refproblems import (PROBLEMS, Heat, ResNet4, ScalarODE, reference_problem,
                                   sequential_solution)
@@ -203,8 +203,36 @@ def test_drive_result_and_properties():
         assert res.levels == core.levels == 3
         assert res.time > 0
         assert core.distribution == (0, 64)
+        assert core.distributions == [(0, 64)]
         assert "Core open" in repr(core)
     assert "closed" in repr(core)
+
+
+@pytest.mark.parametrize("ntime, options, strides", [
+    (16, {}, (1, 2, 4, 8)),
+    (16, {"max_levels": 2}, (1, 2)),
+    (32, {"cfactor": 4, "min_coarse": 1}, (1, 4, 16)),
+    (21, {"cfactor": [4, 2]}, (1, 4, 8)),
+    (21, {"cfactor": [4]}, (1, 4, 8)),          # levels past the list keep the default 2
+    (24, {"cfactor": [4, 3]}, (1, 4, 12)),
+    (3, {}, (1,)),
+    (63, {"min_coarse": 3}, (1, 2, 4, 8, 16)),
+])
+def test_level_strides_before_and_after_the_drive(ntime, options, strides):
+    # the hierarchy is the core's (level l+1 while l+1 < max_levels and n_l // cf_l >= min_coarse)
+    with Core(ScalarApp(), 0.0, 1.0, ntime, max_iter=2, **options, **QUIET) as core:
+        assert core.level_strides == strides
+        assert core.drive().levels == len(strides)
+        assert core.level_strides == strides
+
+
+def test_check_options_is_what_core_checks():
+    assert check_options(0.0, 1.0, 10, cfactor=(4, 2), tnorm="linf", fmg=1) == {"cfactor": [4, 2], "tnorm": 3,
+                                                                               "fmg": True}
+    with pytest.raises(ValueError, match="unknown option 'cf'"):
+        check_options(0.0, 1.0, 10, cf=2)
+    with pytest.raises(ValueError, match="ntime must be an integer >= 1"):
+        check_options(0.0, 1.0, 0)
 
 
 def test_statuses_describe_the_grid():

@@ -15,7 +15,7 @@ import pytest
 import mpi_launch
 
 from braidnet import _kernels
-from braidnet.parallel import ParallelNetwork, block_range, level_strides
+from braidnet.parallel import ParallelNetwork
 from braidnet.resnet import ResNet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,18 +99,6 @@ def _problem(n_layers=8, width=4, opening="dense", batch=30, seed=0, **kw):
     Y = rng.integers(0, 3, batch)
     theta = net.init_params(seed=seed, scale_opening=1.0, scale_layers=1.0, scale_classifier=1.0) - 0.5
     return net, X, Y, theta
-
-
-def test_block_range_and_levels():
-    # the core's rules (DESIGN.md section 2)
-    assert [block_range(10, 4, q) for q in range(4)] == [(0, 2), (3, 5), (6, 7), (8, 9)]
-    assert [block_range(3, 4, q) for q in range(4)] == [(0, 0), (1, 1), (2, 2), (3, 2)]
-    assert level_strides(16) == [1, 2, 4, 8]
-    assert level_strides(16, max_levels=2) == [1, 2]
-    assert level_strides(32, cfactor=4, min_coarse=1) == [1, 4, 16]
-    assert level_strides(21, cfactor=[4, 2]) == [1, 4, 8]
-    assert level_strides(24, cfactor=[4, 3]) == [1, 4, 12]
-    assert level_strides(3) == [1]
 
 
 def test_layer_app_steps_match_kernels():

@@ -110,6 +110,7 @@ braid_Int _braid_IsStored(_braid_Grid *g, braid_Int i);
 braid_Vector *_braid_UPtr(_braid_Grid *g, braid_Int i);
 braid_Int _braid_SetVector(braid_Core core, braid_Vector *slot, braid_Vector u);
 void _braid_FineRange(braid_Core core, braid_Int q, braid_Int *lo, braid_Int *hi);
+braid_Int _braid_NumLevels(braid_Core core);
 braid_Int _braid_BuildGrids(braid_Core core);
 braid_Int _braid_FreeGrids(braid_Core core);
 

@@ -306,7 +306,27 @@ braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr)
 
 braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr)
 {
-   _braid_CHECK(core, ilower_ptr != NULL && iupper_ptr != NULL);
-   _braid_FineRange(core, core->rank, ilower_ptr, iupper_ptr);
+   return braid_GetDistributionOf(core, core->rank, ilower_ptr, iupper_ptr);
+}
+
+braid_Int braid_GetDistributionOf(braid_Core core, braid_Int rank, braid_Int *ilower_ptr, braid_Int *iupper_ptr)
+{
+   _braid_CHECK(core, ilower_ptr != NULL && iupper_ptr != NULL && rank >= 0 && rank < core->nprocs);
+   _braid_FineRange(core, rank, ilower_ptr, iupper_ptr);
+   return 0;
+}
+
+/* The grid options are frozen by the first drive, so the hierarchy computed from them is the one
+ * built (or to be built). */
+braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr, braid_Int *strides)
+{
+   braid_Int nlevels, l, stride = 1;
+   _braid_CHECK(core, max >= 0 && nlevels_ptr != NULL && (strides != NULL || max == 0));
+   nlevels = _braid_NumLevels(core);
+   for (l = 0; l < nlevels && l < max; l++) {
+      strides[l] = stride;
+      if (l + 1 < nlevels) stride *= core->cfactor[l];   /* (the coarsest level's cfactor is unused) */
+   }
+   *nlevels_ptr = nlevels;
    return 0;
 }

@@ -25,7 +25,8 @@ extern "C" {
 #endif
 
 /* Defined by braidnet's own core only: code that must also build against LLNL XBraid tests it before
- * using the extensions below (braid_GetErrorRank, braid_GetDistribution, braid_GetNumSteps). */
+ * using the extensions below (braid_GetErrorRank, braid_GetDistribution, braid_GetDistributionOf,
+ * braid_GetLevelStrides, braid_GetNumSteps). */
 #define BRAIDNET_BUNDLED_CORE 1
 
 typedef int    braid_Int;
@@ -213,6 +214,25 @@ braid_Int braid_GetNLevels(braid_Core core, braid_Int *nlevels_ptr);
 braid_Int braid_GetErrorRank(braid_Core core, braid_Int *rank_ptr);
 /** (out) index range [ilower, iupper] of the fine points this rank owns (iupper < ilower: none). */
 braid_Int braid_GetDistribution(braid_Core core, braid_Int *ilower_ptr, braid_Int *iupper_ptr);
+/**
+ * braid_GetDistributionOf: the fine points any rank owns, by the rule of braid_Init (contiguous
+ * blocks, the first (ntime+1) % P ranks one point more).  No communication.
+ *  - rank       (in)  a rank of the time communicator, 0 <= rank < its size
+ *  - ilower_ptr (out) first fine index it owns
+ *  - iupper_ptr (out) last fine index it owns (iupper < ilower: none)
+ */
+braid_Int braid_GetDistributionOf(braid_Core core, braid_Int rank, braid_Int *ilower_ptr, braid_Int *iupper_ptr);
+/**
+ * braid_GetLevelStrides: the hierarchy the core builds from its current options (or has built: the
+ * options that shape it are fixed by the first drive).  Level l+1 exists while l+1 < max_levels and
+ * floor(n_l / cfactor_l) >= min_coarse, n_l being the number of intervals of level l.  Valid before
+ * the first drive; no communication.
+ *  - max         (in)  room in strides, >= 0
+ *  - nlevels_ptr (out) the number of levels (may exceed max)
+ *  - strides     (out) strides[l] for l < min(max, nlevels): point i of level l is fine point
+ *                      i * strides[l] (strides[0] = 1); may be NULL when max == 0
+ */
+braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr, braid_Int *strides);
 /** (out) how many times this rank called the step callback in the last drive. */
 braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr);
 /** (out) a static English description of an error code. */

@@ -68,17 +68,26 @@ _braid_LevelRange(braid_Core core, braid_Int q, braid_Int stride, braid_Int *lo,
    *hi = (fhi >= 0) ? fhi / stride : -1;
 }
 
+/* The number of levels the current options give: level l+1 is made while l+1 < max_levels and
+ * floor(n_l / cfactor_l) >= min_coarse (n_l intervals on level l).  The one place of this rule:
+ * _braid_BuildGrids uses it, braid_GetLevelStrides publishes it. */
 braid_Int
-_braid_BuildGrids(braid_Core core)
+_braid_NumLevels(braid_Core core)
 {
-   braid_Int n = core->ntime, stride = 1, nlevels = 1, l, q;
-
-   /* count the levels */
+   braid_Int n = core->ntime, nlevels = 1;
    while (nlevels < core->max_levels && nlevels < _braid_MAX_LEVELS &&
           n / core->cfactor[nlevels - 1] >= core->min_coarse) {
       n /= core->cfactor[nlevels - 1];
       nlevels++;
    }
+   return nlevels;
+}
+
+braid_Int
+_braid_BuildGrids(braid_Core core)
+{
+   braid_Int n = core->ntime, stride = 1, nlevels = _braid_NumLevels(core), l, q;
+
    core->grids = (_braid_Grid *) calloc(nlevels, sizeof(_braid_Grid));
    if (core->grids == NULL) return BRAID_ERROR_MEMORY;
    core->nlevels = nlevels;

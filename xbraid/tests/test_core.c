@@ -8,6 +8,8 @@
  * test checks that the access values at done = 1 equal sequential time stepping to 1e-10 and prints
  * one line per configuration with the iteration count and the last residual, so that runs on
  * different rank counts can be compared (they must print the same lines).
+ * Each configuration also checks braid_GetLevelStrides (asked before the drive) against the step sizes
+ * the step callback saw on every level, and braid_GetDistributionOf against the contiguous blocks.
  * Then: a failing step on the last rank must make braid_Drive return an error on every rank; a warm
  * restart must converge at once; many Init/Drive/Destroy cycles must not leak (checked by the tools).
  * Exit code 0 on success.
@@ -26,6 +28,7 @@ typedef struct _braid_App_struct {
    double *exact;      /* sequential solution, 2*(ntime+1) */
    double maxerr;
    int fail_rank, fail_iter, naccess;
+   double level_dt[64];  /* the step size seen on each level (0: no step there), to check the strides */
    long nvectors;      /* live vectors, must return to 0 */
 } my_App;
 
@@ -46,6 +49,7 @@ static int my_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_
    braid_StepStatusGetIter(st, &iter);
    braid_StepStatusGetLevel(st, &level);
    if (app->rank == app->fail_rank && iter == app->fail_iter) return 42;
+   if (level >= 0 && level < 64) app->level_dt[level] = t1 - t0;
    apply(t1 - t0, u->v);
    return 0;
 }
@@ -130,6 +134,40 @@ static int my_bufunpack(braid_App app, void *buf, braid_Vector *u_ptr, braid_Buf
    return 0;
 }
 
+/* The strides must be the level count the drive built and the step sizes it used: a step on level l
+ * spans strides[l] fine intervals (every level's steps do, even the coarsest level's). */
+static int check_strides(const my_App *app, int nstrides, const int *strides, int nlevels, int rank, int k)
+{
+   double h = (app->tstop - app->tstart) / app->ntime;
+   int l, bad = (nstrides != nlevels || strides[0] != 1);
+   for (l = 0; l < nstrides && l < 64; l++)
+      if (app->level_dt[l] != 0.0 && fabs(app->level_dt[l] - strides[l] * h) > 1e-12 * strides[l])
+         bad = 1;
+   if (bad) printf("FAIL strides of config %d on rank %d: %d levels asked, %d built\n", k, rank, nstrides, nlevels);
+   return bad;
+}
+
+/* Every rank's range: contiguous blocks covering 0..ntime in rank order, sizes differing by at most one,
+ * this rank's equal to braid_GetDistribution's; out-of-range ranks rejected. */
+static int check_distribution(braid_Core core, int ntime, int nprocs, int rank)
+{
+   int q, lo, hi, mylo, myhi, next = 0, bad = 0, size0 = -1;
+   braid_GetDistribution(core, &mylo, &myhi);
+   for (q = 0; q < nprocs; q++) {
+      braid_GetDistributionOf(core, q, &lo, &hi);
+      if (q == rank && (lo != mylo || hi != myhi)) bad = 1;
+      if (hi >= lo && lo != next) bad = 1;
+      if (size0 < 0) size0 = hi - lo + 1;
+      if (hi - lo + 1 > size0 || hi - lo + 1 < size0 - 1 || (hi - lo + 1 < 0)) bad = 1;
+      if (hi >= lo) next = hi + 1;
+   }
+   if (next != ntime + 1) bad = 1;
+   if (braid_GetDistributionOf(core, nprocs, &lo, &hi) != BRAID_ERROR_ARG ||
+       braid_GetDistributionOf(core, -1, &lo, &hi) != BRAID_ERROR_ARG) bad = 1;
+   if (bad) printf("FAIL distribution of %d points on rank %d of %d\n", ntime + 1, rank, nprocs);
+   return bad;
+}
+
 typedef struct { int ntime, levels, cf, cf1, nrelax, fmg, skip, storage, tnorm, seq; } config;
 
 static braid_Core make_core(my_App *app, const config *c, MPI_Comm comm)
@@ -150,6 +188,7 @@ static braid_Core make_core(my_App *app, const config *c, MPI_Comm comm)
    }
    app->maxerr = 0.0;
    app->naccess = 0;
+   memset(app->level_dt, 0, sizeof(app->level_dt));
    braid_Init(MPI_COMM_WORLD, comm, app->tstart, app->tstop, c->ntime, app, my_step, my_init, my_clone, my_free,
               my_sum, my_norm, my_access, my_bufsize, my_bufpack, my_bufunpack, &core);
    braid_SetPrintLevel(core, 0);
@@ -200,11 +239,16 @@ int main(int argc, char **argv)
    for (n = 0; n < cycles; n++)
    for (k = 0; k < nconfigs; k++) {
       braid_Core core = make_core(&app, &configs[k], comm);
-      int code = braid_Drive(core), niter, nlev, nr = 1;
+      int strides[64], nstrides = 0, code, niter, nlev, nr = 1;
       double rnorm, err;
-      long nvec = app.nvectors;
+      long nvec;
+      braid_GetLevelStrides(core, 64, &nstrides, strides);    /* before the drive */
+      failures += check_distribution(core, configs[k].ntime, nprocs, rank);
+      code = braid_Drive(core);
+      nvec = app.nvectors;
       braid_GetNumIter(core, &niter);
       braid_GetNLevels(core, &nlev);
+      failures += check_strides(&app, nstrides, strides, nlev, rank, k);
       braid_GetRNorms(core, &nr, &rnorm);
       nr = -1;
       braid_GetRNorms(core, &nr, &rnorm);
@@ -270,6 +314,42 @@ int main(int argc, char **argv)
          failures++;
       }
       braid_Destroy(core);
+   }
+
+   /* the level rule against hand-computed hierarchies, before any drive */
+   {
+      static const struct { int ntime, max_levels, min_coarse, cf, cf0, nlevels, strides[6]; } h[] = {
+         /* ntime max min cf cf0 -> nlevels strides */
+         {16, 30, 2, 2, 0, 4, {1, 2, 4, 8}},
+         {16, 2, 2, 2, 0, 2, {1, 2}},
+         {32, 30, 1, 4, 0, 3, {1, 4, 16}},
+         {21, 30, 2, 2, 4, 3, {1, 4, 8}},
+         {3, 30, 2, 2, 0, 1, {1}},
+         {63, 30, 3, 2, 0, 5, {1, 2, 4, 8, 16}},
+         {7, 1, 2, 2, 0, 1, {1}},
+      };
+      int nh = (int) (sizeof(h) / sizeof(h[0])), j, l;
+      for (j = 0; j < nh; j++) {
+         braid_Core core;
+         int strides[6], nlev = -1, bad = 0;
+         braid_Init(MPI_COMM_WORLD, comm, 0.0, 1.0, h[j].ntime, &app, my_step, my_init, my_clone, my_free,
+                    my_sum, my_norm, my_access, my_bufsize, my_bufpack, my_bufunpack, &core);
+         braid_SetMaxLevels(core, h[j].max_levels);
+         braid_SetMinCoarse(core, h[j].min_coarse);
+         braid_SetCFactor(core, -1, h[j].cf);
+         if (h[j].cf0) braid_SetCFactor(core, 0, h[j].cf0);
+         braid_GetLevelStrides(core, 6, &nlev, strides);
+         bad = (nlev != h[j].nlevels);
+         for (l = 0; !bad && l < nlev; l++) bad = (strides[l] != h[j].strides[l]);
+         /* only the count when there is no room */
+         nlev = -1;
+         if (braid_GetLevelStrides(core, 0, &nlev, NULL) != 0 || nlev != h[j].nlevels) bad = 1;
+         braid_Destroy(core);
+         if (bad) {
+            printf("FAIL level strides of hierarchy %d (ntime %d)\n", j, h[j].ntime);
+            failures++;
+         }
+      }
    }
 
    free(app.exact);

@@ -1,0 +1,318 @@
+# The core: Core, one braid_Core with its box.  (Included by braidnet/braid.pyx.)
+
+@cython.no_gc_clear   # __dealloc__ needs the box and app: never let the GC clear them first
+cdef class Core:
+    """An MGRIT solver for ``ntime`` steps on ``[tstart, tstop]`` over the ranks of ``comm``.
+
+    ``app`` is a :class:`VectorApp` or a Python object with these methods (vectors are numpy arrays;
+    every one the core holds is its own array, so return new arrays, never views or stored ones:
+    the wrapper copies a returned array that something else references):
+
+    - ``init(t) -> array`` (required): the initial guess at time t (the initial condition at tstart);
+    - ``step(u, ustop, fstop, status)`` (required): advance ``u`` from ``status.tstart`` to
+      ``status.tstop`` in place, or return a new array that the wrapper copies into ``u`` (the core
+      keeps the object ``u`` itself).  ``ustop`` (the current value at tstop, may be ``u``) and
+      ``fstop`` (FAS right-hand side or None; the core adds it itself) are read only;
+    - ``clone(u) -> array`` (default: a copy);
+    - ``sum(alpha, x, beta, y)``: ``y <- alpha x + beta y`` in place in ``y`` (default: numpy);
+    - ``norm(u) -> float`` (default: Euclidean norm of all entries);
+    - ``access(u, status)``: look at ``u`` (read only; copy what you keep);
+    - ``pack(u) -> bytes-like`` and ``unpack(data: bytes) -> array`` (default: the raw bytes of an
+      array with the shape and dtype of ``init(tstart)``), with optional ``bufsize() -> int``, the
+      largest number of bytes ``pack`` writes (default: ``len(pack(init(tstart)))``).
+
+    Options (XBraid's names; unset ones keep the core's defaults): ``max_levels``, ``min_coarse``,
+    ``cfactor`` and ``nrelax`` (an int for all levels, or a list per level from level 0; levels past
+    the list keep the default), ``abs_tol`` or ``rel_tol``, ``max_iter``, ``fmg`` (bool) or
+    ``nfmg``, ``skip`` (0/1), ``storage`` (-1 or a level), ``tnorm`` (1/'l1', 2/'l2', 3/'linf'),
+    ``print_level`` (0-2), ``access_level`` (0-3), ``seq_soln`` (bool).  Bad values raise
+    ``ValueError`` before any MPI call.
+    """
+
+    def __cinit__(self):
+        self._core = NULL
+        self._driven = 0
+
+    def __init__(self, app, tstart, tstop, ntime, comm=MPI.COMM_WORLD, **options) -> None:
+        cdef MPI_Comm c
+        if self._core != NULL:
+            raise RuntimeError("Core.__init__ called twice")
+        opts = check_options(tstart, tstop, ntime, **options)
+        if not isinstance(comm, MPI.Comm):
+            raise TypeError(f"comm must be an mpi4py MPI.Comm, got {type(comm).__name__}")
+        if comm == MPI.COMM_NULL:
+            raise ValueError("comm must not be MPI.COMM_NULL")
+        box = _make_box(app, float(tstart))
+        self.app = app
+        self.tstart = tstart
+        self.tstop = tstop
+        self.ntime = ntime
+        self.options = opts
+        self._box = box
+        self._comm = comm
+        c = (<_MPIComm>comm).ob_mpi
+        CHKERR(braid_Init(c, c, self.tstart, self.tstop, self.ntime, box.cb.app, box.cb.step, box.cb.init,
+                          box.cb.clone, box.cb.free, box.cb.sum, box.cb.norm, box.cb.access, box.cb.bufsize,
+                          box.cb.bufpack, box.cb.bufunpack, &self._core))
+        self._apply(opts)
+
+    cdef int _apply(self, dict opts) except -1:
+        cdef braid_Core core = self._core
+        # max_levels first: LLNL XBraid needs it before the per-level setters.
+        if "max_levels" in opts:
+            CHKERR(braid_SetMaxLevels(core, opts["max_levels"]))
+        if "min_coarse" in opts:
+            CHKERR(braid_SetMinCoarse(core, opts["min_coarse"]))
+        for name, setter in (("cfactor", 0), ("nrelax", 1)):
+            if name not in opts:
+                continue
+            value = opts[name]
+            pairs = [(-1, value)] if isinstance(value, int) else list(enumerate(value))
+            for level, v in pairs:
+                if setter == 0:
+                    CHKERR(braid_SetCFactor(core, level, v))
+                else:
+                    CHKERR(braid_SetNRelax(core, level, v))
+        if "abs_tol" in opts:
+            CHKERR(braid_SetAbsTol(core, opts["abs_tol"]))
+        if "rel_tol" in opts:
+            CHKERR(braid_SetRelTol(core, opts["rel_tol"]))
+        if "max_iter" in opts:
+            CHKERR(braid_SetMaxIter(core, opts["max_iter"]))
+        if opts.get("fmg"):
+            CHKERR(braid_SetFMG(core))
+        if "nfmg" in opts:
+            CHKERR(braid_SetNFMG(core, opts["nfmg"]))
+        if "skip" in opts:
+            CHKERR(braid_SetSkip(core, opts["skip"]))
+        if "storage" in opts:
+            CHKERR(braid_SetStorage(core, opts["storage"]))
+        if "tnorm" in opts:
+            CHKERR(braid_SetTemporalNorm(core, opts["tnorm"]))
+        if "print_level" in opts:
+            CHKERR(braid_SetPrintLevel(core, opts["print_level"]))
+        if "access_level" in opts:
+            CHKERR(braid_SetAccessLevel(core, opts["access_level"]))
+        if "seq_soln" in opts:
+            CHKERR(braid_SetSeqSoln(core, opts["seq_soln"]))
+        return 0
+
+    def set_options(self, **options) -> None:
+        """Change options between drives (e.g. ``max_iter`` and ``abs_tol`` of each One-shot solve).
+
+        Options that shape the grid hierarchy (``max_levels``, ``min_coarse``, ``cfactor``,
+        ``storage``, ``seq_soln``) are fixed once the core has been driven.
+        """
+        self._check_open()
+        opts = check_options(self.tstart, self.tstop, self.ntime, **options)
+        fixed = sorted(set(opts) & _GRID_OPTIONS) if self._driven else []
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change after the first drive (they shape the grids)")
+        if "fmg" in opts and not opts["fmg"]:
+            opts["nfmg"] = 0           # back to V-cycles
+        if "abs_tol" in opts:
+            self.options.pop("rel_tol", None)
+        if "rel_tol" in opts:
+            self.options.pop("abs_tol", None)
+        self._apply(opts)
+        self.options.update(opts)
+
+    cdef int _check_open(self) except -1:
+        if self._core == NULL:
+            raise ValueError("this Core is closed")
+        return 0
+
+    def drive(self) -> DriveResult:
+        """Run MGRIT to convergence (or max_iter); collective over the communicator.
+
+        Calling it again continues from the current solution (warm restart).  An exception raised
+        by a callback is re-raised here on its rank; the other ranks raise :class:`BraidError`.
+        """
+        cdef braid_Int ierr
+        self._check_open()
+        self._box.refresh()
+        self._box.take_error()
+        t0 = time.perf_counter()
+        with nogil:
+            ierr = braid_Drive(self._core)
+        wall = time.perf_counter() - t0
+        self._driven = 1
+        self._raise_failure(ierr)
+        return DriveResult(self.iterations, self.residual_norms, self.levels, wall)
+
+    cdef int _raise_failure(self, braid_Int ierr) except -1:
+        cdef braid_Int rank = -1
+        exc = self._box.take_error()
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            # LLNL XBraid ignores callback codes: agree on failure here, so that no rank goes on alone.
+            failed = (<object>self._comm).allreduce(
+                (<object>self._comm).Get_rank() if (exc is not None or ierr != 0) else -1, op=MPI.MAX)
+            if exc is None and ierr == 0 and failed >= 0:
+                raise BraidError(BRAID_ERROR_REMOTE, f"a callback failed on rank {failed}", rank=failed)
+        if exc is not None:
+            raise exc
+        if ierr == 0:
+            return 0
+        if ierr == BRAID_ERROR_REMOTE:
+            braid_GetErrorRank(self._core, &rank)
+            where = f"rank {rank}" if rank >= 0 else "another rank"
+            raise BraidError(ierr, f"a callback failed on {where} of the time communicator; the solve "
+                                   f"was aborted", rank=rank if rank >= 0 else None)
+        if ierr < 0 or ierr > BRAID_ERROR_STATE:
+            raise BraidError(ierr, f"a callback returned error code {ierr}", rank=(<object>self._comm).Get_rank())
+        CHKERR(ierr)
+        return 0
+
+    @property
+    def iterations(self) -> int:
+        """Iterations of the last drive (iteration 0 included); 0 before the first."""
+        cdef braid_Int n = 0
+        self._check_open()
+        if not self._driven:
+            return 0
+        CHKERR(braid_GetNumIter(self._core, &n))
+        return n
+
+    @property
+    def residual_norms(self) -> list:
+        """The residual history of the last drive, exactly as braid_GetRNorms gives it."""
+        cdef braid_Int niter = 0, n
+        cdef double *buf
+        self._check_open()
+        if not self._driven:
+            return []
+        CHKERR(braid_GetNumIter(self._core, &niter))
+        n = niter + 1
+        buf = <double *>malloc(n * sizeof(double))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            CHKERR(braid_GetRNorms(self._core, &n, buf))
+            return [buf[i] for i in range(n)]
+        finally:
+            free(buf)
+
+    @property
+    def levels(self) -> int:
+        """Levels of the hierarchy (known after the first drive)."""
+        cdef braid_Int n = 0
+        self._check_open()
+        CHKERR(braid_GetNLevels(self._core, &n))
+        return n
+
+    @property
+    def step_calls(self):
+        """Step callbacks this rank made in the last drive (None when built against LLNL XBraid)."""
+        cdef braid_Int n = -1
+        self._check_open()
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            return None
+        CHKERR(braid_GetNumSteps(self._core, &n))
+        return n
+
+    @property
+    def distribution(self) -> tuple:
+        """(ilower, iupper): the fine time indices this rank owns (iupper < ilower: none)."""
+        cdef braid_Int lo = 0, hi = -1
+        self._check_open()
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            return _llnl_fine_range(self.ntime, (<object>self._comm).Get_size(), (<object>self._comm).Get_rank())
+        CHKERR(braid_GetDistribution(self._core, &lo, &hi))
+        return lo, hi
+
+    @property
+    def distributions(self) -> list:
+        """Every rank's :attr:`distribution`, indexed by rank of the time communicator (no communication)."""
+        cdef braid_Int lo = 0, hi = -1, q
+        self._check_open()
+        size = (<object>self._comm).Get_size()
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            return [_llnl_fine_range(self.ntime, size, q) for q in range(size)]
+        out = []
+        for q in range(size):
+            CHKERR(braid_GetDistributionOf(self._core, q, &lo, &hi))
+            out.append((lo, hi))
+        return out
+
+    @property
+    def level_strides(self) -> tuple:
+        """The hierarchy: the fine-index stride of every level, level 0 (stride 1) first.
+
+        Point i of level l is fine point ``i * level_strides[l]``.  Known before the first drive:
+        it is what the core builds from its options (those that shape it are fixed by then).
+        """
+        cdef braid_Int n = 0, l
+        cdef braid_Int *buf
+        self._check_open()
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            return _llnl_level_strides(self.ntime, self.options)
+        CHKERR(braid_GetLevelStrides(self._core, 0, &n, NULL))
+        buf = <braid_Int *>malloc(n * sizeof(braid_Int))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            CHKERR(braid_GetLevelStrides(self._core, n, &n, buf))
+            return tuple([buf[l] for l in range(n)])
+        finally:
+            free(buf)
+
+    @property
+    def comm(self):
+        """The time communicator."""
+        return self._comm
+
+    def print_stats(self) -> None:
+        """Print the statistics block of the last drive (rank 0 of the communicator)."""
+        self._check_open()
+        CHKERR(braid_PrintStats(self._core))
+
+    def close(self) -> None:
+        """Destroy the C core (its vectors are freed); later calls raise ValueError.  Idempotent."""
+        cdef braid_Core core = self._core
+        self._core = NULL
+        if core != NULL and _mpi_alive():
+            CHKERR(braid_Destroy(core))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __dealloc__(self):
+        # After MPI_Finalize the core's communicator is gone: leave the memory to the exit.
+        if self._core != NULL and _mpi_alive():
+            braid_Destroy(self._core)
+        self._core = NULL
+
+    def __repr__(self) -> str:
+        state = "closed" if self._core == NULL else "open"
+        return (f"<braidnet.braid.Core {state}: ntime={self.ntime} on [{self.tstart!r}, {self.tstop!r}], "
+                f"app={type(self.app).__name__}>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-ins for LLNL XBraid (BRAIDNET_CORE_IS_BUNDLED false), which publishes neither its hierarchy
+# nor other ranks' ranges.  They copy the bundled core's rules (xbraid/grid.c: _braid_NumLevels and
+# _braid_FineRange), the reference; nothing else in braidnet may compute these.
+# ---------------------------------------------------------------------------------------------
+
+def _llnl_fine_range(ntime: int, size: int, rank: int) -> tuple:
+    q, r = divmod(ntime + 1, size)
+    lo = rank * q + min(rank, r)
+    return lo, lo + q + (1 if rank < r else 0) - 1
+
+
+def _llnl_level_strides(ntime: int, options: dict) -> tuple:
+    # the defaults of both cores: max_levels 30, min_coarse 2, cfactor 2
+    max_levels, min_coarse = options.get("max_levels", 30), options.get("min_coarse", 2)
+    cfactor = options.get("cfactor", 2)
+    cf = (lambda l: cfactor[l] if l < len(cfactor) else 2) if isinstance(cfactor, list) else (lambda l: cfactor)
+    strides, n = [1], ntime
+    while len(strides) < min(max_levels, _MAX_LEVEL_INDEX):
+        c = cf(len(strides) - 1)
+        if n // c < min_coarse:
+            break
+        n //= c
+        strides.append(strides[-1] * c)
+    return tuple(strides)

@@ -1,0 +1,313 @@
+# Python applications: each braid_Vector is a PyObject* (a numpy array) owning one reference;
+# the callbacks take the GIL and go to the _PyBox.  (Included by braidnet/braid.pyx.)
+
+cdef inline braid_Vector _hand_out(object obj):
+    """Give the core one reference to obj (released by _py_free)."""
+    Py_INCREF(obj)
+    return <braid_Vector><void *>obj
+
+
+cdef inline object _vec(braid_Vector v):
+    return <object><PyObject *>v
+
+
+cdef object _own(object x, str what):
+    """An ndarray that only the core will hold: x itself if nobody else references it, else a copy.
+
+    The core keeps each vector and updates it in place, so vectors must never share memory with
+    each other or with the application (an ``init`` returning a stored array would otherwise alias).
+    The argument is borrowed from the caller's temporary: a reference count of 1 means nobody else
+    holds x.
+    """
+    if isinstance(x, np.ndarray):
+        if Py_REFCNT(x) == 1 and (<object>x).base is None and (<object>x).flags.writeable:
+            return x
+        return np.array(x, copy=True)
+    if x is None:
+        raise TypeError(f"{what} returned None; it must return a numpy array")
+    try:
+        return np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must return a numpy array, got {type(x).__name__}") from exc
+
+
+cdef void _copy_into(object dst, object src, str what) except *:
+    src = np.asarray(src)
+    if src.shape != dst.shape:
+        raise ValueError(f"{what} returned an array of shape {src.shape}; the vector has shape {dst.shape}")
+    np.copyto(dst, src)
+
+
+cdef const unsigned char[::1] _byte_view(object data):
+    """The bytes of an array (any dtype) or bytes-like object, as one contiguous byte view."""
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+cdef object _optional_method(object app, str name):
+    f = getattr(app, name, None)
+    if f is not None and not callable(f):
+        raise TypeError(f"app.{name} must be callable, got {type(f).__name__}")
+    return f
+
+
+@cython.final
+cdef class _PyBox(_Box):
+    """A plain Python application (methods on numpy arrays) behind braid_App."""
+    cdef object f_init, f_step, f_clone, f_sum, f_norm, f_access, f_bufsize, f_pack, f_unpack
+    cdef object error
+    cdef double tstart
+    cdef object shape, dtype
+    cdef Py_ssize_t nbytes          # message size in bytes, -1 until first asked
+
+    def __cinit__(self, app, double tstart):
+        self.app = app
+        self.tstart = tstart
+        self.nbytes = -1
+
+    cdef int refresh(self) except -1:
+        app = self.app
+        for name in ("init", "step"):
+            if not callable(getattr(app, name, None)):
+                raise TypeError(f"a Python app needs a callable {name}() method; "
+                                f"{type(app).__name__} has none (or pass a braidnet.braid.VectorApp)")
+        self.f_init = app.init
+        self.f_step = app.step
+        self.f_clone = _optional_method(app, "clone")
+        self.f_sum = _optional_method(app, "sum")
+        self.f_norm = _optional_method(app, "norm")
+        self.f_access = _optional_method(app, "access")
+        self.f_bufsize = _optional_method(app, "bufsize")
+        self.f_pack = _optional_method(app, "pack")
+        self.f_unpack = _optional_method(app, "unpack")
+        if (self.f_pack is None) != (self.f_unpack is None):
+            raise TypeError("a Python app defines pack() and unpack() together, or neither")
+        if self.f_bufsize is not None and self.f_pack is None:
+            raise TypeError("app.bufsize() only makes sense with pack() and unpack()")
+        self.cb.app = <braid_App><void *>self
+        self.cb.step = _py_step
+        self.cb.init = _py_init
+        self.cb.clone = _py_clone
+        self.cb.free = _py_free
+        self.cb.sum = _py_sum
+        self.cb.norm = _py_norm
+        self.cb.access = _py_access if self.f_access is not None else _noop_access
+        self.cb.bufsize = _py_bufsize
+        self.cb.bufpack = _py_bufpack
+        self.cb.bufunpack = _py_bufunpack
+        return 0
+
+    cdef object take_error(self):
+        exc, self.error = self.error, None
+        return exc
+
+    cdef int fail(self, exc) noexcept:
+        if self.error is None:      # keep the first exception
+            self.error = exc
+        return _CALLBACK_ERROR
+
+    cdef object template(self):
+        """An array of init(tstart)'s shape and dtype (what the default pack/unpack move)."""
+        if self.shape is None:
+            u = _own(self.f_init(self.tstart), "init")
+            self.shape, self.dtype = u.shape, u.dtype
+        return self.shape, self.dtype
+
+    cdef Py_ssize_t message_size(self) except -1:
+        if self.nbytes < 0:
+            if self.f_bufsize is not None:
+                n = self.f_bufsize()
+                if not isinstance(n, numbers.Integral) or n < 0:
+                    raise ValueError(f"app.bufsize() must return an integer >= 0, got {n!r}")
+            elif self.f_pack is not None:
+                n = len(_byte_view(self.f_pack(_own(self.f_init(self.tstart), "init"))))
+            else:
+                shape, dtype = self.template()
+                n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            if n >= 2**31:
+                raise ValueError(f"a message of {n} bytes is too long for the core (< 2**31 bytes)")
+            self.nbytes = n
+        return self.nbytes
+
+    # ---- the callbacks, with the GIL held ----
+
+    cdef braid_Int init(self, braid_Real t, braid_Vector *u_ptr) noexcept:
+        u_ptr[0] = NULL     # on failure: no vector (the core expects none and frees nothing)
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            u = _own(self.f_init(t), "init")
+        except BaseException as exc:
+            return self.fail(exc)
+        u_ptr[0] = _hand_out(u)
+        return 0
+
+    cdef braid_Int step(self, braid_Vector ustop, braid_Vector fstop, braid_Vector u,
+                        braid_StepStatus status) noexcept:
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            uo = _vec(u)
+            res = self.f_step(uo, _vec(ustop), None if fstop == NULL else _vec(fstop), _step_status(status))
+            if res is not None and res is not uo:
+                _copy_into(uo, res, "step")
+        except BaseException as exc:
+            return self.fail(exc)
+        return 0
+
+    cdef braid_Int clone(self, braid_Vector u, braid_Vector *v_ptr) noexcept:
+        v_ptr[0] = NULL
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            if self.f_clone is None:
+                v = np.array(_vec(u), copy=True)
+            else:
+                v = _own(self.f_clone(_vec(u)), "clone")
+        except BaseException as exc:
+            return self.fail(exc)
+        v_ptr[0] = _hand_out(v)
+        return 0
+
+    cdef braid_Int sum(self, double alpha, braid_Vector x, double beta, braid_Vector y) noexcept:
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            xo, yo = _vec(x), _vec(y)
+            if self.f_sum is None:
+                # y = alpha x + beta y; beta == 0 overwrites y (it may hold anything)
+                if beta == 0.0:
+                    np.multiply(xo, alpha, out=yo)
+                else:
+                    ax = alpha * xo     # first: x may be y itself
+                    np.multiply(yo, beta, out=yo)
+                    yo += ax
+            else:
+                res = self.f_sum(alpha, xo, beta, yo)
+                if res is not None and res is not yo:
+                    _copy_into(yo, res, "sum")
+        except BaseException as exc:
+            return self.fail(exc)
+        return 0
+
+    cdef braid_Int norm(self, braid_Vector u, braid_Real *norm_ptr) noexcept:
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            if self.f_norm is None:
+                norm_ptr[0] = np.linalg.norm(np.ravel(_vec(u)))
+            else:
+                norm_ptr[0] = self.f_norm(_vec(u))
+        except BaseException as exc:
+            return self.fail(exc)
+        return 0
+
+    cdef braid_Int access(self, braid_Vector u, braid_AccessStatus status) noexcept:
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            self.f_access(_vec(u), _access_status(status))
+        except BaseException as exc:
+            return self.fail(exc)
+        return 0
+
+    cdef braid_Int bufsize(self, braid_Int *size_ptr) noexcept:
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            size_ptr[0] = <braid_Int>self.message_size()
+        except BaseException as exc:
+            return self.fail(exc)
+        return 0
+
+    cdef braid_Int bufpack(self, braid_Vector u, void *buffer) noexcept:
+        cdef const unsigned char[::1] src
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            n = self.message_size()
+            if self.f_pack is None:
+                src = _byte_view(_vec(u))
+                if src.shape[0] != n:
+                    shape, dtype = self.template()
+                    raise ValueError(f"default pack: the vector has {src.shape[0]} bytes, but init(tstart) "
+                                     f"gave shape {shape} dtype {dtype} ({n} bytes)")
+            else:
+                src = _byte_view(self.f_pack(_vec(u)))
+                if src.shape[0] > n:
+                    raise ValueError(f"app.pack() wrote {src.shape[0]} bytes, more than the message size {n}")
+            if src.shape[0] > 0:
+                memcpy(buffer, &src[0], src.shape[0])
+        except BaseException as exc:
+            return self.fail(exc)
+        return 0
+
+    cdef braid_Int bufunpack(self, void *buffer, braid_Vector *u_ptr) noexcept:
+        cdef unsigned char[::1] dst
+        u_ptr[0] = NULL
+        if self.error is not None:
+            return _CALLBACK_ERROR
+        try:
+            n = self.message_size()
+            if self.f_unpack is None:
+                shape, dtype = self.template()
+                u = np.empty(shape, dtype)
+                dst = u.reshape(-1).view(np.uint8)
+                if n > 0:
+                    memcpy(&dst[0], buffer, n)
+            else:
+                # A bytes copy: the core's buffer does not outlive this call.
+                u = _own(self.f_unpack(PyBytes_FromStringAndSize(<char *>buffer, n)), "unpack")
+        except BaseException as exc:
+            return self.fail(exc)
+        u_ptr[0] = _hand_out(u)
+        return 0
+
+
+# The C entry points of Python apps: take the GIL and go to the box's method.
+
+cdef braid_Int _py_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_Vector u,
+                        braid_StepStatus status) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).step(ustop, fstop, u, status)
+
+cdef braid_Int _py_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).init(t, u_ptr)
+
+cdef braid_Int _py_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).clone(u, v_ptr)
+
+cdef braid_Int _py_free(braid_App app, braid_Vector u) noexcept nogil:
+    # Needs nothing from the app, so it is safe while a Core is being torn down.
+    with gil:
+        Py_XDECREF(<PyObject *>u)
+    return 0
+
+cdef braid_Int _py_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Real beta,
+                       braid_Vector y) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).sum(alpha, x, beta, y)
+
+cdef braid_Int _py_norm(braid_App app, braid_Vector u, braid_Real *norm_ptr) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).norm(u, norm_ptr)
+
+cdef braid_Int _py_access(braid_App app, braid_Vector u, braid_AccessStatus status) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).access(u, status)
+
+cdef braid_Int _py_bufsize(braid_App app, braid_Int *size_ptr, braid_BufferStatus status) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).bufsize(size_ptr)
+
+cdef braid_Int _py_bufpack(braid_App app, braid_Vector u, void *buffer, braid_BufferStatus status) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).bufpack(u, buffer)
+
+cdef braid_Int _py_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
+                             braid_BufferStatus status) noexcept nogil:
+    with gil:
+        return (<_PyBox><void *>app).bufunpack(buffer, u_ptr)

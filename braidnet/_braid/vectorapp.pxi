@@ -1,0 +1,261 @@
+# Fast applications: VectorApp, whose vectors are malloc'd blocks of `size` doubles, and its box,
+# whose callbacks run without the GIL.  (Included by braidnet/braid.pyx.)
+
+cdef class VectorApp:
+    """Base class of fast applications whose vectors are blocks of ``size`` doubles.
+
+    Subclass it in Cython and set ``size``, ``ctx``, ``step_fn`` and ``init_fn`` (and optionally
+    ``access_fn``, ``norm_fn``) in ``__cinit__``; see ``braidnet/braid.pxd``.  The base class
+    supplies clone, free, sum, the Euclidean norm and the buffer callbacks in C.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        # Subclass __cinit__ arguments reach here too: accept and ignore them.
+        self.size = 0
+        self.ctx = NULL
+        self.step_fn = NULL
+        self.init_fn = NULL
+        self.access_fn = NULL
+        self.norm_fn = NULL
+
+    cdef int _check(self) except -1:
+        if self.size < 1:
+            raise ValueError(f"{type(self).__name__}.size must be >= 1 (set it in __cinit__), got {self.size}")
+        if self.step_fn == NULL or self.init_fn == NULL:
+            raise ValueError(f"{type(self).__name__} must set step_fn and init_fn in __cinit__")
+        return 0
+
+    cdef int _raise(self, int code, str what) except -1:
+        exc, self._error = self._error, None
+        if exc is not None:
+            raise exc
+        raise BraidError(code, f"{type(self).__name__}: {what} returned error code {code}")
+
+    def init_vector(self, double t) -> np.ndarray:
+        """The initial guess at time t, from init_fn (a new array of ``size`` doubles)."""
+        self._check()
+        u = np.zeros(self.size)
+        cdef double[::1] uv = u
+        cdef int ierr = self.init_fn(self.ctx, t, &uv[0])
+        if ierr != 0:
+            self._raise(ierr, "init")
+        return u
+
+    def step_vector(self, u, double tstart, double tstop, int level=0, int index=0) -> np.ndarray:
+        """One step of step_fn from tstart to tstop on a copy of u (returned); iter 0, done 0."""
+        self._check()
+        out = np.array(u, dtype=np.float64, copy=True).reshape(-1)
+        if out.shape[0] != self.size:
+            raise ValueError(f"u has {out.shape[0]} entries, the app's vectors {self.size}")
+        cdef double[::1] uv = out
+        cdef StepInfo info
+        info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
+        info.iter, info.done, info.app = 0, 0, <void *>self
+        cdef int ierr = self.step_fn(self.ctx, &uv[0], &uv[0], &info)
+        if ierr != 0:
+            self._raise(ierr, "step")
+        return out
+
+    def time_step(self, Py_ssize_t calls, double tstart, double tstop, int level=0, int index=0,
+                  int repeats=5) -> float:
+        """Seconds per call of step_fn (best of ``repeats`` loops of ``calls`` calls, no GIL).
+
+        The steps run back to back on one vector that starts at ``init_fn(tstart)``; choose
+        tstart/tstop so that repeated steps stay in the normal floating-point range.
+        """
+        self._check()
+        if calls < 1 or repeats < 1:
+            raise ValueError(f"calls and repeats must be >= 1, got calls={calls}, repeats={repeats}")
+        u = self.init_vector(tstart)
+        cdef double[::1] uv = u
+        cdef StepInfo info
+        cdef Py_ssize_t k
+        cdef int ierr = 0
+        info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
+        info.iter, info.done, info.app = 0, 0, <void *>self
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with nogil:
+                for k in range(calls):
+                    ierr = self.step_fn(self.ctx, &uv[0], &uv[0], &info)
+                    if ierr != 0:
+                        break
+            best = min(best, time.perf_counter() - t0)
+            if ierr != 0:
+                self._raise(ierr, "step")
+        return best / calls
+
+    def norm_vector(self, u) -> float:
+        """The spatial norm the core uses (norm_fn, or Euclidean)."""
+        self._check()
+        cdef double[::1] uv = np.ascontiguousarray(u, dtype=np.float64).reshape(-1)
+        if uv.shape[0] != self.size:
+            raise ValueError(f"u has {uv.shape[0]} entries, the app's vectors {self.size}")
+        cdef FastApp a
+        cdef double n = 0.0
+        a.size, a.ctx, a.norm = self.size, self.ctx, self.norm_fn
+        cdef int ierr = _fast_norm_of(&a, &uv[0], &n)
+        if ierr != 0:
+            self._raise(ierr, "norm")
+        return n
+
+
+cdef int store_error(void *app, object exc) noexcept:
+    cdef VectorApp v
+    if app == NULL:
+        return _CALLBACK_ERROR
+    v = <VectorApp>app
+    if v._error is None:
+        if isinstance(exc, type):
+            try:
+                exc = exc()
+            except BaseException as e:
+                exc = e
+        v._error = exc
+    return _CALLBACK_ERROR
+
+
+cdef int store_error_message(void *app, const char *msg) noexcept nogil:
+    with gil:
+        try:
+            text = (<bytes>msg).decode("utf-8", "replace")
+        except BaseException as e:
+            return store_error(app, e)
+        return store_error(app, RuntimeError(text))
+
+
+cdef inline int _fast_norm_of(FastApp *a, const double *u, double *norm) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0.0
+    if a.norm != NULL:
+        return a.norm(a.ctx, u, a.size, norm)
+    for i in range(a.size):
+        s += u[i] * u[i]
+    norm[0] = sqrt(s)
+    return 0
+
+
+cdef double *_fast_alloc(FastApp *a) noexcept nogil:
+    return <double *>malloc(a.size * sizeof(double))
+
+
+cdef braid_Int _v_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_Vector u,
+                       braid_StepStatus status) noexcept nogil:
+    cdef FastApp *a = <FastApp *>app
+    cdef StepInfo info
+    braid_StepStatusGetTstartTstop(status, &info.tstart, &info.tstop)
+    braid_StepStatusGetLevel(status, &info.level)
+    braid_StepStatusGetTIndex(status, &info.index)
+    braid_StepStatusGetIter(status, &info.iter)
+    braid_StepStatusGetDone(status, &info.done)
+    info.app = a.owner
+    return a.step(a.ctx, <double *>u, <const double *>ustop, &info)
+
+cdef braid_Int _v_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcept nogil:
+    cdef FastApp *a = <FastApp *>app
+    cdef double *u = _fast_alloc(a)
+    cdef braid_Int ierr
+    u_ptr[0] = NULL     # on failure: no vector (the core expects none and frees nothing)
+    if u == NULL:
+        return BRAID_ERROR_MEMORY
+    ierr = a.init(a.ctx, t, u)
+    if ierr != 0:
+        free(u)
+        return ierr
+    u_ptr[0] = <braid_Vector>u
+    return 0
+
+cdef braid_Int _v_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noexcept nogil:
+    cdef FastApp *a = <FastApp *>app
+    cdef double *v = _fast_alloc(a)
+    v_ptr[0] = <braid_Vector>v
+    if v == NULL:
+        return BRAID_ERROR_MEMORY
+    memcpy(v, <double *>u, a.size * sizeof(double))
+    return 0
+
+cdef braid_Int _v_free(braid_App app, braid_Vector u) noexcept nogil:
+    free(<void *>u)
+    return 0
+
+cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Real beta,
+                      braid_Vector y) noexcept nogil:
+    cdef FastApp *a = <FastApp *>app
+    cdef const double *xp = <const double *>x
+    cdef double *yp = <double *>y
+    cdef Py_ssize_t i
+    if beta == 0.0:
+        for i in range(a.size):
+            yp[i] = alpha * xp[i]
+    else:
+        for i in range(a.size):
+            yp[i] = alpha * xp[i] + beta * yp[i]
+    return 0
+
+cdef braid_Int _v_norm(braid_App app, braid_Vector u, braid_Real *norm_ptr) noexcept nogil:
+    return _fast_norm_of(<FastApp *>app, <const double *>u, norm_ptr)
+
+cdef braid_Int _v_access(braid_App app, braid_Vector u, braid_AccessStatus status) noexcept nogil:
+    cdef FastApp *a = <FastApp *>app
+    cdef AccessInfo info
+    braid_AccessStatusGetTILD(status, &info.t, &info.iter, &info.level, &info.done)
+    braid_AccessStatusGetTIndex(status, &info.index)
+    braid_AccessStatusGetResidual(status, &info.residual)
+    info.app = a.owner
+    return a.access(a.ctx, <const double *>u, &info)
+
+cdef braid_Int _v_bufsize(braid_App app, braid_Int *size_ptr, braid_BufferStatus status) noexcept nogil:
+    size_ptr[0] = <braid_Int>((<FastApp *>app).size * sizeof(double))
+    return 0
+
+cdef braid_Int _v_bufpack(braid_App app, braid_Vector u, void *buffer, braid_BufferStatus status) noexcept nogil:
+    memcpy(buffer, <void *>u, (<FastApp *>app).size * sizeof(double))
+    return 0
+
+cdef braid_Int _v_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
+                            braid_BufferStatus status) noexcept nogil:
+    cdef FastApp *a = <FastApp *>app
+    cdef double *u = _fast_alloc(a)
+    u_ptr[0] = <braid_Vector>u
+    if u == NULL:
+        return BRAID_ERROR_MEMORY
+    memcpy(u, buffer, a.size * sizeof(double))
+    return 0
+
+
+@cython.final
+cdef class _FastBox(_Box):
+    """A VectorApp behind braid_App: the nogil callbacks read a C copy of its fields."""
+    cdef FastApp fast
+
+    def __cinit__(self, VectorApp app):
+        self.app = app
+
+    cdef int refresh(self) except -1:
+        cdef VectorApp v = <VectorApp>self.app
+        v._check()
+        self.fast.size = v.size
+        self.fast.ctx = v.ctx
+        self.fast.step = v.step_fn
+        self.fast.init = v.init_fn
+        self.fast.access = v.access_fn
+        self.fast.norm = v.norm_fn
+        self.fast.owner = <void *>v
+        self.cb.app = <braid_App>&self.fast
+        self.cb.step = _v_step
+        self.cb.init = _v_init
+        self.cb.clone = _v_clone
+        self.cb.free = _v_free
+        self.cb.sum = _v_sum
+        self.cb.norm = _v_norm
+        self.cb.access = _v_access if v.access_fn != NULL else _noop_access
+        self.cb.bufsize = _v_bufsize
+        self.cb.bufpack = _v_bufpack
+        self.cb.bufunpack = _v_bufunpack
+        return 0
+
+    cdef object take_error(self):
+        cdef VectorApp v = <VectorApp>self.app
+        exc, v._error = v._error, None
+        return exc
