@@ -21,9 +21,17 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.modified import newer_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE_SOURCES = sorted(glob.glob(os.path.join("xbraid", "*.c")))
+# The SIMD kernels of braidnet._kernels: plain C, compiled on their own with all warnings on (the
+# Cython-generated C is not -Wextra clean) and linked into that extension only.  Tested without
+# Python by braidnet/kernels/test_kernels.c (scripts/check_kernels.sh).
+KERNELS_DIR = os.path.join("braidnet", "kernels")
+KERNELS_C = os.path.join(KERNELS_DIR, "bn_kernels.c")
+KERNELS_H = os.path.join(KERNELS_DIR, "bn_kernels.h")
+KERNELS_WARN = ["-Wall", "-Wextra"]
 
 
 def _find_mpicc() -> str:
@@ -88,7 +96,17 @@ class BuildExt(build_ext):
                     ext.extra_link_args += [os.path.join(xb[1], "libbraid.a"), "-lm"]
                 else:
                     ext.sources += CORE_SOURCES
+            if ext.name == "braidnet._kernels":
+                ext.extra_objects.append(self._compile_kernels(opt))
         super().build_extensions()
+
+    def _compile_kernels(self, opt: list[str]) -> str:
+        """Compile KERNELS_C into build_temp with ``opt`` and KERNELS_WARN; return the object."""
+        obj = self.compiler.object_filenames([KERNELS_C], output_dir=self.build_temp)[0]
+        if self.force or newer_group([KERNELS_C, KERNELS_H], obj):
+            self.compiler.compile([KERNELS_C], output_dir=self.build_temp, include_dirs=[KERNELS_DIR],
+                                  extra_postargs=opt + KERNELS_WARN, depends=[KERNELS_H])
+        return obj
 
 
 def _extensions():
@@ -98,6 +116,10 @@ def _extensions():
     only = [m for m in os.environ.get("BRAIDNET_MODULES", "").split(",") if m]
     exts = [Extension(f"braidnet.{os.path.basename(p)[:-4]}", [p]) for p in sorted(glob.glob("braidnet/*.pyx"))
             if not only or os.path.basename(p)[:-4] in only]
+    for ext in exts:
+        if ext.name == "braidnet._kernels":  # its C kernels: compiled by BuildExt._compile_kernels
+            ext.include_dirs.append(KERNELS_DIR)
+            ext.depends += [KERNELS_C, KERNELS_H]
     return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True},
                      include_path=["braidnet", "xbraid"])
 

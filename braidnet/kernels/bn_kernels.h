@@ -1,0 +1,65 @@
+/* braidnet per-layer kernels, SIMD C part: element-wise passes, the fused small-width path and a
+   vectorised tanh.  Implemented in bn_kernels.c; compiled into the braidnet._kernels extension
+   (setup.py) and used by braidnet/_kernels.pyx via `cdef extern from "bn_kernels.h"`.
+   Checked on its own by test_kernels.c (scripts/check_kernels.sh).  The BLAS path for wide layers
+   and the Python-facing API stay in _kernels.pyx.
+
+   Layout: a state block is ONE C-contiguous row-major (width, batch) array of doubles (row c holds
+   channel c of every sample); W is row-major (width, width); b holds `width` entries (scalar == 0,
+   one bias per channel) or 1 entry (scalar != 0, b[0] for every channel).
+
+   Activation codes `act`: 0 = tanh, 1 = ReLU, 2 = smoothed ReLU of LPT with half width BN_ETA:
+       sigma(x) = 0 (x <= -eta),  (x + eta)^2 / (4 eta) (|x| < eta),  x (x >= eta).
+   Any other code is treated as 2: callers validate codes first (_kernels.pyx returns -1).
+
+   tanh is the kernels' own vectorised one (bn_c_tanh): at most BN_TANH_ULP ulp from the exact
+   tanh (ulp of the result; glibc's scalar tanh is itself up to 2 ulp off, so the two differ by up
+   to 4 ulp), NaN propagates, tanh(+-0) = +-0, tanh(+-inf) = +-1.  The activation derivative for
+   tanh is 1 - t*t of that same t.
+
+   All functions run without locks or allocation (scratch lives on the stack, under 40 KiB) and
+   are safe to call from several threads.  With GCC on x86-64 Linux each has an AVX2/FMA
+   (x86-64-v3) clone picked at load time by CPU features, next to the baseline one; define
+   BN_NO_CLONES when compiling bn_kernels.c to build the baseline only. */
+#ifndef BN_KERNELS_H
+#define BN_KERNELS_H
+
+#define BN_ETA 0.1        /* smoothed-ReLU half width (LPT) */
+#define BN_FUSED_MAX 32   /* widest layer the fused kernels accept (bn_fused_forward/backward) */
+#define BN_TANH_ULP 2.5   /* bound of bn_c_tanh's error, in ulp of the exact tanh (measured: 2.49) */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element-wise pass of the BLAS (wide layer) path, for c < width, j < batch (offset c*batch+j):
+   out = in + h sigma(z + b_c)   (in == NULL: out = sigma(z + b_c)).  z may equal out. */
+void bn_c_update(int act, int width, int batch, int scalar, double h, const double *b,
+                 const double *z, const double *in, double *out);
+
+/* Element-wise pass of the BLAS path backward: z <- sigma'(z + b_c) * lam (z, lam (width, batch)). */
+void bn_c_deriv(int act, int width, int batch, int scalar, const double *b, double *z,
+                const double *lam);
+
+/* y[j] = tanh(x[j]) for j < n (y may equal x). */
+void bn_c_tanh(int n, const double *x, double *y);
+
+/* Fused residual step, 1 <= m <= BN_FUSED_MAX: u_out = u_in + h sigma(W u_in + b), u_in and u_out
+   (m, batch); u_out may equal u_in. */
+void bn_fused_forward(int act, int m, int batch, int scalar, double h, const double *W,
+                      const double *b, const double *u_in, double *u_out);
+
+/* Fused backward at primal input u (m, batch), 1 <= m <= BN_FUSED_MAX, D = sigma'(W u + b) * lam_in:
+       lam_out = lam_in + h W^T D                  (skipped if lam_out == NULL)
+       gW += h D u^T   (m x m, row-major)           (skipped if gW == NULL)
+       gb[c] += h sum_j D[c, j]   or, scalar, gb[0] += h sum D   (skipped if gb == NULL)
+   lam_out may equal lam_in; neither may alias u. */
+void bn_fused_backward(int act, int m, int batch, int scalar, double h, const double *W,
+                       const double *b, const double *u, const double *lam_in, double *lam_out,
+                       double *gW, double *gb);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BN_KERNELS_H */
