@@ -124,7 +124,7 @@ def _split_counts(n: int, k: int) -> np.ndarray:
 
 def peaks(n_train: int = 5000, n_val: int = 200, seed: Optional[int] = None,
           one_hot: bool = False) -> Split:
-    """Peaks classification data (Haber & Ruthotto; LPT), see ``shared/data/README.md``.
+    """Peaks classification data (Haber & Ruthotto; LPT; docs/design.md section 8).
 
     Grid points of linspace(-3, 3, 256)^2 are drawn uniformly with replacement, an equal number
     per class (the first ``n % 5`` classes get one more when n is not a multiple of 5), stacked by

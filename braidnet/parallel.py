@@ -154,9 +154,6 @@ class ParallelNetwork:
             raise ValueError(f"net must be a braidnet.resnet.ResNet, got {type(net).__name__}")
         from mpi4py import MPI
 
-        from braidnet._layerapp import LayerApp
-        from braidnet.braid import Core
-
         if comm is None:
             comm = MPI.COMM_WORLD
         if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
@@ -173,44 +170,65 @@ class ParallelNetwork:
         self._abs_tol = opts.pop("abs_tol", DEFAULT_ABS_TOL)
         self._max_iter = opts.pop("max_iter", DEFAULT_MAX_ITER)
         opts.setdefault("print_level", 0)
+        self._core_opts = dict(opts, max_iter=self._max_iter, abs_tol=self._abs_tol)
 
-        L = net.layout
-        N = L.n_layers
-        T = net.T
-        P, r = comm.Get_size(), comm.Get_rank()
         self.net = net
-        self.rank, self.size = r, P
-        self.n_layers = N
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.n_layers = net.layout.n_layers
         self._act = _kernels.ACTIVATIONS[net.activation]
-        self._bias = _kernels.BIAS_CHANNEL if L.bias == "channel" else _kernels.BIAS_SCALAR
-        core_opts = dict(opts, max_iter=self._max_iter, abs_tol=self._abs_tol)
-        self._core_opts = core_opts
+        self._bias = _kernels.BIAS_CHANNEL if net.layout.bias == "channel" else _kernels.BIAS_SCALAR
 
         # ---- MPI work from here on --------------------------------------------------------
         self._closed = False
-        self._xcomm = comm.Dup()                       # our own exchanges
-        self._tcomm = comm.Dup()                       # primal core
-        self._vcomm = comm.Dup()                       # validation core (never shares messages)
-        self._acomm = comm.Split(0, P - 1 - r)         # adjoint core: reversed ranks
-
+        self._xcomm = comm.Dup()                                   # our own exchanges
+        self._tcomm = comm.Dup()                                   # primal core
+        self._vcomm = comm.Dup()                                   # validation core (never shares messages)
+        self._acomm = comm.Split(0, self.size - 1 - self.rank)     # adjoint core: reversed ranks
         # The cores first: they own the level hierarchy and the distribution, which everything below
         # is planned from.  Their apps are configured once the arrays exist (a core reads an app's
         # tables only when driven).
-        width, batch = L.width, x.shape[1]
+        self._build_cores(x.shape[1])
+        self._distribute()
+        self._plans = self._plan()
+        self._x = x if self.owns_opening else None
+        self._targets = targets if self.owns_classifier else None
+        self._allocate(x.shape[1])
+        self._wire_apps()
+        self._vapp = self._validation = None
+        if xv is not None:
+            self._build_validation(xv, tv)
+
+        self._driven: set = set()       # ids of the cores driven at least once
+        self._u0_fresh = False          # u_0 computed (and sent) for the current parameters
+        self._u0v_fresh = False
+        self._forward_done = False      # forward() ran with the current parameters
+        self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
+        self._gradient_layers = 0       # layer gradients assembled (work count)
+
+    # ------------------------------------------------------------------------------------------
+    # construction
+    def _build_cores(self, batch: int) -> None:
+        """The primal and adjoint apps and cores; the level hierarchy (strides) they build."""
+        from braidnet._layerapp import LayerApp
+        from braidnet.braid import Core
+
+        N, T, width = self.n_layers, self.net.T, self.net.width
         self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False)
         self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True)
-        self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **core_opts)
-        self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **core_opts)
+        self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **self._core_opts)
+        self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **self._core_opts)
         self.levels = list(self._primal.level_strides)
         self._alevels = list(self._adjoint.level_strides)
 
-        # ownership: primal points [lo, hi], adjoint points [alo, ahi]; rank q is adjoint rank P-1-q
+    def _distribute(self) -> None:
+        """Ownership as the cores distribute the points: primal points [lo, hi], adjoint points
+        [alo, ahi] (rank q is adjoint rank P-1-q), the layers and the parameter slice that follow."""
+        L, N, P, r = self.net.layout, self.n_layers, self.size, self.rank
         ranges = self._primal.distributions
         adist = self._adjoint.distributions
-        aranges = [adist[P - 1 - q] for q in range(P)]
-        self._ranges, self._aranges = ranges, aranges
+        self._ranges, self._aranges = ranges, [adist[P - 1 - q] for q in range(P)]
         self.point_range = ranges[r]
-        self.adjoint_range = aranges[r]
+        self.adjoint_range = self._aranges[r]
         lo, hi = ranges[r]
         self.layer_range = (lo, min(hi + 1, N)) if lo <= hi else (N, N)
         self.owns_opening = lo == 0 <= hi
@@ -223,6 +241,10 @@ class ParallelNetwork:
         self._displs = starts
         self.param_slice = slice(starts[r], stops[r])
 
+    def _plan(self) -> Dict[str, _Plan]:
+        """The halo exchanges, planned by every rank alike from every rank's needs."""
+        N, ranges, aranges = self.n_layers, self._ranges, self._aranges
+
         def owner(key: Key) -> int:
             kind, i = key
             # lambda_p lives on the adjoint owner of adjoint point N - p, except lambda_N, which the
@@ -234,21 +256,21 @@ class ParallelNetwork:
                     return q
             raise AssertionError(f"no owner of {key}")
 
-        needs = [self._needs(q, ranges[q], aranges[q]) for q in range(P)]
-        self._plans = {name: _Plan(self._xcomm, [n[name] for n in needs], owner)
-                       for name in ("weights", "u0", "pre_adjoint", "post_adjoint")}
+        needs = [self._needs(q, ranges[q], aranges[q]) for q in range(self.size)]
+        return {name: _Plan(self._xcomm, [n[name] for n in needs], owner)
+                for name in ("weights", "u0", "pre_adjoint", "post_adjoint")}
 
-        ls = L.layer_size
-        self._x = x if self.owns_opening else None
-        self._targets = targets if self.owns_classifier else None
-        self._theta = np.zeros(self._counts[r])
+    def _allocate(self, batch: int) -> None:
+        """The local parameters, states and adjoints, and the halo arrays (allocated once: the apps
+        keep pointers into them)."""
+        L, N, width, ls = self.net.layout, self.n_layers, self.net.width, self.net.layout.layer_size
+        self._theta = np.zeros(self._counts[self.rank])
         self._theta_set = False
-
         # Primal states of own points m >= 1 (the final access fills them), adjoints of own adjoint
         # points k >= 1.  Point 0 is kept apart: u_0 (opening) and lambda_N (classifier) are
         # computed here, never taken from the core (see _layerapp on warm restarts).
-        p1, a1 = max(lo, 1), max(aranges[r][0], 1)
-        alo, ahi = aranges[r]
+        (lo, hi), (alo, ahi) = self.point_range, self.adjoint_range
+        p1, a1 = max(lo, 1), max(alo, 1)
         self._U = np.zeros((max(hi - p1 + 1, 0), width, batch))
         self._Lam = np.zeros((max(ahi - a1 + 1, 0), width, batch))
         self._u0 = np.zeros((width, batch)) if self.owns_opening else None
@@ -261,9 +283,8 @@ class ParallelNetwork:
             self._lam[N] = self._lamN
         self._layer_blocks: Dict[int, np.ndarray] = {}
         for n in range(*self.layer_range):
-            off = L.layer_offset(n) - starts[r]
+            off = L.layer_offset(n) - self.param_slice.start
             self._layer_blocks[n] = self._theta[off:off + ls]
-        # halo arrays (allocated once: the apps keep pointers into them)
         for name in ("weights", "u0", "pre_adjoint", "post_adjoint"):
             for kind, i in self._plans[name].incoming:
                 if kind == "W":
@@ -273,45 +294,45 @@ class ParallelNetwork:
                 else:
                     self._lam[i] = np.zeros((width, batch))
 
-        # the apps' tables
+    def _wire_apps(self) -> None:
+        """Hand the primal and adjoint apps their weights, states and store arrays."""
+        N = self.n_layers
+        (lo, hi), (alo, ahi) = self.point_range, self.adjoint_range
         for n, blk in self._layer_blocks.items():
             self._papp.set_layer(n, blk)
             self._aapp.set_layer(n, blk)
-        for m in range(p1, hi + 1):
+        for m in range(max(lo, 1), hi + 1):
             self._papp.set_store(m, self._state[m])
         self._papp.set_first(self._state.get(0))
         for m, u in self._state.items():
             if m < N:
                 self._aapp.set_state(m, u)
-        for k in range(a1, ahi + 1):
+        for k in range(max(alo, 1), ahi + 1):
             self._aapp.set_store(k, self._lam[N - k])
         self._aapp.set_first(self._lam.get(N))
 
-        # validation: a primal core of its own on the validation batch
-        self._vapp = self._validation = None
-        if xv is not None:
-            vb = xv.shape[1]
-            self._xv = xv if self.owns_opening else None
-            self._tv = tv if self.owns_classifier else None
-            needs_u0 = self.owns_opening or ("U", 0) in self._plans["u0"].incoming
-            self._u0v = np.zeros((width, vb)) if needs_u0 else None
-            # all own points are kept (not only u_N): they are the warm states of a checkpoint
-            self._Uv = np.zeros((max(hi - p1 + 1, 0), width, vb))
-            self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False)
-            for n, blk in self._layer_blocks.items():
-                self._vapp.set_layer(n, blk)
-            for m in range(p1, hi + 1):
-                self._vapp.set_store(m, self._Uv[m - p1])
-            self._vapp.set_first(self._u0v)
-            # same ntime, options and communicator size as the primal core: the same points per rank
-            self._validation = Core(self._vapp, 0.0, T, N, comm=self._vcomm, **core_opts)
+    def _build_validation(self, xv: np.ndarray, tv: np.ndarray) -> None:
+        """A primal core of its own on the validation batch."""
+        from braidnet._layerapp import LayerApp
+        from braidnet.braid import Core
 
-        self._driven: set = set()       # ids of the cores driven at least once
-        self._u0_fresh = False          # u_0 computed (and sent) for the current parameters
-        self._u0v_fresh = False
-        self._forward_done = False      # forward() ran with the current parameters
-        self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
-        self._gradient_layers = 0       # layer gradients assembled (work count)
+        N, T, width, vb = self.n_layers, self.net.T, self.net.width, xv.shape[1]
+        lo, hi = self.point_range
+        p1 = max(lo, 1)
+        self._xv = xv if self.owns_opening else None
+        self._tv = tv if self.owns_classifier else None
+        needs_u0 = self.owns_opening or ("U", 0) in self._plans["u0"].incoming
+        self._u0v = np.zeros((width, vb)) if needs_u0 else None
+        # all own points are kept (not only u_N): they are the warm states of a checkpoint
+        self._Uv = np.zeros((max(hi - p1 + 1, 0), width, vb))
+        self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False)
+        for n, blk in self._layer_blocks.items():
+            self._vapp.set_layer(n, blk)
+        for m in range(p1, hi + 1):
+            self._vapp.set_store(m, self._Uv[m - p1])
+        self._vapp.set_first(self._u0v)
+        # same ntime, options and communicator size as the primal core: the same points per rank
+        self._validation = Core(self._vapp, 0.0, T, N, comm=self._vcomm, **self._core_opts)
 
     # ------------------------------------------------------------------------------------------
     # planning

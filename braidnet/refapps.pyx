@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Fast (``VectorApp``) versions of the three reference problems (DESIGN.md section 2).
+"""Fast (``VectorApp``) versions of the three reference problems (docs/design.md section 2.10).
 
 Each mirrors a plain-Python class of :mod:`braidnet.refproblems` operation for operation:
 
@@ -21,8 +21,11 @@ import numpy as np
 
 __all__ = ["ScalarApp", "HeatApp", "ResNet4App", "FailingScalarApp", "HEAT_NX", "RESNET4_W", "RESNET4_B", "RESNET4_U0"]
 
-# The problems' constants live in one place, the numpy twin module.
-from braidnet.refproblems import HEAT_NX, RESNET4_B, RESNET4_U0, RESNET4_W
+# The problems' data, in one place; their numpy twins (braidnet.refproblems) import it from here.
+HEAT_NX = 33
+RESNET4_W = ((0.5, -1.5, 0.2, 0.0), (1.5, 0.3, -0.4, 0.1), (-0.2, 0.4, -0.6, 1.0), (0.1, -0.3, -1.0, 0.2))
+RESNET4_B = (0.1, -0.2, 0.05, 0.3)
+RESNET4_U0 = (1.0, -0.5, 0.25, 2.0)
 
 
 # ---- what the final access keeps (the first member of every app's C data) ----

@@ -20,13 +20,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from braidnet import refapps
+from braidnet.refapps import HEAT_NX, RESNET4_B, RESNET4_U0, RESNET4_W
+
 __all__ = ["ScalarODE", "Heat", "ResNet4", "Problem", "PROBLEMS", "reference_problem", "sequential_solution",
            "HEAT_NX", "RESNET4_W", "RESNET4_B", "RESNET4_U0"]
-
-HEAT_NX = 33
-RESNET4_W = ((0.5, -1.5, 0.2, 0.0), (1.5, 0.3, -0.4, 0.1), (-0.2, 0.4, -0.6, 1.0), (0.1, -0.3, -1.0, 0.2))
-RESNET4_B = (0.1, -0.2, 0.05, 0.3)
-RESNET4_U0 = (1.0, -0.5, 0.25, 2.0)
 
 
 class _Recording:
@@ -182,7 +180,6 @@ def reference_problem(name: str, ntime: int, fast: bool = True) -> Problem:
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}")
     if fast:
-        from braidnet import refapps
         classes = {"scalar": refapps.ScalarApp, "heat": refapps.HeatApp, "resnet4": refapps.ResNet4App}
     else:
         classes = {"scalar": ScalarODE, "heat": Heat, "resnet4": ResNet4}

@@ -62,8 +62,8 @@ progress = true
 """
 ITERATIONS, EVERY = 8, 3
 
-# History columns measured in wall-clock time (work units are average iteration times, DESIGN.md
-# section 4): they cannot agree between two runs and are left out of every comparison.
+# History columns measured in wall-clock time (work units are average iteration times, docs/design.md
+# section 7): they cannot agree between two runs and are left out of every comparison.
 TIMING = {"time", "work_units"}
 # Columns that are counts or decisions: the same on every rank count, exactly.  (Step sizes and
 # accuracies are decided by comparisons of round-off-close numbers; none of them is near a tie for
