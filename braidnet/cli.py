@@ -42,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="TOML configuration (see `braidnet config` for every key)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one configuration value (repeatable), e.g. --set optimizer.iterations=50")
-    t.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.npz")
-    t.add_argument("--out", help="output folder (overrides output.dir)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder from its checkpoint (the configuration may "
+                        "change only in the keys `braidnet config` marks)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run the output folder holds (its files are removed first)")
+    t.add_argument("--out", help="output folder, taken literally (overrides output.dir)")
     sub.add_parser("config", help="print every configuration key with its default and meaning")
     units = dict(choices=("counted", "wall"), default="counted",
                  help="work units: counted (cost-weighted layer steps, deterministic) or wall (clock time)")
@@ -62,9 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace, nprocs: int, rank: int) -> Optional[_config.Config]:
     """The checked configuration, or None after printing the error once (on rank 0)."""
-    overrides = list(args.overrides) + ([f"output.dir={args.out!r}"] if args.out else [])
     try:
-        return _config.load_config(args.config, overrides, nprocs=nprocs)
+        return _config.load_config(args.config, args.overrides, nprocs=nprocs)
     except _config.ConfigError as e:
         if rank == 0:                    # every rank stops here; one message is enough
             print(f"braidnet: configuration error: {e}", file=sys.stderr)
@@ -91,7 +94,12 @@ def _train(args: argparse.Namespace) -> int:
         if cfg is None:
             return 2
 
+    if args.resume and args.overwrite:
+        if _rank_from_environment() == 0:
+            print("braidnet: give --resume (continue the run) or --overwrite (replace it), not both", file=sys.stderr)
+        return 2
     from mpi4py import MPI
+    from braidnet.runfolder import RunFolderError
     from braidnet.train import TrainingDiverged, train
 
     comm = MPI.COMM_WORLD
@@ -101,11 +109,20 @@ def _train(args: argparse.Namespace) -> int:
             return 2
     _show_progress()
     try:
-        train(cfg, comm=comm, resume=args.resume)
+        result = train(cfg, comm=comm, resume=args.resume, out_dir=args.out, overwrite=args.overwrite)
+    except RunFolderError as e:         # every rank reaches this together
+        if comm.Get_rank() == 0:
+            print(f"braidnet: {e}", file=sys.stderr)
+        return 2
     except TrainingDiverged as e:       # every rank reaches this together
         if comm.Get_rank() == 0:
             print(f"braidnet: {e}", file=sys.stderr)
         return 3
+    if result.status == "stalled":
+        if comm.Get_rank() == 0:
+            print(f"braidnet: training {result.message}; the checkpoint in {result.out_dir} keeps its last "
+                  f"iteration", file=sys.stderr)
+        return 4
     except Exception as e:              # may be one rank only: take the others down with it
         print(f"braidnet: rank {comm.Get_rank()}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         if comm.Get_size() > 1:

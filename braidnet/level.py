@@ -45,6 +45,7 @@ class LevelRun:
         self.g = np.zeros(0)
         self.step = 0.0                     # the last accepted step and its line-search trials
         self.ls_trials = 0
+        self.failed_steps = 0               # line searches failed in a row (a stalled run)
 
     @property
     def layers(self) -> int:
@@ -72,7 +73,7 @@ class LevelRun:
         self.oneshot.d = d
         self.oneshot.last_forward, self.oneshot.last_backward = ckpt.last_forward, ckpt.last_backward
         self.pn.load_warm_states(ckpt.warm)
-        self.step, self.ls_trials = ckpt.step, ckpt.ls_trials
+        self.step, self.ls_trials, self.failed_steps = ckpt.step, ckpt.ls_trials, ckpt.failed_steps
 
     # ---- iterating -----------------------------------------------------------------------------
     def advance(self, d: int) -> None:
@@ -83,6 +84,7 @@ class LevelRun:
         if not info.success:
             # the rejected trials moved the warm-start states: bring them back to x
             self.evaluate(d)
+        self.failed_steps = 0 if info.success else self.failed_steps + 1
         self.step, self.ls_trials = info.step, info.ls_trials
 
     def iterations(self, first: int, last: int, d: Callable[[int], int]) -> Iterator[int]:
@@ -117,7 +119,7 @@ class LevelRun:
                           history=history, layer_steps=layer_steps, unit_seconds=units[0], unit_steps=units[1],
                           last_forward=self.oneshot.last_forward, last_backward=self.oneshot.last_backward,
                           optimizer=_gather_memory(self.pn, self.opt.state_dict()),
-                          warm=self.pn.warm_states())
+                          warm=self.pn.warm_states(), failed_steps=self.failed_steps)
 
     def refined(self, layers: int) -> Tuple[np.ndarray, Optional[Dict[str, np.ndarray]]]:
         """The parameters and MGRIT states of this level refined in time for ``layers`` layers

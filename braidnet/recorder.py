@@ -1,9 +1,12 @@
 """What every optimisation iteration leaves behind: its history row (with the work units), the progress
 line, a checkpoint when one is due, and the divergence guard.
 
-The training loop (:mod:`braidnet.train`) calls :meth:`Recorder.row` once per iteration and
-:meth:`Recorder.checkpoint` after each step; the recorder owns the history, the work counter and
-the files (through :class:`braidnet.runfolder.RunWriter`).
+The training loop (:mod:`braidnet.train`) claims the run folder (:meth:`Recorder.claim`), calls
+:meth:`Recorder.row` once per iteration and :meth:`Recorder.checkpoint` after each step, and
+:meth:`Recorder.level_start` / :meth:`Recorder.end` where a level starts and where the run stops;
+the recorder owns the history, the work counter and the files (through
+:class:`braidnet.runfolder.RunWriter`).  Checkpoints are written every ``output.checkpoint_every``
+global iterations (0: none in between), at the start of every refined level and at the end.
 """
 from __future__ import annotations
 
@@ -11,11 +14,18 @@ import math
 import time
 from typing import Any, Dict, List, Optional
 
+import numpy as np
+
 from braidnet import config as _config
 from braidnet import work
 from braidnet.level import LevelRun
 from braidnet.oneshot import TrainingDiverged, divergence, is_bad
-from braidnet.runfolder import Checkpoint, RunWriter, progress, progress_line
+from braidnet.problem import level_plan
+from braidnet.runfolder import Checkpoint, RunFolderError, RunWriter, progress, progress_line
+
+#: Printed once above the progress lines: what each field of a line is.
+PROGRESS_HEADER = ("iteration | level (0: finest), layers | objective | loss | gradient norm | accepted step "
+                   "(line-search trials) | accuracy training / validation | MGRIT residual primal / adjoint | time")
 
 
 class Recorder:
@@ -23,8 +33,8 @@ class Recorder:
 
     def __init__(self, cfg: _config.Config, comm, out_dir: Optional[str], nested: bool) -> None:
         self.cfg = cfg
+        self.comm = comm
         self.writer = RunWriter(out_dir, comm.Get_rank())
-        self.writer.config(cfg, comm.Get_size())
         self.show = comm.Get_rank() == 0 and cfg["output"]["progress"]
         self.nested = nested
         self.history: List[Dict[str, Any]] = []
@@ -35,8 +45,23 @@ class Recorder:
         self.iteration = 0                       # global iteration of the next row
         self._t0 = time.perf_counter()
 
-    def resume(self) -> Checkpoint:
-        """Load the folder's checkpoint and continue its history, work and units."""
+    def claim(self, resume: bool, overwrite: bool) -> Optional[Checkpoint]:
+        """Take the run folder (collective; rank 0 decides, every rank raises the same
+        :class:`RunFolderError`), write config.json, and for ``resume`` return the checkpoint with the
+        history, work and units it continues."""
+        if resume and self.writer.dir is None:
+            raise RunFolderError("--resume needs the output folder of the run to continue")
+        problem = None
+        try:
+            self.writer.claim(resume, overwrite, self._resume_problem)
+        except (RunFolderError, OSError) as e:
+            problem = str(e) if isinstance(e, RunFolderError) else f"{self.writer.dir}: {e}"
+        problem = self.comm.bcast(problem, root=0)
+        if problem is not None:
+            raise RunFolderError(problem)
+        self.writer.config(self.cfg, self.comm.Get_size())
+        if not resume:
+            return None
         ckpt = Checkpoint.load(self.writer.path("checkpoint.npz"))
         self.history = ckpt.history
         self.counter = work.WorkCounter(ckpt.layer_steps)
@@ -44,10 +69,41 @@ class Recorder:
         self.saved_at = self.history[-1]["iteration"] + 1 if self.history else ckpt.iteration
         return ckpt
 
+    def _resume_problem(self, ckpt: Checkpoint) -> Optional[str]:
+        """Why resuming ``ckpt`` with this configuration would not be the run it continues, or None."""
+        old = ckpt.config or self._folder_config()
+        new = self.cfg
+        changes = [f"{key}: {a!r} -> {b!r}" for key, a, b in _config.resume_conflicts(old, new)]
+        if not changes:
+            done, plan = level_plan(old), level_plan(new)
+            if len(plan) != len(done) or any(plan[l][1] != done[l][1] for l in range(ckpt.level)) \
+                    or plan[ckpt.level][1] < ckpt.iteration:
+                key = "nested.schedule" if old["nested"]["schedule"] else "optimizer.iterations"
+                value = (lambda c: c["nested"]["schedule"] if c["nested"]["schedule"] else c["optimizer"]["iterations"])
+                changes.append(f"{key}: {value(old)!r} -> {value(new)!r} (the checkpoint is at iteration "
+                               f"{ckpt.iteration} of level {len(done) - 1 - ckpt.level}: finished levels keep "
+                               f"their iterations, the current one may only grow)")
+        if not changes:
+            return None
+        return (f"--resume would not continue the run in {self.writer.dir}: " + "; ".join(changes) +
+                " (keys that may change on --resume: `braidnet config`)")
+
+    def _folder_config(self) -> _config.Config:
+        """config.json of the folder (for checkpoints of an older braidnet, which carry none)."""
+        import json
+        try:
+            with open(self.writer.path("config.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise RunFolderError(f"{self.writer.path('checkpoint.npz')} carries no configuration and "
+                                 f"{self.writer.path('config.json')} is unreadable ({e})") from None
+
     def open(self, first_iteration: int, seconds_before: float = 0.0) -> None:
         """Start (or restart) history.csv and the clock; ``seconds_before``: the coarse starts' time."""
         if self.show and self.nested and not self.history:
             progress.info(work.unit_summary(self.unit_seconds, self.unit_steps))
+        if self.show:
+            progress.info(PROGRESS_HEADER)
         self.writer.start_history(self.history)
         self._t0 = time.perf_counter() - (self.history[-1]["time"] if self.history else seconds_before)
         self.iteration = self.history[-1]["iteration"] + 1 if self.history else first_iteration
@@ -84,13 +140,31 @@ class Recorder:
         return row
 
     def checkpoint(self, run: LevelRun, level: int, k: int) -> None:
-        """Save a checkpoint at iteration k of plan level ``level`` if one is due and the state is finite."""
+        """At the start of iteration k of plan level ``level``: a checkpoint every
+        ``output.checkpoint_every`` global iterations (if the state is finite)."""
         every = self.cfg["output"]["checkpoint_every"]
-        if every and k % every == 0 and not (is_bad(run.f) or is_bad(run.grad_norm())):
-            ckpt = run.checkpoint(level, k, self.history, self.counter.current(run.pn),
-                                  (self.unit_seconds, self.unit_steps))
-            self.writer.checkpoint(ckpt)
-            self.saved_at = self.iteration
+        if every and self.iteration % every == 0 and not (is_bad(run.f) or is_bad(run.grad_norm())):
+            self._save(run.checkpoint(level, k, self.history, self.counter.current(run.pn),
+                                      (self.unit_seconds, self.unit_steps)))
+
+    def end(self, run: LevelRun, level: int, k: int) -> None:
+        """Where the run stops, iteration k of plan level ``level`` recorded: the last checkpoint."""
+        ckpt = run.checkpoint(level, k, self.history, self.counter.current(run.pn),
+                              (self.unit_seconds, self.unit_steps))
+        ckpt.kind = "end"
+        self._save(ckpt, self.iteration - 1)
+
+    def level_start(self, level: int, theta: np.ndarray, warm: Optional[Dict[str, np.ndarray]]) -> None:
+        """Plan level ``level`` starts from the refined ``theta`` and MGRIT states ``warm``."""
+        self._save(Checkpoint(level=level, iteration=0, theta=theta, f=math.nan, g=np.zeros(0), step=0.0,
+                              ls_trials=0, history=self.history, layer_steps=self.counter.done,
+                              unit_seconds=self.unit_seconds, unit_steps=self.unit_steps, warm=warm or {},
+                              kind="level"))
+
+    def _save(self, ckpt: Checkpoint, iteration: Optional[int] = None) -> None:
+        ckpt.config = self.cfg
+        self.writer.checkpoint(ckpt)
+        self.saved_at = self.iteration if iteration is None else iteration
 
     def close_level(self, run: LevelRun) -> None:
         """Count a level's work before its network is closed."""
@@ -110,4 +184,16 @@ class Recorder:
         self.writer.weights(theta, layers, final_val)
         if self.show:
             progress.info(f"done: {message}; final validation accuracy {final_val:.2f}% "
-                          f"(exact forward solve), {len(self.history)} iterations")
+                          f"(exact forward solve), {self.iterations_done()} iterations")
+
+    def iterations_done(self) -> int:
+        """Optimisation iterations as the schedule counts them: per level the steps taken (a level's
+        first row is its starting point), plus the chosen coarse start's (the first row's number)."""
+        if not self.history:
+            return 0
+        levels = {r["layers"] for r in self.history}
+        return len(self.history) - len(levels) + int(self.history[0]["iteration"])
+
+    def close(self) -> None:
+        """Give the run folder up (its lock); every rank may call it."""
+        self.writer.release()

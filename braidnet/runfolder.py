@@ -5,18 +5,27 @@
 - ``checkpoint.npz``: a :class:`Checkpoint`, everything needed to continue exactly, with the
   distributed vectors made whole so that a run saved on 4 ranks resumes on 2;
 - ``weights.npz``: the trained parameters;
-- ``starts.csv``: the coarse starts of ``nested.starts`` (:data:`STARTS_FIELDS`).
+- ``starts.csv``: the coarse starts of ``nested.starts`` (:data:`STARTS_FIELDS`);
+- ``run.lock``: held for a run's life (:class:`RunLock`), so that two runs never share a folder.
 
+A folder belongs to one run: :meth:`RunWriter.claim` refuses a folder that holds another run's files
+(unless that run is resumed, or replaced with ``overwrite``) or that another live run holds.  Files
+are written atomically (write, fsync, rename); leftovers of an interrupted write go at the next start.
 Progress lines go to the ``braidnet.progress`` logger (level INFO); the command line prints them.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
+import socket
+import sys
+import time
+import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -28,6 +37,17 @@ progress = logging.getLogger("braidnet.progress")
 HISTORY_FIELDS = ["iteration", "level", "layers", "work_units", "work_units_counted", "layer_steps",
                   "primal_rnorm", "adjoint_rnorm", "primal_iters", "adjoint_iters", "objective", "loss",
                   "grad_norm", "step", "ls_trials", "train_accuracy", "val_accuracy", "time"]
+
+#: The files a run writes; a folder holding any of them holds a run.
+RUN_FILES = ("config.json", "history.csv", "checkpoint.npz", "weights.npz", "starts.csv")
+LOCK_FILE = "run.lock"
+_TMP = ".tmp"          # suffix of a file being written
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used as asked: it holds another run, another run is using it, its
+    checkpoint is missing or damaged, or resuming it would change the run.  Raised on every rank."""
+
 
 STARTS_FIELDS = ["start", "seed", "iterations", "objective", "loss", "train_accuracy", "layer_steps",
                  "seconds", "chosen"]
@@ -44,7 +64,14 @@ def progress_line(row: Dict[str, Any]) -> str:
 
 @dataclass
 class Checkpoint:
-    """A training run at the start of one iteration, whole (independent of the number of ranks)."""
+    """A training run at one point of its plan, whole (independent of the number of ranks).
+
+    ``kind`` says which point: ``"iteration"``, the state at the start of iteration ``iteration``
+    of plan level ``level`` (its history row not yet written); ``"level"``, the start of plan level
+    ``level`` after a refinement (``theta`` and ``warm`` already refined for its depth, nothing of it
+    done); ``"end"``, the state of iteration ``iteration`` after its row was written (where the run
+    stopped, so that a longer schedule continues it).
+    """
     level: int                          # index in the level plan, 0 = coarsest
     iteration: int                      # iteration within that level
     theta: np.ndarray                   # parameters, whole vector
@@ -52,7 +79,7 @@ class Checkpoint:
     g: np.ndarray                       # gradient at theta, whole vector
     step: float                         # the last accepted step and its line-search trials
     ls_trials: int
-    history: List[Dict[str, Any]]       # the rows written before this iteration
+    history: List[Dict[str, Any]]       # the rows written so far
     layer_steps: int = 0                # work so far (braidnet.work)
     unit_seconds: Optional[float] = None
     unit_steps: Optional[float] = None
@@ -60,54 +87,159 @@ class Checkpoint:
     last_backward: Dict[str, Any] = field(default_factory=dict)
     warm: Dict[str, np.ndarray] = field(default_factory=dict)     # MGRIT states (ParallelNetwork.warm_states)
     optimizer: Dict[str, Any] = field(default_factory=dict)       # optimiser memory, vectors whole
+    config: Dict[str, Any] = field(default_factory=dict)          # the configuration of the run
+    kind: str = "iteration"
+    failed_steps: int = 0               # line searches failed in a row before this point
 
     # on disk: one array per field; the dicts' entries under a prefix
     _PREFIXES = {"warm": "warm_", "optimizer": "opt_"}
+    _JSON = ("history", "last_forward", "last_backward", "config")
 
     def save(self, path: str) -> None:
         """Write the checkpoint atomically: a crash while writing leaves the previous file intact."""
         arrays = {"theta": self.theta, "f": np.array(self.f), "g": self.g, "step": np.array(self.step),
                   "ls_trials": np.array(self.ls_trials), "level": np.array(self.level),
-                  "iteration": np.array(self.iteration), "history": np.array(json.dumps(self.history)),
-                  "layer_steps": np.array(self.layer_steps), "unit_seconds": np.array(self.unit_seconds or 0.0),
-                  "unit_steps": np.array(self.unit_steps or 0.0),
-                  "last_forward": np.array(json.dumps(self.last_forward)),
-                  "last_backward": np.array(json.dumps(self.last_backward))}
+                  "iteration": np.array(self.iteration), "layer_steps": np.array(self.layer_steps),
+                  "unit_seconds": np.array(self.unit_seconds or 0.0), "unit_steps": np.array(self.unit_steps or 0.0),
+                  "kind": np.array(self.kind), "failed_steps": np.array(self.failed_steps)}
+        arrays.update({name: np.array(json.dumps(getattr(self, name))) for name in self._JSON})
         for name, prefix in self._PREFIXES.items():
             arrays.update({prefix + k: np.asarray(v) for k, v in getattr(self, name).items()})
         save_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str) -> "Checkpoint":
-        """Read a checkpoint written by :meth:`save` (or by an older braidnet, without the work fields)."""
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-        grouped = {name: {k[len(p):]: v for k, v in a.items() if k.startswith(p)}
-                   for name, p in cls._PREFIXES.items()}
-        return cls(level=int(a["level"]), iteration=int(a["iteration"]), theta=np.array(a["theta"]),
-                   f=float(a["f"]), g=np.array(a["g"]), step=float(a["step"]), ls_trials=int(a["ls_trials"]),
-                   history=json.loads(str(a["history"])), layer_steps=int(a.get("layer_steps", 0)),
-                   unit_seconds=float(a.get("unit_seconds", 0.0)) or None,
-                   unit_steps=float(a.get("unit_steps", 0.0)) or None,
-                   last_forward=json.loads(str(a["last_forward"])),
-                   last_backward=json.loads(str(a["last_backward"])), **grouped)
+        """Read a checkpoint written by :meth:`save` (or by an older braidnet, without the newer fields);
+        :class:`RunFolderError` names the file when it is missing or damaged."""
+        if not os.path.isfile(path):
+            raise RunFolderError(f"--resume: no checkpoint at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+            grouped = {name: {k[len(p):]: v for k, v in a.items() if k.startswith(p)}
+                       for name, p in cls._PREFIXES.items()}
+            texts = {name: json.loads(str(a[name])) if name in a else {} for name in cls._JSON}
+            return cls(level=int(a["level"]), iteration=int(a["iteration"]), theta=np.array(a["theta"]),
+                       f=float(a["f"]), g=np.array(a["g"]), step=float(a["step"]), ls_trials=int(a["ls_trials"]),
+                       layer_steps=int(a.get("layer_steps", 0)),
+                       unit_seconds=float(a.get("unit_seconds", 0.0)) or None,
+                       unit_steps=float(a.get("unit_steps", 0.0)) or None,
+                       kind=str(a.get("kind", "iteration")), failed_steps=int(a.get("failed_steps", 0)),
+                       **texts, **grouped)
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as e:
+            raise RunFolderError(f"{path} is damaged or not a braidnet checkpoint "
+                                 f"({type(e).__name__}: {e})") from None
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write ``path`` through ``path + '.tmp'``: write, fsync, rename.  A crash leaves the old file."""
+    tmp = path + _TMP
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
 
 
 def save_npz(path: str, arrays: Dict[str, Any]) -> None:
-    """np.savez to ``path`` through a temporary file and a rename (atomic)."""
-    tmp = path[:-len(".npz")] + ".tmp.npz" if path.endswith(".npz") else path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    """np.savez to ``path``, atomically."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def _write_csv(path: str, fields: List[str], rows: List[Dict[str, Any]], mode: str = "w") -> None:
-    with open(path, mode, newline="") as f:
-        w = csv.DictWriter(f, fields)
-        if mode == "w":
-            w.writeheader()
-        w.writerows({k: r.get(k, "") for k in fields} for r in rows)
+def _csv_text(fields: List[str], rows: List[Dict[str, Any]], header: bool = True) -> str:
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fields)
+    if header:
+        w.writeheader()
+    w.writerows({k: r.get(k, "") for k in fields} for r in rows)
+    return buf.getvalue()
+
+
+def _write_csv(path: str, fields: List[str], rows: List[Dict[str, Any]]) -> None:
+    write_atomic(path, lambda f: f.write(_csv_text(fields, rows).encode()))
+
+
+class RunLock:
+    """``run.lock`` in a run folder: created exclusively, removed at the end; one that a dead process
+    left on this host is stale and taken over."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.held = False
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and self._stale(holder):
+                    os.remove(self.path)
+                    continue
+                who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
+                       f"{holder.get('command')}" if holder else "its lock file is being written")
+                raise RunFolderError(f"{os.path.dirname(self.path)} is in use by another run ({who}); wait "
+                                     f"for it, or use another --out (if no run uses it, remove {self.path})")
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            self.held = True
+            return
+        raise RunFolderError(f"could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+    def _holder(self) -> Optional[Dict[str, Any]]:
+        """The lock's content; None while it is being written, {} when it is unreadable and old."""
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            try:
+                old = time.time() - os.path.getmtime(self.path) > 10.0
+            except OSError:
+                return {}
+            return {} if old else None
+
+    @staticmethod
+    def _stale(holder: Dict[str, Any]) -> bool:
+        """True for a damaged lock, or one whose process is gone from this host."""
+        if not holder:
+            return True
+        if holder.get("host") != socket.gethostname():
+            return False                    # cannot look at another host's processes
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError, TypeError):
+            return False
+        return False
 
 
 class RunWriter:
@@ -116,17 +248,53 @@ class RunWriter:
     def __init__(self, out_dir: Optional[str], rank: int) -> None:
         self.dir = out_dir
         self.active = out_dir is not None and rank == 0
-        if self.active:
-            os.makedirs(out_dir, exist_ok=True)
+        self.lock = RunLock(out_dir) if self.active else None
 
     def path(self, name: str) -> str:
         assert self.dir is not None
         return os.path.join(self.dir, name)
 
+    def claim(self, resume: bool, overwrite: bool,
+              check: Callable[[Checkpoint], Optional[str]]) -> None:
+        """Take the folder for this run (rank 0): lock it, then for a new run make sure it holds no
+        other run (``overwrite``: remove that run's files first), for a resumed one that its checkpoint
+        loads and ``check(checkpoint)`` finds nothing against resuming it.  Nothing of an earlier run
+        changes unless this succeeds.  Raises :class:`RunFolderError`."""
+        if not self.active:
+            return
+        assert self.lock is not None
+        if os.path.exists(self.dir) and not os.path.isdir(self.dir):
+            raise RunFolderError(f"the output folder {self.dir} is a file")
+        os.makedirs(self.dir, exist_ok=True)
+        self.lock.acquire()
+        try:
+            held = [name for name in RUN_FILES if os.path.exists(self.path(name))]
+            if resume:
+                problem = check(Checkpoint.load(self.path("checkpoint.npz")))
+                if problem:
+                    raise RunFolderError(problem)
+            elif held and not overwrite:
+                raise RunFolderError(f"{self.dir} holds a run ({', '.join(held)}); --resume continues it, "
+                                     f"--overwrite replaces it, or choose another --out")
+            elif held:
+                for name in held:
+                    os.remove(self.path(name))
+            for name in os.listdir(self.dir):        # leftovers of an interrupted write
+                if name.endswith(_TMP) or name.endswith(".tmp.npz"):
+                    os.remove(self.path(name))
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def release(self) -> None:
+        """Give the folder up (the lock); idempotent."""
+        if self.lock is not None:
+            self.lock.release()
+
     def config(self, cfg: _config.Config, nprocs: int) -> None:
         if self.active:
-            with open(self.path("config.json"), "w") as f:
-                f.write(_config.to_json({**cfg, "run": {"ranks": nprocs}}) + "\n")
+            text = _config.to_json({**cfg, "run": {"ranks": nprocs}}) + "\n"
+            write_atomic(self.path("config.json"), lambda f: f.write(text.encode()))
 
     def start_history(self, rows: List[Dict[str, Any]]) -> None:
         """(Re)write history.csv with these rows: a resumed run drops rows written after its checkpoint."""
@@ -134,8 +302,10 @@ class RunWriter:
             _write_csv(self.path("history.csv"), HISTORY_FIELDS, rows)
 
     def row(self, row: Dict[str, Any]) -> None:
+        """Append one row (a crash may cut it: resuming rewrites the history from the checkpoint)."""
         if self.active:
-            _write_csv(self.path("history.csv"), HISTORY_FIELDS, [row], mode="a")
+            with open(self.path("history.csv"), "a", newline="") as f:
+                f.write(_csv_text(HISTORY_FIELDS, [row], header=False))
 
     def starts(self, table: List[Dict[str, Any]]) -> None:
         if self.active:
