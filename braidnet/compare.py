@@ -45,31 +45,85 @@ class Run:
         return self.columns[UNIT_COLUMNS[units]]
 
 
-def _float(text: str) -> float:
+#: columns every history must have, with a number on every row (the tools index and group by them)
+REQUIRED = ("iteration", "layers")
+#: columns the tools read; an older history without one of them reads as NaN there
+OPTIONAL = ("val_accuracy", "loss", "work_units", "work_units_counted", "layer_steps", "time")
+
+
+def _read_history(hist: str) -> Dict[str, np.ndarray]:
+    """history.csv as float columns (an empty cell: NaN); any damage is one ValueError naming the file
+    and, where it is one cell, its line and column."""
+    try:
+        with open(hist, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{hist} is empty (no header line)")
+            if any(not h.strip() for h in header) or len(set(header)) != len(header):
+                raise ValueError(f"{hist} line 1: not a history header (empty or repeated column names): "
+                                 f"{','.join(header)[:120]!r}")
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise ValueError(f"{hist} has no column {', '.join(missing)} (columns: {', '.join(header)})")
+            rows: List[List[float]] = []
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue                        # a blank line
+                if len(row) != len(header):
+                    raise ValueError(f"{hist} line {line} has {len(row)} fields, the header {len(header)} "
+                                     f"(a truncated or damaged line)")
+                rows.append([_cell(hist, line, col, text) for col, text in zip(header, row)])
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{hist} is not text (undecodable byte at offset {e.start})") from None
+    except csv.Error as e:
+        raise ValueError(f"{hist} is not a readable CSV file: {e}") from None
+    except OSError as e:
+        raise ValueError(f"{hist} cannot be read: {e.strerror or e}") from None
+    if not rows:
+        raise ValueError(f"{hist} has no rows")
+    table = np.array(rows, dtype=float)
+    cols = {name: table[:, j] for j, name in enumerate(header)}
+    for name in REQUIRED:
+        bad = np.nonzero(~np.isfinite(cols[name]))[0]
+        if bad.size:
+            raise ValueError(f"{hist}: column {name} has no number in data row {int(bad[0]) + 1}")
+    return cols
+
+
+def _cell(hist: str, line: int, column: str, text: str) -> float:
+    if not text.strip():
+        return float("nan")                         # no value (e.g. not validated)
     try:
         return float(text)
     except ValueError:
-        return float("nan")
+        raise ValueError(f"{hist} line {line}, column {column}: {text[:40]!r} is not a number") from None
 
 
 def load_run(path: str) -> Run:
-    """Read RUN_DIR/history.csv (and the final accuracy in RUN_DIR/weights.npz, if there)."""
+    """Read RUN_DIR/history.csv (and the final accuracy in RUN_DIR/weights.npz, if there).
+
+    Raises FileNotFoundError without a history.csv, and ValueError (one line naming the file) for a
+    damaged one: empty, truncated or extra fields on a line, a missing ``iteration``/``layers`` column, a
+    cell that is not a number (empty cells and ``nan`` are allowed: NaN), or an unreadable weights.npz.
+    """
     hist = os.path.join(path, "history.csv")
     if not os.path.exists(hist):
         raise FileNotFoundError(f"no history.csv in {path!r} (is it a braidnet run folder?)")
-    with open(hist, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{hist} has no rows")
-    cols = {k: np.array([_float(r.get(k, "")) for r in rows]) for k in rows[0]}
-    for k in ("layers", "val_accuracy", "loss", "work_units", "work_units_counted", "layer_steps"):
-        cols.setdefault(k, np.full(len(rows), np.nan))
+    cols = _read_history(hist)
+    n = len(cols["iteration"])
+    for k in OPTIONAL:
+        cols.setdefault(k, np.full(n, np.nan))
     final = float("nan")
     weights = os.path.join(path, "weights.npz")
     if os.path.exists(weights):
-        with np.load(weights) as z:
-            if "val_accuracy" in z.files:
-                final = float(z["val_accuracy"])
+        try:
+            with open(weights, "rb") as f, np.load(f) as z:
+                if "val_accuracy" in z.files:
+                    final = float(z["val_accuracy"])
+        except Exception as e:   # a damaged archive fails in many ways (zipfile, OSError, ValueError, ...)
+            raise ValueError(f"{weights} cannot be read: {type(e).__name__}: {e}") from None
     return Run(path, cols, final)
 
 

@@ -4,6 +4,11 @@
 reads a file, applies ``--set section.key=value`` overrides (values parsed as TOML literals) and
 checks everything before any MPI work starts, so that every rank fails the same way with one clear
 message.  ``describe()`` prints the documented defaults (``braidnet config``).
+
+Every key's allowed values are declared here: its type in ``SCHEMA``, a fixed set of words in
+``CHOICES``, a numeric interval in ``RANGES`` (what its consumer needs: ``network.T > 0``,
+``optimizer.ls_factor`` in (0, 1), seeds >= 0, ...), and cross-key rules in :func:`check`.
+``RESUMABLE`` declares the keys a resumed run may change (:func:`resume_conflicts` reports the others).
 """
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import copy
 import json
 import math
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +73,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "ls_trials": (20, int, "most Armijo backtracking trials per iteration"),
         "ls_factor": (0.5, float, "backtracking factor"),
         "armijo_c": (1e-4, float, "Armijo sufficient-decrease constant"),
+        "stall_steps": (3, int, "consecutive iterations whose line search fails before the run stops "
+                        "as stalled"),
     },
     "nested": {
         "schedule": ([], "ints", "optimisation iterations per nested level, coarsest first (empty: not nested)"),
@@ -102,16 +110,100 @@ CHOICES = {
     ("nested", "states"): ("interpolate", "zero"),
 }
 
-# (section, key) -> smallest allowed value
-MINIMUM = {
-    ("data", "n_train"): 1, ("data", "n_val"): 0, ("network", "width"): 1, ("network", "layers"): 1,
-    ("braid", "max_levels"): 1, ("braid", "cfactor"): 2, ("braid", "nrelax"): 0, ("braid", "nrelax_fine"): -1,
-    ("braid", "min_coarse"): 1, ("braid", "iterations"): 1, ("braid", "max_iter"): 1,
-    ("optimizer", "iterations"): 0, ("optimizer", "memory"): 1, ("optimizer", "ls_trials"): 1,
-    ("nested", "refine"): 2, ("nested", "boost_iterations"): 0, ("nested", "calibrate"): 0, ("nested", "boost_d"): 1,
-    ("nested", "starts"): 1, ("nested", "start_iterations"): 1,
-    ("output", "checkpoint_every"): 0, ("output", "validate_every"): 1,
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a key allows: ``low``/``high`` bounds (``None``: unbounded), each inclusive unless
+    ``*_open``; ``or_zero``: 0 is allowed as well (an "off" value outside the interval)."""
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    or_zero: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.or_zero and value == 0:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def text(self) -> str:
+        """What is allowed, as in ``must be <text>``: ``>= 1``, ``> 0``, ``> 0 and < 1``, ``0 or > 1``."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {_number(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {_number(self.high)}")
+        text = " and ".join(parts) or "any number"
+        return f"0 or {text}" if self.or_zero else text
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def at_least(low: float) -> Range:
+    return Range(low)
+
+
+def above(low: float) -> Range:
+    return Range(low, low_open=True)
+
+
+def inside(low: float, high: float) -> Range:
+    """The open interval (low, high)."""
+    return Range(low, high, low_open=True, high_open=True)
+
+
+def from_to(low: float, high: float) -> Range:
+    """The closed interval [low, high]."""
+    return Range(low, high)
+
+
+#: braid's per-level options (a list from ``nrelax_fine``) take at most this many levels
+MAX_LEVELS = 64
+
+#: (section, key) -> the numbers it allows, for every int and float key: what its consumer needs
+#: (braidnet.resnet: T > 0, weights and scales >= 0; braidnet.optim: ls_factor and c1 in (0, 1), counts
+#: >= 1; braidnet.braid: cfactor >= 2, levels, relaxation; seeds >= 0, as numpy's SeedSequence takes
+#: non-negative integers only; braid.drop: 0 (off) or a factor > 1, since a "drop" <= 1 stops at once).
+RANGES: Dict[Tuple[str, str], Range] = {
+    ("data", "n_train"): at_least(1), ("data", "n_val"): at_least(0), ("data", "seed"): at_least(0),
+    ("network", "width"): at_least(1), ("network", "layers"): at_least(1),
+    ("network", "T"): above(0), ("network", "gamma_tik"): at_least(0), ("network", "gamma_ddt"): at_least(0),
+    ("network", "gamma_class"): at_least(0), ("network", "init_opening"): at_least(0),
+    ("network", "init_layers"): at_least(0), ("network", "init_classifier"): at_least(0),
+    ("network", "seed"): at_least(0),
+    ("braid", "max_levels"): from_to(1, MAX_LEVELS), ("braid", "cfactor"): at_least(2),
+    ("braid", "nrelax"): at_least(0), ("braid", "nrelax_fine"): at_least(-1), ("braid", "min_coarse"): at_least(1),
+    ("braid", "iterations"): at_least(1), ("braid", "drop"): Range(1, low_open=True, or_zero=True),
+    ("braid", "abs_tol"): at_least(0), ("braid", "max_iter"): at_least(1),
+    ("optimizer", "iterations"): at_least(0), ("optimizer", "memory"): at_least(1),
+    ("optimizer", "gtol"): at_least(0), ("optimizer", "ls_trials"): at_least(1),
+    ("optimizer", "ls_factor"): inside(0, 1), ("optimizer", "armijo_c"): inside(0, 1),
+    ("optimizer", "stall_steps"): at_least(1),
+    ("nested", "refine"): at_least(2), ("nested", "boost_iterations"): at_least(0), ("nested", "boost_d"): at_least(1),
+    ("nested", "accuracy_threshold"): at_least(0), ("nested", "starts"): at_least(1),
+    ("nested", "start_iterations"): at_least(1), ("nested", "calibrate"): at_least(0),
+    ("nested", "work_unit_seconds"): at_least(0), ("nested", "work_unit_steps"): at_least(0),
+    ("output", "checkpoint_every"): at_least(0), ("output", "validate_every"): at_least(1),
 }
+
+#: string keys that must not be empty
+NONEMPTY: FrozenSet[Tuple[str, str]] = frozenset({("output", "dir")})
+
+#: The keys a resumed run (``--resume``) may change: where and how often it writes, how long it runs and
+#: when it stops.  Every other key defines the model, the data or the algorithm and must be equal
+#: (:func:`resume_conflicts`).  ``nested.schedule`` may change only positionally (same number of levels,
+#: finished levels unchanged, the current level not shorter than the checkpoint's iteration): the
+#: training code checks that, as it knows the checkpoint's position.
+RESUMABLE: FrozenSet[Tuple[str, str]] = frozenset(
+    {("output", key) for key in SCHEMA["output"]}
+    | {("optimizer", "iterations"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
+       ("nested", "accuracy_threshold"), ("nested", "schedule")})
 
 Config = Dict[str, Dict[str, Any]]
 
@@ -135,8 +227,10 @@ def _typed(section: str, key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
         value = float(value)
-        if value < 0:
-            raise ConfigError(f"{name} must be >= 0, got {value!r}")
+        rng = RANGES.get((section, key))
+        if value < 0 and (rng is None or not rng.allows(value)):    # numbers are never negative here
+            stricter = "" if rng is None or rng == at_least(0) else f"; allowed: {rng.text()}"
+            raise ConfigError(f"{name} must be >= 0, got {value!r}{stricter}")
     elif kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
@@ -147,9 +241,11 @@ def _typed(section: str, key: str, value: Any) -> Any:
     choices = CHOICES.get((section, key))
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    low = MINIMUM.get((section, key))
-    if low is not None and value < low:
-        raise ConfigError(f"{name} must be >= {low}, got {value!r}")
+    if kind is str and (section, key) in NONEMPTY and not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+    rng = RANGES.get((section, key))
+    if rng is not None and not rng.allows(value):
+        raise ConfigError(f"{name} must be {rng.text()}, got {value!r}")
     return value
 
 
@@ -208,24 +304,41 @@ def check(cfg: Config, nprocs: int = 1) -> Config:
     if cfg["optimizer"]["method"] == "bfgs" and nprocs > 1:
         raise ConfigError("optimizer.method='bfgs' keeps a dense matrix over the whole parameter vector and "
                           "runs on one rank only; use 'lbfgs' with several ranks")
+    if cfg["data"]["dataset"] == "lpt_text" and not cfg["data"]["path"]:
+        raise ConfigError("data.dataset='lpt_text' needs data.path, the folder of the *.dat files")
     if net["opening"] == "pad" and cfg["data"]["dataset"] == "indian_pines" and net["width"] < 200:
         raise ConfigError(f"network.width={net['width']} is smaller than the 200 input bands of indian_pines; "
                           f"zero-padding needs width >= number of features (use opening = 'dense')")
     return cfg
 
 
+def _read_toml(path: str) -> Dict[str, Any]:
+    """The TOML file at ``path``; every way of failing is one ConfigError line naming the path."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read: permission denied") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}: "
+                          f"{e.object[e.start:e.start + 1]!r}); a TOML file must be UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+
+
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = (), nprocs: int = 1) -> Config:
     """Defaults, then the TOML file, then the overrides; checked. Raises ConfigError."""
     cfg = defaults()
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from None
-        _merge(cfg, data, path)
+        _merge(cfg, _read_toml(path), path)
     for text in overrides:
         _merge(cfg, parse_override(text), "--set")
     return check(cfg, nprocs)
@@ -236,12 +349,56 @@ def to_json(cfg: Config) -> str:
     return json.dumps(cfg, indent=2, sort_keys=False)
 
 
+RESUME_NOTE = "(may change on --resume)"
+
+
 def describe() -> str:
-    """Every section and key with its default and meaning, as TOML comments."""
-    lines: List[str] = []
+    """Every section and key with its default and meaning, as TOML comments; the keys a resumed run may
+    change are marked with :data:`RESUME_NOTE`."""
+    lines: List[str] = [
+        "# braidnet configuration: every key at its default (a valid TOML file; every key optional).",
+        f"# --resume continues a run with the keys marked {RESUME_NOTE} free to change; every other",
+        "# key defines the model, the data or the algorithm and must equal the checkpointed run's",
+        "# (nested.schedule only with the same number of levels and the finished levels unchanged).",
+        "",
+    ]
     for section, keys in SCHEMA.items():
         lines.append(f"[{section}]")
         for key, (default, _, text) in keys.items():
-            lines.append(f"{key} = {json.dumps(default)}  # {text}")
+            rng = RANGES.get((section, key))
+            allowed = f" [{rng.text()}]" if rng is not None else ""
+            free = f" {RESUME_NOTE}" if (section, key) in RESUMABLE else ""
+            lines.append(f"{key} = {json.dumps(default)}  # {text}{allowed}{free}")
         lines.append("")
     return "\n".join(lines)
+
+
+def resume_conflicts(old: Config, new: Config) -> List[Tuple[str, Any, Any]]:
+    """``(section.key, old value, new value)`` of every key, in schema order, that a resumed run must
+    keep (not in :data:`RESUMABLE`) but ``new`` changes.
+
+    ``old`` is the checkpointed run's configuration (its config.json: sections and keys it lacks, from
+    an older braidnet, count as their defaults; sections outside the schema, such as ``run``, are
+    ignored); ``new`` the resolved configuration of the resuming run.
+    """
+    conflicts: List[Tuple[str, Any, Any]] = []
+    for section, keys in SCHEMA.items():
+        old_keys = old.get(section)
+        old_keys = old_keys if isinstance(old_keys, dict) else {}
+        new_keys = new.get(section) or {}
+        for key, (default, _, _) in keys.items():
+            if (section, key) in RESUMABLE:
+                continue
+            a, b = old_keys.get(key, default), new_keys.get(key, default)
+            if not _same(a, b):
+                conflicts.append((f"{section}.{key}", a, b))
+    return conflicts
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as configuration values: 5 == 5.0, but true != 1 (a bool is no number here)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b

@@ -64,14 +64,22 @@ def plot_runs(runs: Sequence[Run], out: str, units: str = "counted", title: Opti
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        fig.savefig(out, dpi=120)
+    except OSError as e:
+        raise ValueError(f"cannot write the figure {out}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return out
 
 
 def plot(paths: Sequence[str], out: Optional[str] = None, units: str = "counted") -> str:
-    """Load the run folders and plot them; default output: FIRST_RUN/work_units.png."""
+    """Load the run folders and plot them; default output: FIRST_RUN/work_units.png.
+
+    A missing history is a FileNotFoundError, a damaged one (:func:`braidnet.compare.load_run`) or an
+    unwritable figure a ValueError with one line naming the file (``braidnet plot`` prints it).
+    """
     runs: List[Run] = [load_run(p) for p in paths]
     common_unit(runs, units)
     out = out or os.path.join(paths[0], "work_units.png")
