@@ -1,10 +1,14 @@
-"""Command line: ``braidnet train CONFIG.toml [--set section.key=value ...] [--resume]``,
+"""Command line: ``braidnet train CONFIG.toml [--set section.key=value ...] [--out DIR] [--resume | --overwrite]``,
 ``braidnet plot RUN_DIR [RUN_DIR ...] [--out FILE.png]``, ``braidnet compare RUN_A RUN_B``,
 ``braidnet config``.
 
 Run under MPI as ``mpiexec -n P braidnet train examples/peaks.toml``.  The configuration is read and
 checked before MPI starts, so a bad value stops every rank with the same one-line message.  Any other
 failure on one rank aborts all ranks (MPI_Abort) instead of leaving the others waiting.
+
+Exit codes of ``train``: 0 done; 2 a bad configuration or command line, or an output folder that
+cannot be used as asked (it holds another run, another run uses it, a resume would change the run);
+3 training diverged; 4 training stalled (the line search kept failing); 1 any other failure.
 """
 from __future__ import annotations
 
@@ -118,11 +122,6 @@ def _train(args: argparse.Namespace) -> int:
         if comm.Get_rank() == 0:
             print(f"braidnet: {e}", file=sys.stderr)
         return 3
-    if result.status == "stalled":
-        if comm.Get_rank() == 0:
-            print(f"braidnet: training {result.message}; the checkpoint in {result.out_dir} keeps its last "
-                  f"iteration", file=sys.stderr)
-        return 4
     except Exception as e:              # may be one rank only: take the others down with it
         print(f"braidnet: rank {comm.Get_rank()}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         if comm.Get_size() > 1:
@@ -131,6 +130,11 @@ def _train(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             comm.Abort(1)
         raise
+    if result.status == "stalled":
+        if comm.Get_rank() == 0:
+            print(f"braidnet: training {result.message}; the checkpoint in {result.out_dir} keeps its last "
+                  f"iteration", file=sys.stderr)
+        return 4
     return 0
 
 

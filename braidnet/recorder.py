@@ -47,8 +47,8 @@ class Recorder:
 
     def claim(self, resume: bool, overwrite: bool) -> Optional[Checkpoint]:
         """Take the run folder (collective; rank 0 decides, every rank raises the same
-        :class:`RunFolderError`), write config.json, and for ``resume`` return the checkpoint with the
-        history, work and units it continues."""
+        :class:`RunFolderError`); for ``resume`` return the checkpoint with the history, work and units
+        it continues."""
         if resume and self.writer.dir is None:
             raise RunFolderError("--resume needs the output folder of the run to continue")
         problem = None
@@ -59,7 +59,6 @@ class Recorder:
         problem = self.comm.bcast(problem, root=0)
         if problem is not None:
             raise RunFolderError(problem)
-        self.writer.config(self.cfg, self.comm.Get_size())
         if not resume:
             return None
         ckpt = Checkpoint.load(self.writer.path("checkpoint.npz"))
@@ -75,18 +74,26 @@ class Recorder:
         new = self.cfg
         changes = [f"{key}: {a!r} -> {b!r}" for key, a, b in _config.resume_conflicts(old, new)]
         if not changes:
-            done, plan = level_plan(old), level_plan(new)
-            if len(plan) != len(done) or any(plan[l][1] != done[l][1] for l in range(ckpt.level)) \
-                    or plan[ckpt.level][1] < ckpt.iteration:
-                key = "nested.schedule" if old["nested"]["schedule"] else "optimizer.iterations"
-                value = (lambda c: c["nested"]["schedule"] if c["nested"]["schedule"] else c["optimizer"]["iterations"])
-                changes.append(f"{key}: {value(old)!r} -> {value(new)!r} (the checkpoint is at iteration "
-                               f"{ckpt.iteration} of level {len(done) - 1 - ckpt.level}: finished levels keep "
-                               f"their iterations, the current one may only grow)")
+            changes = self._schedule_problem(ckpt, old, new)
         if not changes:
             return None
         return (f"--resume would not continue the run in {self.writer.dir}: " + "; ".join(changes) +
                 " (keys that may change on --resume: `braidnet config`)")
+
+    @staticmethod
+    def _schedule_problem(ckpt: Checkpoint, old: _config.Config, new: _config.Config) -> List[str]:
+        """The schedule may grow, but not lose levels or iterations already trained."""
+        done, plan = level_plan(old), level_plan(new)
+        old_s, new_s = old["nested"]["schedule"], new["nested"]["schedule"]
+        if len(plan) != len(done):
+            return [f"nested.schedule: {old_s!r} -> {new_s!r} (the number of levels is the run's)"]
+        if all(plan[l][1] == done[l][1] for l in range(ckpt.level)) and plan[ckpt.level][1] >= ckpt.iteration:
+            return []
+        key, a, b = (("nested.schedule", old_s, new_s) if new_s else
+                     ("optimizer.iterations", old["optimizer"]["iterations"], new["optimizer"]["iterations"]))
+        return [f"{key}: {a!r} -> {b!r} (the checkpoint is at iteration {ckpt.iteration} of level "
+                f"{len(done) - 1 - ckpt.level}: finished levels keep their iterations, the current one may "
+                f"only grow)"]
 
     def _folder_config(self) -> _config.Config:
         """config.json of the folder (for checkpoints of an older braidnet, which carry none)."""
@@ -99,7 +106,9 @@ class Recorder:
                                  f"{self.writer.path('config.json')} is unreadable ({e})") from None
 
     def open(self, first_iteration: int, seconds_before: float = 0.0) -> None:
-        """Start (or restart) history.csv and the clock; ``seconds_before``: the coarse starts' time."""
+        """Write config.json, start (or restart) history.csv and the clock; ``seconds_before``: the
+        coarse starts' time."""
+        self.writer.config(self.cfg, self.comm.Get_size())
         if self.show and self.nested and not self.history:
             progress.info(work.unit_summary(self.unit_seconds, self.unit_steps))
         if self.show:

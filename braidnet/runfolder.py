@@ -114,8 +114,12 @@ class Checkpoint:
         if not os.path.isfile(path):
             raise RunFolderError(f"--resume: no checkpoint at {path}")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
+            with open(path, "rb") as fh:            # ours to close, whatever np.load makes of it
+                z = np.load(fh, allow_pickle=False)
+                if not isinstance(z, np.lib.npyio.NpzFile):
+                    raise ValueError("not an .npz archive")
+                with z:
+                    a = {k: z[k] for k in z.files}
             grouped = {name: {k[len(p):]: v for k, v in a.items() if k.startswith(p)}
                        for name, p in cls._PREFIXES.items()}
             texts = {name: json.loads(str(a[name])) if name in a else {} for name in cls._JSON}
@@ -182,7 +186,7 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> None:
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "start_ticks": _start_ticks(os.getpid()),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
         for _ in range(3):
             try:
@@ -190,7 +194,10 @@ class RunLock:
             except FileExistsError:
                 holder = self._holder()
                 if holder is not None and self._stale(holder):
-                    os.remove(self.path)
+                    try:
+                        os.remove(self.path)
+                    except FileNotFoundError:       # its run just ended
+                        pass
                     continue
                 who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
                        f"{holder.get('command')}" if holder else "its lock file is being written")
@@ -228,18 +235,50 @@ class RunLock:
 
     @staticmethod
     def _stale(holder: Dict[str, Any]) -> bool:
-        """True for a damaged lock, or one whose process is gone from this host."""
+        """True for a damaged lock, or one whose process is gone from this host.  A process that is
+        just ending (the ranks of an aborted run take a moment to die) gets two seconds."""
         if not holder:
             return True
         if holder.get("host") != socket.gethostname():
             return False                    # cannot look at another host's processes
         try:
-            os.kill(int(holder["pid"]), 0)
-        except ProcessLookupError:
+            pid = int(holder["pid"])
+        except (KeyError, ValueError, TypeError):
             return True
-        except (PermissionError, KeyError, ValueError, TypeError):
-            return False
+        for _ in range(20):
+            if not _alive(pid, holder.get("start_ticks")):
+                return True
+            time.sleep(0.1)
         return False
+
+
+def _start_ticks(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, start_ticks: Optional[int]) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):         # a zombie has ended
+            return False
+        return start_ticks is None or int(fields[19]) == start_ticks
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError, ValueError):
+        pass
+    try:                                    # no /proc: ask the kernel
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RunWriter:

@@ -252,7 +252,7 @@ def test_counted_work_of_a_nested_run_scales_with_depth(tmp_path):
 
 def test_resuming_any_checkpoint_of_a_nested_run_repeats_it(tmp_path, monkeypatch):
     """Every checkpoint of a nested run (on each level, inside and after the boost of d that follows
-    a refinement) resumes into the uninterrupted run, bit for bit."""
+    a refinement, at a level's start, at the end) resumes into the uninterrupted run, bit for bit."""
     import shutil
 
     from mpi4py import MPI
@@ -266,14 +266,17 @@ def test_resuming_any_checkpoint_of_a_nested_run_repeats_it(tmp_path, monkeypatc
 
     def keep(self, ckpt):                # each checkpoint, before the next one replaces it
         write(self, ckpt)
-        kept.append((ckpt.level, ckpt.iteration, str(tmp_path / f"ckpt{len(kept)}.npz")))
-        shutil.copy(self.path("checkpoint.npz"), kept[-1][2])
+        kept.append((ckpt.level, ckpt.iteration, ckpt.kind, str(tmp_path / f"ckpt{len(kept)}.npz")))
+        shutil.copy(self.path("checkpoint.npz"), kept[-1][-1])
 
     monkeypatch.setattr(RunWriter, "checkpoint", keep)
     ref = train.train(cfg, comm=MPI.COMM_SELF, out_dir=str(tmp_path / "ref"))
     monkeypatch.undo()
-    assert [(level, k) for level, k, _ in kept] == [(0, 2), (0, 4), (1, 2), (1, 4), (2, 2)]
-    for level, k, path in kept:
+    # every 2 global iterations (rows 0-4, 5-9, 10-13), at the start of each refined level, at the end
+    assert [c[:3] for c in kept] == [(0, 2, "iteration"), (0, 4, "iteration"), (1, 0, "level"),
+                                     (1, 1, "iteration"), (1, 3, "iteration"), (2, 0, "level"),
+                                     (2, 2, "iteration"), (2, 3, "end")]
+    for level, k, _, path in kept:
         folder = tmp_path / f"resumed_{level}_{k}"
         folder.mkdir()
         shutil.copy(path, folder / "checkpoint.npz")

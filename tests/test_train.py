@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -168,20 +167,41 @@ def test_history_same_on_1_2_4_ranks(runs):
         assert cfg["run"]["ranks"] == nprocs and cfg["network"]["layers"] == 16
 
 
+def _same_files(folder, before: dict) -> None:
+    """Every file of ``before`` (name -> bytes) is in ``folder`` unchanged."""
+    for name, data in before.items():
+        assert (folder / name).read_bytes() == data, name
+
+
+def _files(folder) -> dict:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_checkpoints_every_k_global_iterations_and_at_the_end(runs):
+    with np.load(os.path.join(str(runs[2][0]), "checkpoint.npz")) as z:
+        assert int(z["iteration"]) == ITERATIONS and str(z["kind"]) == "end"
+        assert json.loads(str(z["config"]))["network"]["layers"] == 16     # the run it belongs to
+    assert not os.path.exists(os.path.join(str(runs[2][0]), "run.lock"))   # given up at the end
+
+
 @pytest.mark.mpi
 @pytest.mark.slow
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_resume_continues_bit_for_bit(runs, nprocs, tmp_path):
     src, _ = runs[nprocs]
-    with np.load(os.path.join(str(src), "checkpoint.npz")) as z:
-        assert int(z["iteration"]) == 6       # the last periodic checkpoint of 8 iterations
-    d = tmp_path / "resumed"
-    shutil.copytree(src, d)
+    d = tmp_path / "interrupted"
+    # the last rank fails in iteration 7's gradient: the periodic checkpoint of iteration 6 remains
+    proc = _launch(nprocs, ["train", runs["config"], "--out", d],
+                   fault={"raise_on_rank": nprocs - 1, "at_gradient": 8})
+    assert proc.returncode != 0 and "injected failure" in proc.stderr, proc.stdout + proc.stderr
+    with np.load(os.path.join(str(d), "checkpoint.npz")) as z:
+        assert int(z["iteration"]) == 6 and str(z["kind"]) == "iteration"
     proc = _ok(_launch(nprocs, ["train", runs["config"], "--out", d, "--resume"]))
     # it continued from the checkpoint instead of starting over ...
     assert _progress_iterations(proc.stdout) == [6, 7, 8]
     ref, got = _history(src), _history(d)
-    assert [r["time"] for r in got[:6]] == [r["time"] for r in ref[:6]]   # rows from the checkpoint
     # ... and exactly as the uninterrupted run did
     _assert_identical_history(got, ref, f"resumed on {nprocs} ranks")
     with np.load(os.path.join(str(d), "weights.npz")) as w, np.load(os.path.join(str(src), "weights.npz")) as w0:
@@ -190,13 +210,19 @@ def test_resume_continues_bit_for_bit(runs, nprocs, tmp_path):
 
 @pytest.mark.mpi
 @pytest.mark.slow
-def test_resume_on_another_rank_count(runs, tmp_path):
-    src, _ = runs[4]
-    d = tmp_path / "resumed"
-    shutil.copytree(src, d)
+def test_killed_in_a_checkpoint_resumes_on_another_rank_count(runs, tmp_path):
+    d = tmp_path / "killed"
+    # rank 0 dies while writing its second checkpoint (iteration 6): a half-written file and its
+    # lock stay behind, the checkpoint of iteration 3 is intact
+    proc = _launch(4, ["train", runs["config"], "--out", d], fault={"kill_in_checkpoint": 2})
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert (d / "checkpoint.npz.tmp").exists() and (d / "run.lock").exists()
+    with np.load(os.path.join(str(d), "checkpoint.npz")) as z:
+        assert int(z["iteration"]) == 3
     proc = _ok(_launch(2, ["train", runs["config"], "--out", d, "--resume"]))
-    assert _progress_iterations(proc.stdout) == [6, 7, 8]
-    _assert_same_history(_history(d), _history(src), "checkpoint on 4 ranks, resumed on 2")
+    assert _progress_iterations(proc.stdout) == list(range(3, ITERATIONS + 1))
+    assert not (d / "checkpoint.npz.tmp").exists() and not (d / "run.lock").exists()
+    _assert_same_history(_history(d), _history(runs[4][0]), "killed on 4 ranks, resumed on 2")
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["run"]["ranks"] == 2
 
@@ -358,7 +384,9 @@ def test_resume_without_checkpoint(tmp_path):
     from mpi4py import MPI
     from braidnet.train import train
 
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    from braidnet.runfolder import RunFolderError
+
+    with pytest.raises(RunFolderError, match="no checkpoint at"):
         train(_base_config(tmp_path), comm=MPI.COMM_SELF, resume=True)
 
 
