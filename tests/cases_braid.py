@@ -7,7 +7,10 @@
   indices of its final access) and ``err`` (max abs difference of those states from sequential time
   stepping; 0 when it has none);
 - ``cases_braid.fail(comm, callback, rank)`` makes one callback fail on one rank and returns, on
-  every rank, the type, text, code, rank and traceback of what ``drive()`` raised there (or None).
+  every rank, the type, text, code, rank and traceback of what ``drive()`` raised there (or None);
+- ``cases_braid.bad_init(comm, mode, rank)`` builds a Core whose vectors are wrong on one rank
+  (``mode``: "size", "complex", "raise" for a Python app's ``init(tstart)``, "vector-size" for a
+  VectorApp's ``size``) and returns, on every rank, what the constructor raised there (or None).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 from mpi4py import MPI
 
 from braidnet.braid import Core
-from braidnet.refapps import FailingScalarApp
+from braidnet.refapps import FailingScalarApp, HeatApp, ScalarApp
 from braidnet.refproblems import ScalarODE, reference_problem, sequential_solution
 
 COMM = MPI.COMM_WORLD
@@ -86,6 +89,47 @@ class FailOn(ScalarODE):
         return np.frombuffer(data).copy()
 
 
+class BadInitOn(ScalarODE):
+    """ScalarODE whose init on rank ``rank`` returns 2 entries ("size"), complex ones ("complex") or
+    raises LookupError ("raise")."""
+
+    def __init__(self, mode: str, rank: int) -> None:
+        super().__init__()
+        self.bad = COMM.rank == rank
+        self.mode = mode
+
+    def init(self, t: float) -> np.ndarray:
+        u = super().init(t)
+        if not self.bad:
+            return u
+        if self.mode == "raise":
+            raise LookupError(f"init failed on purpose on rank {COMM.rank}")
+        return np.zeros(2) if self.mode == "size" else u.astype(complex)
+
+
+def _mixed_vector_app(big: bool) -> Any:
+    """A VectorApp of size 33 (big) or 1, whose class is called Mixed either way."""
+    class Mixed(HeatApp if big else ScalarApp):   # one name on every rank: one message
+        pass
+    return Mixed()
+
+
+def _outcome(exc: BaseException) -> dict:
+    return {"type": type(exc).__name__, "message": str(exc), "code": getattr(exc, "code", None),
+            "rank": getattr(exc, "rank", None),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+
+
+def bad_init(comm, mode: str, rank: int) -> dict | None:
+    app = _mixed_vector_app(comm.rank == rank) if mode == "vector-size" else BadInitOn(mode, rank)
+    try:
+        core = Core(app, 0.0, 8.0, 16, comm, print_level=0)
+    except BaseException as exc:  # noqa: BLE001 - reporting whatever the constructor raised is the point
+        return _outcome(exc)
+    core.close()
+    return None
+
+
 def solve(comm, problem: str, ntime: int, fast: bool, options: dict, variant: str | None = None) -> dict:
     if variant == "pack":
         app, tstart, tstop = PackingScalar(), 0.0, ntime / 2
@@ -118,7 +162,5 @@ def fail(comm, callback: str, rank: int) -> dict | None:
         with Core(app, 0.0, ntime / 2, ntime, comm, print_level=0, max_levels=3, abs_tol=1e-12) as core:
             core.drive()
     except BaseException as exc:  # noqa: BLE001 - reporting whatever drive() raised is the point
-        outcome = {"type": type(exc).__name__, "message": str(exc), "code": getattr(exc, "code", None),
-                   "rank": getattr(exc, "rank", None),
-                   "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+        outcome = _outcome(exc)
     return outcome

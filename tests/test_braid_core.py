@@ -135,6 +135,140 @@ def test_malformed_apps_are_rejected():
 
 
 # ---------------------------------------------------------------------------------------------
+# init vectors: checked once when the Core is built (COMM_SELF here; test_braid_mpi.py on 2 and 4 ranks)
+# ---------------------------------------------------------------------------------------------
+
+class Converted(ScalarODE):
+    """u' = -u from u0 = 3 with init's values passed through ``convert`` (at every t, guess 0).
+
+    step and access assert that the core only ever hands over float64 vectors of shape (1,).
+    """
+
+    def __init__(self, convert, later=None):
+        super().__init__(u0=3.0, guess=0.0)
+        self.convert = convert
+        self.later = later if later is not None else convert
+
+    def init(self, t):
+        return (self.convert if t == self.tstart else self.later)(super().init(t))
+
+    def step(self, u, ustop, fstop, status):
+        assert u.dtype == np.float64 and u.shape == (1,), (u.dtype, u.shape)
+        super().step(u, ustop, fstop, status)
+
+    def access(self, u, status):
+        assert u.dtype == np.float64 and u.shape == (1,), (u.dtype, u.shape)
+        super().access(u, status)
+
+
+ACCEPTED_INITS = {
+    "int64": lambda u: u.astype(np.int64),
+    "int32": lambda u: u.astype(np.int32),
+    "uint8": lambda u: u.astype(np.uint8),
+    "int64-at-2**53": lambda u: (u * 2**53 / 3).astype(np.int64) // 2**53 * 3,
+    "float32": lambda u: u.astype(np.float32),
+    "float16": lambda u: u.astype(np.float16),
+    "longdouble-exact": lambda u: u.astype(np.longdouble),
+    "list-of-ints": lambda u: [int(v) for v in u],
+    "list-of-floats": lambda u: [float(v) for v in u],
+    "big-endian-float64": lambda u: u.astype(">f8"),
+}
+
+
+@pytest.mark.parametrize("convert", ACCEPTED_INITS.values(), ids=ACCEPTED_INITS.keys())
+def test_init_of_a_lossless_dtype_is_converted_to_float64(convert):
+    ntime = 16
+    res, states = solve(Converted(convert), 0.0, 8.0, ntime, MPI.COMM_SELF, max_levels=3, abs_tol=1e-12)
+    assert res.residual_norms[-1] < 1e-12
+    assert states.dtype == np.float64
+    assert_allclose(states, sequential_solution(ScalarODE(u0=3.0), 0.0, 8.0, ntime), rtol=0, atol=1e-10)
+
+
+def test_an_int_init_gives_what_a_float_init_gives():
+    ntime = 32
+    _, ints = solve(Converted(lambda u: u.astype(np.int64)), 0.0, 16.0, ntime, MPI.COMM_SELF, max_levels=4)
+    _, floats = solve(Converted(lambda u: u), 0.0, 16.0, ntime, MPI.COMM_SELF, max_levels=4)
+    assert_array_equal(ints, floats)
+    check_app(Converted(lambda u: u.astype(np.int32)), 0.0)
+
+
+_RULE = r"; init must return a non-empty array-like of float64, or of a real dtype"
+
+REFUSED_INITS = [  # (id, convert, exception, match)
+    ("complex", lambda u: u.astype(complex), TypeError, r"Refused\.init\(0\.0\) returned an array of dtype complex128"),
+    ("complex-list", lambda u: [1 + 0j], TypeError, r"returned an array of dtype complex128"),
+    ("object", lambda u: u.astype(object), TypeError, r"returned an array of dtype object"),
+    ("str", lambda u: np.array(["1.0"]), TypeError, r"returned an array of dtype str"),
+    ("bytes", lambda u: [b"1"], TypeError, r"returned an array of dtype bytes"),
+    ("bool", lambda u: u > 0, TypeError, r"returned an array of dtype bool"),
+    ("datetime", lambda u: np.array(["2024-01-01"], dtype="M8[D]"), TypeError, r"returned an array of dtype datetime64"),
+    ("None", lambda u: None, TypeError, r"returned None"),
+    ("ragged", lambda u: [[1.0], [2.0, 3.0]], TypeError, r"returned something numpy makes no array of numbers of"),
+    ("empty", lambda u: np.zeros(0), ValueError, r"returned an empty array"),
+    ("empty-list", lambda u: [], ValueError, r"returned an empty array"),
+    ("int64-beyond-2**53", lambda u: np.array([2**53 + 1]), ValueError,
+     r"returned int64 values that float64 does not hold exactly"),
+    ("uint64-beyond-2**53", lambda u: np.array([2**60], dtype=np.uint64), ValueError,
+     r"returned uint64 values that float64 does not hold exactly"),
+    ("longdouble-inexact", lambda u: np.array([1], dtype=np.longdouble) / 3, ValueError,
+     r"returned float128 values that float64 does not hold exactly"),
+]
+if np.finfo(np.longdouble).nmant <= np.finfo(np.float64).nmant:   # longdouble is float64 here
+    REFUSED_INITS = [c for c in REFUSED_INITS if c[0] != "longdouble-inexact"]
+
+
+@pytest.mark.parametrize("convert,exc,match", [c[1:] for c in REFUSED_INITS], ids=[c[0] for c in REFUSED_INITS])
+def test_init_of_another_dtype_is_refused_when_the_core_is_built(convert, exc, match):
+    calls = []
+
+    class Refused(Converted):
+        def step(self, u, ustop, fstop, status):
+            calls.append(status)
+
+    with pytest.raises(exc, match=match + r".*" + _RULE) as info:
+        Core(Refused(convert), 0.0, 8.0, 16, MPI.COMM_SELF, **QUIET)
+    assert "\n" not in str(info.value), "one line"
+    assert "on rank" not in str(info.value), "one rank: no rank to name"
+    assert calls == []
+
+
+@pytest.mark.parametrize("later,exc,match", [
+    (lambda u: u.astype(complex), TypeError, r"Converted\.init\([1-9][0-9.]*\) returned an array of dtype complex128"),
+    (lambda u: np.zeros(2), ValueError,
+     r"Converted\.init\([1-9][0-9.]*\) returned an array of shape \(2,\); init\(0\.0\) gave \(1,\)"),
+    (lambda u: np.zeros((1, 1)), ValueError, r"returned an array of shape \(1, 1\); init\(0\.0\) gave \(1,\)"),
+], ids=["complex", "longer", "other-shape"])
+def test_every_later_init_follows_the_same_rule(later, exc, match):
+    # init(tstart) passes the set-up check; the core's later init calls come out of drive()
+    with Core(Converted(lambda u: u, later), 0.0, 8.0, 16, MPI.COMM_SELF, **QUIET) as core:
+        with pytest.raises(exc, match=match):
+            core.drive()
+
+
+def test_an_exception_in_init_at_set_up_comes_out_of_the_constructor():
+    class Raising(ScalarODE):
+        def init(self, t):
+            raise AppFailure(f"init({t})")
+
+    with pytest.raises(AppFailure, match=r"init\(0\.0\)") as info:
+        Core(Raising(), 0.0, 8.0, 16, MPI.COMM_SELF, **QUIET)
+    assert any(entry.name == "init" for entry in info.traceback)
+
+
+def test_init_is_called_once_at_set_up():
+    calls = []
+
+    class Counting(ScalarODE):
+        def init(self, t):
+            calls.append(t)
+            return super().init(t)
+
+    core = Core(Counting(), 0.0, 8.0, 16, MPI.COMM_SELF, **QUIET)
+    assert calls == [0.0]
+    core.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # solves: one level = sequential stepping; many levels converge to it
 # ---------------------------------------------------------------------------------------------
 

@@ -188,6 +188,57 @@ def test_failing_callback_raises_everywhere_without_hanging(nranks, tmp_path):
     assert after["err"] < 1e-10
 
 
+# ---- init vectors: checked once, with one reduction, when the Core is built ----
+
+def _init_cases(nranks: int) -> list[tuple[str, int]]:
+    """(mode, the rank whose vectors are wrong) for cases_braid.bad_init."""
+    last = nranks - 1
+    return [("size", 1), ("size", last), ("complex", last), ("vector-size", 1), ("raise", 1), ("raise", last)]
+
+
+@pytest.mark.parametrize("nranks", [2, 4])
+def test_wrong_init_vectors_raise_the_same_error_on_every_rank(nranks, tmp_path):
+    cases = _init_cases(nranks)
+    values = mpi_launch.run_cases(nranks, [("cases_braid.bad_init", {"mode": m, "rank": r}) for m, r in cases]
+                                  + [("cases_braid.solve", AFTER_FAILURES)], tmp_path, TIMEOUT)
+    for (mode, bad), outcomes in zip(cases, values):
+        name = f"{mode}@{bad}"
+        assert all(o is not None for o in outcomes), f"{name}: a rank built its Core: {outcomes}"
+        if mode == "raise":
+            mine = outcomes[bad]
+            assert mine["type"] == "LookupError", f"{name}: {mine['traceback']}"
+            assert "init failed on purpose" in mine["message"] and "in init" in mine["traceback"]
+            for rank, other in enumerate(outcomes):
+                if rank != bad:
+                    assert other["type"] == "BraidError", f"{name}: rank {rank}: {other['traceback']}"
+                    assert (other["code"], other["rank"]) == (5, bad), f"{name}: rank {rank}: {other['message']}"
+                    assert other["message"].startswith(f"BadInitOn.init(0.0) raised an exception on rank {bad} "
+                                                       f"of the time communicator while the Core was set up")
+            continue
+        messages = {o["message"] for o in outcomes}
+        assert len(messages) == 1, f"{name}: the ranks disagree: {messages}"
+        assert len({o["type"] for o in outcomes}) == 1
+        message, kind = messages.pop(), outcomes[0]["type"]
+        assert "\n" not in message
+        if mode == "size":
+            # the larger size is on `bad`; the smaller one on the lowest other rank
+            good = 0 if bad != 0 else 1
+            assert kind == "ValueError"
+            assert message == (f"the size of BadInitOn.init(0.0) differs between the ranks of the time "
+                               f"communicator: 2 entries on rank {bad}, 1 on rank {good}; every rank needs "
+                               f"vectors of the same size")
+        elif mode == "vector-size":
+            assert kind == "ValueError"
+            assert message.startswith(f"Mixed.size differs between the ranks of the time communicator: 33 "
+                                      f"entries on rank {bad}, 1 on rank 0;")
+        else:
+            assert kind == "TypeError"
+            assert message.startswith(f"BadInitOn.init(0.0) on rank {bad} returned an array of dtype complex128; "
+                                      f"init must return a non-empty array-like of float64")
+    after = whole_solve(AFTER_FAILURES["ntime"], values[-1])
+    assert after["err"] < 1e-10
+
+
 # ---- the example programs ----
 
 @pytest.mark.parametrize("script,problem,nranks,extra", [

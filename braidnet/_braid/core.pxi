@@ -27,6 +27,17 @@ cdef class Core:
     ``nfmg``, ``skip`` (0/1), ``storage`` (-1 or a level), ``tnorm`` (1/'l1', 2/'l2', 3/'linf'),
     ``print_level`` (0-2), ``access_level`` (0-3), ``seq_soln`` (bool).  Bad values raise
     ``ValueError`` before any MPI call.
+
+    The constructor is collective: it checks the vectors once, with one reduction over ``comm``.
+    A Python app's ``init(tstart)`` must return a non-empty array-like of float64, or of a real
+    dtype whose values float64 holds exactly (float16, float32, integers; int64/uint64 only within
+    2**53 in magnitude, longdouble only when exact), which the wrapper converts to float64 (as it
+    converts every later ``init``, whose shape must be that of ``init(tstart)``); bool, complex,
+    object, string and datetime dtypes raise ``TypeError``, lossy values or empty arrays
+    ``ValueError``.  The vector size (a VectorApp's ``size``) must be the same on every rank, else
+    ``ValueError``.  Every rank raises the same error, naming the rank at fault; an exception that
+    the app raises there comes out on its rank, and the other ranks raise :class:`BraidError`
+    naming that rank.
     """
 
     def __cinit__(self):
@@ -42,7 +53,7 @@ cdef class Core:
             raise TypeError(f"comm must be an mpi4py MPI.Comm, got {type(comm).__name__}")
         if comm == MPI.COMM_NULL:
             raise ValueError("comm must not be MPI.COMM_NULL")
-        box = _make_box(app, float(tstart))
+        box = _set_up_box(comm, app, float(tstart))
         self.app = app
         self.tstart = tstart
         self.tstop = tstop
@@ -289,6 +300,70 @@ cdef class Core:
         state = "closed" if self._core == NULL else "open"
         return (f"<braidnet.braid.Core {state}: ntime={self.ntime} on [{self.tstart!r}, {self.tstop!r}], "
                 f"app={type(self.app).__name__}>")
+
+
+# ---------------------------------------------------------------------------------------------
+# The set-up check of the vectors: one reduction per Core
+# ---------------------------------------------------------------------------------------------
+
+cdef int _SHIFT = 65536     # room below a failure's key for its payload (reason << 8 | dtype char)
+
+
+cdef _Box _set_up_box(object comm, object app, double tstart):
+    """The app's box, once every rank of comm agrees that its vectors are fine (one Allreduce).
+
+    Each rank contributes max(size, rank), min(size, rank) and its failure (kind, rank, payload),
+    each packed into one int64 so that MPI_MAX finds the extreme value and the lowest rank holding
+    it.  Failure kinds: 2, an exception (payload 1: checking the app, 2: in init(tstart)); 1, a
+    refused init(tstart) (payload: reason << 8 | the dtype's character code).
+    """
+    cdef _Box box = None
+    cdef int reason = 0, char = 0
+    cdef Py_ssize_t size = -1
+    cdef int stage = 1
+    exc = None
+    try:
+        box = _make_box(app, tstart)
+        stage = 2
+        if isinstance(box, _FastBox):
+            size = (<VectorApp>box.app).size
+        else:
+            size = (<_PyBox>box).probe(&reason, &char)
+    except BaseException as e:   # noqa: every rank must reach the reduction (as the callbacks do)
+        exc = e
+    P, me = comm.Get_size(), comm.Get_rank()
+    k = P - 1 - me                              # larger for lower ranks: MAX picks the lowest rank
+    buf = np.array([-1, -(2**62), -1], dtype=np.int64)
+    if exc is not None:
+        buf[2] = (2 * P + k) * _SHIFT + stage
+    elif size < 0:
+        buf[2] = (1 * P + k) * _SHIFT + (reason << 8) + char
+    else:
+        buf[0] = size * P + k
+        buf[1] = -size * P + k
+    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+    cls = type(app).__name__
+    fail = int(buf[2])
+    if fail >= 0:
+        key, payload = divmod(fail, _SHIFT)
+        kind, kbad = divmod(key, P)
+        bad = P - 1 - kbad
+        if kind == 2:
+            if exc is not None:
+                raise exc
+            what = f"{cls}.init({tstart!r})" if payload == 2 else f"checking the app {cls}"
+            raise BraidError(BRAID_ERROR_REMOTE, f"{what} raised an exception on rank {bad} of the time "
+                                                 f"communicator while the Core was set up", rank=bad)
+        raise _init_refusal(cls, tstart, payload >> 8, payload & 255, f" on rank {bad}" if P > 1 else "")
+    smax, kmax = divmod(int(buf[0]), P)
+    q, kmin = divmod(int(buf[1]), P)
+    smin = -q
+    if smax != smin:
+        what = f"{cls}.size" if isinstance(box, _FastBox) else f"the size of {cls}.init({tstart!r})"
+        raise ValueError(f"{what} differs between the ranks of the time communicator: {smax} entries on "
+                         f"rank {P - 1 - kmax}, {smin} on rank {P - 1 - kmin}; every rank needs vectors "
+                         f"of the same size")
+    return box
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,81 @@ cdef object _own(object x, str what):
         raise TypeError(f"{what} must return a numpy array, got {type(x).__name__}") from exc
 
 
+# ---- what init may return: checked once per Core at set-up (core.pxi), and on every later init ----
+
+# Why an init result was refused (0: accepted).  The set-up reduction carries the code and the
+# dtype's character code, so that every rank words the failing rank's error itself.
+cdef enum:
+    _INIT_OK = 0
+    _INIT_NONE = 1          # None
+    _INIT_NOT_NUMERIC = 2   # numpy makes no array of it (a ragged list, ...)
+    _INIT_DTYPE = 3         # no real number: bool, complex, object, str, bytes, datetime, void
+    _INIT_LOSSY = 4         # int64/uint64 beyond 2**53 in magnitude, or longdouble float64 does not hold
+    _INIT_EMPTY = 5         # no entries
+
+_FLOAT64 = np.dtype(np.float64)
+
+# The rule, as every refusal states it.
+_INIT_RULE = ("init must return a non-empty array-like of float64, or of a real dtype whose values float64 "
+             "holds exactly (float16, float32, integers; int64/uint64 only within 2**53 in magnitude, "
+             "longdouble only when exact), which the wrapper converts to float64; bool, complex, object, "
+             "string and datetime dtypes are refused")
+
+
+cdef object _as_vector(object x, int *reason, int *char):
+    """init's result as a float64 ndarray that only the core holds; None with *reason (and the
+    dtype's character code in *char) when it is refused.  x is borrowed from the caller's temporary
+    (see _own: a fresh float64 array is not copied)."""
+    reason[0] = _INIT_OK
+    char[0] = 0
+    if x is None:
+        reason[0] = _INIT_NONE
+        return None
+    if isinstance(x, np.ndarray) and (<object>x).dtype == _FLOAT64:
+        u = _own(x, "init")
+    else:
+        try:
+            a = x if isinstance(x, np.ndarray) else np.array(x)   # np.array: a fresh copy
+        except (TypeError, ValueError, OverflowError):
+            reason[0] = _INIT_NOT_NUMERIC
+            return None
+        dt = a.dtype
+        char[0] = ord(dt.char)
+        if dt.kind in "iu":
+            if dt.itemsize > 4 and a.size > 0 and not (a.max() <= 2**53 and (dt.kind == "u" or a.min() >= -2**53)):
+                reason[0] = _INIT_LOSSY
+                return None
+        elif dt.kind == "f":
+            if dt.itemsize > 8 and not np.array_equal(a.astype(np.float64), a, equal_nan=True):
+                reason[0] = _INIT_LOSSY
+                return None
+        else:
+            reason[0] = _INIT_DTYPE
+            return None
+        u = a if (dt == _FLOAT64 and a is not x) else a.astype(np.float64)
+    if u.size == 0:
+        reason[0] = _INIT_EMPTY
+        return None
+    return u
+
+
+cdef object _init_refusal(str cls, double t, int reason, int char, str where):
+    """The exception (TypeError or ValueError) refusing init(t)'s result, in one line."""
+    name = np.dtype(chr(char)).name if char > 0 else "?"
+    if reason == _INIT_NONE:
+        what = "None"
+    elif reason == _INIT_NOT_NUMERIC:
+        what = "something numpy makes no array of numbers of"
+    elif reason == _INIT_DTYPE:
+        what = f"an array of dtype {name}"
+    elif reason == _INIT_LOSSY:
+        what = f"{name} values that float64 does not hold exactly"
+    else:
+        what = "an empty array"
+    text = f"{cls}.init({t!r}){where} returned {what}; {_INIT_RULE}"
+    return ValueError(text) if reason in (_INIT_LOSSY, _INIT_EMPTY) else TypeError(text)
+
+
 cdef void _copy_into(object dst, object src, str what) except *:
     src = np.asarray(src)
     if src.shape != dst.shape:
@@ -58,7 +133,7 @@ cdef class _PyBox(_Box):
     cdef object f_init, f_step, f_clone, f_sum, f_norm, f_access, f_bufsize, f_pack, f_unpack
     cdef object error
     cdef double tstart
-    cdef object shape, dtype
+    cdef object shape               # of every vector: init's first result (None until known)
     cdef Py_ssize_t nbytes          # message size in bytes, -1 until first asked
 
     def __cinit__(self, app, double tstart):
@@ -107,12 +182,33 @@ cdef class _PyBox(_Box):
             self.error = exc
         return _CALLBACK_ERROR
 
-    cdef object template(self):
-        """An array of init(tstart)'s shape and dtype (what the default pack/unpack move)."""
+    cdef object vector(self, object x, double t):
+        """init(t)'s result x (borrowed) as the core's float64 vector; raise if refused or if its
+        shape is not the one init gave first (at set-up, init(tstart))."""
+        cdef int reason = 0, char = 0
+        u = _as_vector(x, &reason, &char)
+        if u is None:
+            raise _init_refusal(type(self.app).__name__, t, reason, char, "")
         if self.shape is None:
-            u = _own(self.f_init(self.tstart), "init")
-            self.shape, self.dtype = u.shape, u.dtype
-        return self.shape, self.dtype
+            self.shape = u.shape
+        elif u.shape != self.shape:
+            raise ValueError(f"{type(self.app).__name__}.init({t!r}) returned an array of shape {u.shape}; "
+                             f"init({self.tstart!r}) gave {self.shape}, the shape of every vector")
+        return u
+
+    cdef Py_ssize_t probe(self, int *reason, int *char) except -2:
+        """The set-up check: the size of init(tstart), or -1 with *reason/*char when it is refused."""
+        u = _as_vector(self.f_init(self.tstart), reason, char)
+        if u is None:
+            return -1
+        self.shape = u.shape
+        return u.size
+
+    cdef object template(self):
+        """init(tstart)'s shape and dtype (float64): what the default pack/unpack move."""
+        if self.shape is None:
+            self.vector(self.f_init(self.tstart), self.tstart)
+        return self.shape, _FLOAT64
 
     cdef Py_ssize_t message_size(self) except -1:
         if self.nbytes < 0:
@@ -121,7 +217,7 @@ cdef class _PyBox(_Box):
                 if not isinstance(n, numbers.Integral) or n < 0:
                     raise ValueError(f"app.bufsize() must return an integer >= 0, got {n!r}")
             elif self.f_pack is not None:
-                n = len(_byte_view(self.f_pack(_own(self.f_init(self.tstart), "init"))))
+                n = len(_byte_view(self.f_pack(self.vector(self.f_init(self.tstart), self.tstart))))
             else:
                 shape, dtype = self.template()
                 n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -137,7 +233,7 @@ cdef class _PyBox(_Box):
         if self.error is not None:
             return _CALLBACK_ERROR
         try:
-            u = _own(self.f_init(t), "init")
+            u = self.vector(self.f_init(t), t)
         except BaseException as exc:
             return self.fail(exc)
         u_ptr[0] = _hand_out(u)
