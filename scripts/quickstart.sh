@@ -8,7 +8,8 @@
 #   scripts/quickstart.sh --full    the paper's schedules: examples/peaks.toml (200, 125, 75) vs
 #                                   examples/peaks_plain.toml (188 iterations)
 #
-# Installs everything first (scripts/_venv.sh: the active virtual environment, or .venv).
+# Installs everything first (scripts/_venv.sh: the active virtual environment, or .venv).  A rerun
+# replaces the quick start's earlier runs (--overwrite).
 # Environment: BRAIDNET_OUT (output folder, default runs/quickstart), NP (ranks, default 2),
 # MPIEXEC (launcher, default mpiexec).
 set -euo pipefail
@@ -35,11 +36,16 @@ else
 fi
 
 echo "== nested iteration (16, 32, 64 layers) on $np ranks -> $out/nested"
-"$mpiexec" -n "$np" python -m braidnet.cli train "${nested[@]}" --out "$out/nested"
+"$mpiexec" -n "$np" python -m braidnet.cli train "${nested[@]}" --out "$out/nested" --overwrite
 echo "== plain training (64 layers) on $np ranks -> $out/plain"
-"$mpiexec" -n "$np" python -m braidnet.cli train "${plain[@]}" --out "$out/plain"
+"$mpiexec" -n "$np" python -m braidnet.cli train "${plain[@]}" --out "$out/plain" --overwrite
 
 echo "== comparison"
 python -m braidnet.cli compare "$out/nested" "$out/plain"
 png=$(python -m braidnet.cli plot "$out/nested" "$out/plain" --out "$out/peaks.png")
 echo "plot: $png"
+echo
+echo "Next: activate the environment to use braidnet yourself, e.g."
+echo "  . ${VIRTUAL_ENV#$PWD/}/bin/activate"
+echo "  mpiexec -n $np braidnet train examples/peaks.toml --out runs/mine    # the paper's schedule"
+echo "  braidnet config                                                   # every key and its meaning"

@@ -103,7 +103,9 @@ run_one() {
   while IFS= read -r a; do cmd+=("$a"); done < <(args_of "$run")
   cmd+=(--out "$dir")
   local what=start
-  if [ -f "$dir/checkpoint.npz" ]; then cmd+=(--resume); what=resume; fi
+  # a run that died before its first checkpoint starts over (its folder holds its first rows)
+  if [ -f "$dir/checkpoint.npz" ]; then cmd+=(--resume); what=resume
+  elif [ -f "$dir/config.json" ]; then cmd+=(--overwrite); what=restart; fi
   cmd+=("${EXTRA[@]}")
   if [ "$DRY" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; return 0; fi
   mkdir -p "$dir"

@@ -150,7 +150,9 @@ run_one() {  # method width wi gamma seed
   local o
   while IFS= read -r o; do cmd+=(--set "$o"); done < <(overrides_of "$method" "$width" "$wi" "$gamma" "$seed")
   local what=start
-  if [ -f "$dir/checkpoint.npz" ]; then cmd+=(--resume); what=resume; fi
+  # a run that died before its first checkpoint starts over (its folder holds its first rows)
+  if [ -f "$dir/checkpoint.npz" ]; then cmd+=(--resume); what=resume
+  elif [ -f "$dir/config.json" ]; then cmd+=(--overwrite); what=restart; fi
   cmd+=("${EXTRA[@]}")
   if [ "$DRY" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; return 0; fi
 

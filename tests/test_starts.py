@@ -58,7 +58,8 @@ def test_the_best_start_continues_from_its_own_parameters(tmp_path):
     # the starts write nothing: the folder holds the chosen run's files only
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["nested"]["schedule"] == [6, 3, 3]
-    assert sorted(os.listdir(tmp_path)) == ["config.json", "history.csv", "starts.csv", "weights.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "config.json", "history.csv", "starts.csv",
+                                           "weights.npz"]
     with open(tmp_path / "starts.csv") as f:
         table = list(csv.DictReader(f))
     assert [int(r["start"]) for r in table] == [0, 1, 2]
@@ -129,3 +130,20 @@ def test_a_diverging_start_is_left_out_and_all_diverging_stops(monkeypatch):
     bad.add(starts.start_seed(cfg["network"]["seed"], 1))
     with pytest.raises(TrainingDiverged, match="all 3 coarse starts diverged"):
         starts.choose_start(Problem(cfg, MPI.COMM_SELF))
+
+
+def test_progress_counts_iterations_as_the_schedule_does(caplog):
+    """The last line counts optimisation iterations as nested.schedule does (the chosen start's
+    included), not history rows (every level's first row is its starting point)."""
+    import logging
+
+    from mpi4py import MPI
+    cfg = _cfg(starts=2, start_iterations=4)
+    cfg["output"]["progress"] = True
+    with caplog.at_level(logging.INFO, logger="braidnet.progress"):
+        res = train.train(cfg, comm=MPI.COMM_SELF, out_dir=None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "braidnet.progress"]
+    assert len(res.history) == 3 + 4 + 4                   # rows 4-6, 0-3, 0-3
+    assert lines[-1].endswith(", 12 iterations") and lines[-1].startswith("done: max iterations reached")
+    header = [i for i, line in enumerate(lines) if line.startswith("iteration | level")]
+    assert len(header) == 1 and lines[header[0] + 1].startswith("it    4 |")

@@ -158,8 +158,10 @@ def test_history_same_on_1_2_4_ranks(runs):
     for nprocs in (2, 4):
         out_dir, stdout = runs[nprocs]
         _assert_same_history(_history(out_dir), ref, f"{nprocs} ranks vs 1")
-        # rank 0 alone prints one progress line per iteration
+        # rank 0 alone prints a header and one progress line per iteration, and counts iterations
         assert _progress_iterations(stdout) == list(range(ITERATIONS + 1))
+        assert stdout.count("iteration | level (0: finest), layers | objective") == 1
+        assert stdout.rstrip().endswith(f"(exact forward solve), {ITERATIONS} iterations")
         with np.load(os.path.join(str(out_dir), "weights.npz")) as w, \
                 np.load(os.path.join(str(runs[1][0]), "weights.npz")) as w1:
             assert_allclose(w["theta"], w1["theta"], rtol=RTOL, atol=1e-12)
