@@ -54,8 +54,8 @@ class Recorder:
         problem = None
         try:
             self.writer.claim(resume, overwrite, self._resume_problem)
-        except (RunFolderError, OSError) as e:
-            problem = str(e) if isinstance(e, RunFolderError) else f"{self.writer.dir}: {e}"
+        except Exception as e:          # rank 0's verdict, whatever it is, reaches every rank
+            problem = str(e) if isinstance(e, RunFolderError) else f"{self.writer.dir}: {type(e).__name__}: {e}"
         problem = self.comm.bcast(problem, root=0)
         if problem is not None:
             raise RunFolderError(problem)

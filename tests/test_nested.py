@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import mpi_launch
+from small_config import small_config
 from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet import _kernels, config, nested, problem, train, work
@@ -207,14 +208,7 @@ def test_refined_states_are_a_better_initial_guess_than_zeros():
 # ---------------------------------------------------------------------------------------------
 # training: work units
 
-def _cfg(**sections) -> config.Config:
-    cfg = config.defaults()
-    base = {"data": {"n_train": 60, "n_val": 20}, "network": {"width": 4, "layers": 8},
-            "braid": {"max_levels": 2, "cfactor": 2}, "optimizer": {"iterations": 6},
-            "output": {"progress": False, "checkpoint_every": 0}}
-    for section, keys in {**base, **sections}.items():
-        cfg[section].update({**base.get(section, {}), **keys})
-    return config.check(cfg)
+_cfg = small_config
 
 
 def test_counted_work_units_of_a_plain_run_are_the_iteration_count(tmp_path):

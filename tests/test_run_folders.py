@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import mpi_launch
+from small_config import small_config
 from numpy.testing import assert_array_equal
 
 from braidnet import config as C
@@ -28,13 +29,8 @@ TIMEOUT = 60.0
 
 
 def _cfg(**sections) -> C.Config:
-    cfg = C.defaults()
-    base = {"data": {"n_train": 60, "n_val": 20}, "network": {"width": 4, "layers": 8},
-            "braid": {"max_levels": 2, "cfactor": 2}, "optimizer": {"iterations": 5},
-            "output": {"progress": False, "checkpoint_every": 2}}
-    for section, keys in {**base, **sections}.items():
-        cfg[section].update({**base.get(section, {}), **keys})
-    return C.check(cfg)
+    """The tiny problem, 5 iterations, a checkpoint every 2."""
+    return small_config(**{"optimizer": {"iterations": 5}, "output": {"checkpoint_every": 2}, **sections})
 
 
 def _files(folder) -> dict:
