@@ -125,9 +125,11 @@ def _train(args: argparse.Namespace) -> int:
     except Exception as e:              # may be one rank only: take the others down with it
         print(f"braidnet: rank {comm.Get_rank()}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         if comm.Get_size() > 1:
+            import time
             import traceback
             traceback.print_exc()
             sys.stderr.flush()
+            time.sleep(0.5)     # the launcher forwards the message before the abort tears it down
             comm.Abort(1)
         raise
     if result.status == "stalled":

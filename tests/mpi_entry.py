@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 import traceback
 from typing import Any, Callable
 
@@ -62,6 +63,7 @@ def run_cases(path: str) -> int:
         sys.stdout.flush()
         sys.stderr.write(f"rank {comm.Get_rank()}: {where} failed:\n{traceback.format_exc()}")
         sys.stderr.flush()
+        time.sleep(0.5)         # the launcher forwards the message before the abort tears it down
         comm.Abort(1)
     return 0
 
