@@ -157,7 +157,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "config":
-        print(_config.describe())
+        try:
+            print(_config.describe(), flush=True)
+        except BrokenPipeError:          # `braidnet config | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if args.command in ("plot", "compare"):
         try:
