@@ -12,14 +12,15 @@ cdef extern from "braid.h" nogil:
     ctypedef int braid_Int
     ctypedef double braid_Real
 
-    # Message types seen by the buffer callbacks.  (LLNL XBraid numbers some differently: compare
-    # only with these names, never with literal numbers.)
+    # Message types seen by the buffer callbacks: only those both cores define.  (LLNL XBraid numbers
+    # some differently: compare only with these names, never with literal numbers.  The bundled
+    # core's braid_ASCaller_FRelax is not declared: LLNL has no such caller, its value 4 there is
+    # braid_ASCaller_FRefine_AfterInitHier.)
     enum:
         braid_ASCaller_FInterp
         braid_ASCaller_FRestrict
         braid_ASCaller_FRefine
         braid_ASCaller_FAccess
-        braid_ASCaller_FRelax
         braid_ASCaller_Drive_TopCycle
 
     # Opaque handles.  Only the typedef names reach the generated C, so the struct tags need not
@@ -125,6 +126,12 @@ cdef extern from *:
     #include "braid.h"
     #ifdef BRAIDNET_BUNDLED_CORE
     #define BRAIDNET_CORE_IS_BUNDLED 1
+    /* The bundled core writes no files. */
+    static braid_Int braidnet_FileOutputOff(braid_Core core)
+    {
+        (void)core;
+        return 0;
+    }
     #else
     #define BRAIDNET_CORE_IS_BUNDLED 0
     #define BRAID_ERROR_GENERIC   1
@@ -134,6 +141,11 @@ cdef extern from *:
     #define BRAID_ERROR_REMOTE    5
     #define BRAID_ERROR_MPI       6
     #define BRAID_ERROR_STATE     7
+    /* LLNL XBraid's file-output level defaults to 1 (braid.out.cycle in the working directory). */
+    static braid_Int braidnet_FileOutputOff(braid_Core core)
+    {
+        return braid_SetFileIOLevel(core, 0);
+    }
     /* LLNL XBraid has no error strings: name its own codes (1, 2 and 4 = argument error). */
     static const char *braid_ErrorString(braid_Int code)
     {
@@ -202,3 +214,5 @@ cdef extern from *:
     braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr,
                                     braid_Int *strides) nogil
     braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr) nogil
+    # No file output: braid_SetFileIOLevel(core, 0) on LLNL XBraid, nothing on the bundled core.
+    braid_Int braidnet_FileOutputOff(braid_Core core) nogil

@@ -392,10 +392,26 @@ def test_statuses_describe_the_grid():
         assert s.tstart == pytest.approx(s.index * stride * h)
         assert s.nlevels == 3
     assert {s.level for s in steps} == {0, 1, 2}
-    final = [a for a in accesses if a.done]
-    assert [a.index for a in final] == list(range(ntime + 1))      # every point, in time order
+    final = sorted((a for a in accesses if a.done), key=lambda a: a.index)
+    assert [a.index for a in final] == list(range(ntime + 1))      # every point, once
     assert [a.t for a in final] == [(i / ntime) * T for i in range(ntime + 1)]
     assert all(a.level == 0 for a in final)
+
+
+@pytest.mark.bundled_core(reason="the bundled core's final access runs in time order; LLNL XBraid's "
+                                 "final FAccess visits each interval's F-points before its C-point")
+def test_final_access_is_in_time_order():
+    ntime = 16
+    final = []
+
+    class Spy(ScalarODE):
+        def access(self, u, status):
+            if status.done:
+                final.append(status.index)
+
+    with Core(Spy(), 0.0, 8.0, ntime, max_levels=3, cfactor=2, abs_tol=1e-12, **QUIET) as core:
+        core.drive()
+    assert final == list(range(ntime + 1))
 
 
 def test_step_may_return_a_new_array():
@@ -514,6 +530,9 @@ def test_set_options_between_drives():
             core.set_options(max_iter=-1)
 
 
+@pytest.mark.bundled_core(reason="the count is the bundled core's algorithm: one sequential sweep per "
+                                 "iteration plus the final access sweep; LLNL XBraid with one level marches "
+                                 "once, its final access included (64 steps)")
 def test_step_calls_count_the_steps_of_one_level():
     # one level: the iteration's sequential solve and the final access sweep, ntime steps each
     with Core(ScalarApp(), 0.0, 32.0, 64, max_levels=1, **QUIET) as core:

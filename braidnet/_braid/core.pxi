@@ -61,14 +61,14 @@ cdef class Core:
         self.options = opts
         self._box = box
         self._comm = comm
-        c = (<_MPIComm>comm).ob_mpi
-        CHKERR(braid_Init(c, c, self.tstart, self.tstop, self.ntime, box.cb.app, box.cb.step, box.cb.init,
-                          box.cb.clone, box.cb.free, box.cb.sum, box.cb.norm, box.cb.access, box.cb.bufsize,
-                          box.cb.bufpack, box.cb.bufunpack, &self._core))
-        self._apply(opts)
+        if BRAIDNET_CORE_IS_BUNDLED:
+            _create(self)
+        # LLNL XBraid: the braid_Core is made by the first drive (see "LLNL XBraid" below)
 
     cdef int _apply(self, dict opts) except -1:
         cdef braid_Core core = self._core
+        if core == NULL:
+            return 0        # LLNL XBraid before the first drive: _create applies self.options
         # max_levels first: LLNL XBraid needs it before the per-level setters.
         if "max_levels" in opts:
             CHKERR(braid_SetMaxLevels(core, opts["max_levels"]))
@@ -94,7 +94,9 @@ cdef class Core:
             CHKERR(braid_SetFMG(core))
         if "nfmg" in opts:
             CHKERR(braid_SetNFMG(core, opts["nfmg"]))
-        if "skip" in opts:
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            _llnl_skip(self, opts)
+        elif "skip" in opts:
             CHKERR(braid_SetSkip(core, opts["skip"]))
         if "storage" in opts:
             CHKERR(braid_SetStorage(core, opts["storage"]))
@@ -104,7 +106,7 @@ cdef class Core:
             CHKERR(braid_SetPrintLevel(core, opts["print_level"]))
         if "access_level" in opts:
             CHKERR(braid_SetAccessLevel(core, opts["access_level"]))
-        if "seq_soln" in opts:
+        if "seq_soln" in opts and BRAIDNET_CORE_IS_BUNDLED:
             CHKERR(braid_SetSeqSoln(core, opts["seq_soln"]))
         return 0
 
@@ -129,7 +131,8 @@ cdef class Core:
         self.options.update(opts)
 
     cdef int _check_open(self) except -1:
-        if self._core == NULL:
+        # open from __init__ to close(); the braid_Core itself may not exist yet (LLNL XBraid)
+        if self._box is None:
             raise ValueError("this Core is closed")
         return 0
 
@@ -143,29 +146,30 @@ cdef class Core:
         self._check_open()
         self._box.refresh()
         self._box.take_error()
+        if not BRAIDNET_CORE_IS_BUNDLED and not self._driven:
+            _llnl_first_drive(self)
         t0 = time.perf_counter()
         with nogil:
             ierr = braid_Drive(self._core)
         wall = time.perf_counter() - t0
         self._driven = 1
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            _llnl_after_drive(self)
         self._raise_failure(ierr)
         return DriveResult(self.iterations, self.residual_norms, self.levels, wall)
 
     cdef int _raise_failure(self, braid_Int ierr) except -1:
         cdef braid_Int rank = -1
-        exc = self._box.take_error()
         if not BRAIDNET_CORE_IS_BUNDLED:
-            # LLNL XBraid ignores callback codes: agree on failure here, so that no rank goes on alone.
-            failed = (<object>self._comm).allreduce(
-                (<object>self._comm).Get_rank() if (exc is not None or ierr != 0) else -1, op=MPI.MAX)
-            if exc is None and ierr == 0 and failed >= 0:
-                raise BraidError(BRAID_ERROR_REMOTE, f"a callback failed on rank {failed}", rank=failed)
+            ierr, rank = _llnl_agree(self, ierr)
+        exc = self._box.take_error()
         if exc is not None:
             raise exc
         if ierr == 0:
             return 0
         if ierr == BRAID_ERROR_REMOTE:
-            braid_GetErrorRank(self._core, &rank)
+            if BRAIDNET_CORE_IS_BUNDLED:
+                braid_GetErrorRank(self._core, &rank)
             where = f"rank {rank}" if rank >= 0 else "another rank"
             raise BraidError(ierr, f"a callback failed on {where} of the time communicator; the solve "
                                    f"was aborted", rank=rank if rank >= 0 else None)
@@ -179,7 +183,7 @@ cdef class Core:
         """Iterations of the last drive (iteration 0 included); 0 before the first."""
         cdef braid_Int n = 0
         self._check_open()
-        if not self._driven:
+        if not self._driven or self._core == NULL:
             return 0
         CHKERR(braid_GetNumIter(self._core, &n))
         return n
@@ -190,7 +194,7 @@ cdef class Core:
         cdef braid_Int niter = 0, n
         cdef double *buf
         self._check_open()
-        if not self._driven:
+        if not self._driven or self._core == NULL:
             return []
         CHKERR(braid_GetNumIter(self._core, &niter))
         n = niter + 1
@@ -208,16 +212,18 @@ cdef class Core:
         """Levels of the hierarchy (known after the first drive)."""
         cdef braid_Int n = 0
         self._check_open()
+        if self._core == NULL:
+            return 0
         CHKERR(braid_GetNLevels(self._core, &n))
         return n
 
     @property
     def step_calls(self):
-        """Step callbacks this rank made in the last drive (None when built against LLNL XBraid)."""
+        """Step callbacks this rank made in the last drive (0 before the first)."""
         cdef braid_Int n = -1
         self._check_open()
         if not BRAIDNET_CORE_IS_BUNDLED:
-            return None
+            return _box_steps(self._box) if self._driven else 0
         CHKERR(braid_GetNumSteps(self._core, &n))
         return n
 
@@ -275,14 +281,19 @@ cdef class Core:
     def print_stats(self) -> None:
         """Print the statistics block of the last drive (rank 0 of the communicator)."""
         self._check_open()
+        if self._core == NULL:
+            return      # LLNL XBraid before the first drive: no core, no statistics
         CHKERR(braid_PrintStats(self._core))
 
     def close(self) -> None:
         """Destroy the C core (its vectors are freed); later calls raise ValueError.  Idempotent."""
         cdef braid_Core core = self._core
         self._core = NULL
-        if core != NULL and _mpi_alive():
-            CHKERR(braid_Destroy(core))
+        try:
+            if core != NULL and _mpi_alive():
+                CHKERR(braid_Destroy(core))
+        finally:
+            self._box = None
 
     def __enter__(self):
         return self
@@ -297,9 +308,126 @@ cdef class Core:
         self._core = NULL
 
     def __repr__(self) -> str:
-        state = "closed" if self._core == NULL else "open"
+        state = "closed" if self._box is None else "open"
         return (f"<braidnet.braid.Core {state}: ntime={self.ntime} on [{self.tstart!r}, {self.tstop!r}], "
                 f"app={type(self.app).__name__}>")
+
+
+# ---------------------------------------------------------------------------------------------
+# LLNL XBraid: what braidnet does around it
+#
+# Built against LLNL XBraid (XBRAID_DIR=..., BUNDLED_CORE False), braidnet behaves as on its bundled
+# core for every public function.  Where LLNL cannot do something, braidnet does it around the core;
+# this is the one place that says so (the code is in the helpers below, the boxes in pyapp.pxi and
+# vectorapp.pxi, and the shim in libbraid.pxd):
+#
+# * Life cycle.  LLNL's braid_Destroy reads the fine grid, which only braid_Drive makes: destroying a
+#   core that was never driven crashes.  So the braid_Core is made by the first drive (braid_Init,
+#   then the options, in _create); a Core closed before it holds no C core and frees nothing.
+#   braid_Init makes no MPI call, so nothing collective moves.  Before the first drive ``levels``
+#   is 0 (as on the bundled core), and ``print_stats()`` prints nothing (there is no core).
+# * File output.  LLNL writes braid.out.cycle into the working directory by default; every core
+#   gets braid_SetFileIOLevel(core, 0) (braidnet_FileOutputOff in the shim).
+# * Warm restarts.  LLNL applies skip (the first down-cycle does no fine-level work) at every
+#   braid_Drive, which discards the converged state of a warm restart; the bundled core skips in
+#   the first drive only.  braidnet sets skip 0 on the core after each drive (and whenever
+#   seq_soln is on, where the bundled core ignores skip, to avoid LLNL's warning), whatever
+#   ``options["skip"]`` says.
+# * Callback failures.  LLNL ignores callback return codes and uses their outputs.  So braidnet's
+#   callbacks always write valid outputs, also after a failure: vectors (zeros, or a copy where one
+#   is cloned), norms (0), message sizes (fixed before the first drive: a Python app's message size
+#   is computed and agreed on there, one reduction, so that bufsize never needs the app again) and
+#   buffers (zeros); once one failed they skip the app's functions, as the bundled core does.  Each
+#   box keeps this rank's first code (a Python exception: CALLBACK_ERROR; a VectorApp's own code).
+#   After braid_Drive one reduction (_llnl_agree) finds the lowest failing rank, as the bundled core
+#   does: the failing rank raises its exception (or BraidError with its code), the others
+#   BraidError(ERROR_REMOTE) naming it.  A NaN residual norm (LLNL stops, but returns 0) raises
+#   BraidError(ERROR_DIVERGED) on every rank.  LLNL goes on iterating after a failure until its
+#   tolerance or max_iter ends the drive (the failing rank's callbacks return at once): no rank
+#   hangs, but the failing drive costs more than on the bundled core.
+# * Results LLNL does not publish: ``step_calls`` counts the step callbacks in the box;
+#   ``distribution``, ``distributions`` and ``level_strides`` follow the bundled core's rules
+#   (_llnl_fine_range, _llnl_level_strides; LLNL distributes and coarsens by the same rules).
+#   braid_ErrorString and braid_GetErrorRank are stand-ins in the shim (libbraid.pxd).
+# * Not equal: LLNL's algorithm itself (e.g. which points are accessed when, the order of the final
+#   access, how many steps a cycle takes, its print_level output) is LLNL's; tests that depend on
+#   the bundled core's choices are marked ``bundled_core`` (tests/conftest.py).
+# ---------------------------------------------------------------------------------------------
+
+cdef int _create(Core self) except -1:
+    """braid_Init, no file output, and the options: the C core of self."""
+    cdef MPI_Comm c = (<_MPIComm>self._comm).ob_mpi
+    cdef _Box box = self._box
+    CHKERR(braid_Init(c, c, self.tstart, self.tstop, self.ntime, box.cb.app, box.cb.step, box.cb.init,
+                      box.cb.clone, box.cb.free, box.cb.sum, box.cb.norm, box.cb.access, box.cb.bufsize,
+                      box.cb.bufpack, box.cb.bufunpack, &self._core))
+    CHKERR(braidnet_FileOutputOff(self._core))
+    self._apply(self.options)
+    return 0
+
+
+cdef int _llnl_skip(Core self, dict opts) except -1:
+    """LLNL: skip only in the first drive, never with seq_soln (set before seq_soln: no warning)."""
+    merged = dict(self.options)
+    merged.update(opts)
+    seq = merged.get("seq_soln", 0)
+    CHKERR(braid_SetSkip(self._core, 0 if (self._driven or seq) else merged.get("skip", 1)))
+    if "seq_soln" in opts:
+        CHKERR(braid_SetSeqSoln(self._core, opts["seq_soln"]))
+    return 0
+
+
+cdef int _llnl_first_drive(Core self) except -1:
+    """LLNL, before braid_Drive makes the grids: settle a Python app's message size (agreed on over
+    the ranks: a failure ends the drive on every rank before it starts), then make the C core."""
+    if self._core != NULL:
+        return 0
+    if isinstance(self._box, _PyBox):
+        (<_PyBox>self._box).settle_message_size()
+    try:
+        self._raise_failure(0)
+    except BaseException:
+        self._driven = 1       # as a drive that failed on the bundled core
+        raise
+    _create(self)
+    return 0
+
+
+cdef int _llnl_after_drive(Core self) except -1:
+    """LLNL: later drives continue from the current solution (no skipped down-cycle)."""
+    CHKERR(braid_SetSkip(self._core, 0))
+    return 0
+
+
+cdef tuple _llnl_agree(Core self, braid_Int ierr):
+    """LLNL: (code, rank) of the drive's failure, agreed on with one reduction: this rank's code
+    if it failed (the lowest failing rank), else ERROR_REMOTE and the lowest failing rank, else (0, -1)."""
+    comm = self._comm
+    me, P = comm.Get_rank(), comm.Get_size()
+    code = ierr if ierr != 0 else _box_code(self._box)
+    if code == 0 and self._core != NULL and self._driven:
+        if any(math.isnan(r) for r in self.residual_norms):
+            code = BRAID_ERROR_DIVERGED     # every rank sees the same (global) norm
+    first = comm.allreduce(me if code != 0 else P, op=MPI.MIN)
+    if first == P:
+        return 0, -1
+    return (code if code != 0 else BRAID_ERROR_REMOTE), first
+
+
+cdef braid_Int _box_code(_Box box):
+    if isinstance(box, _PyBox):
+        return (<_PyBox>box).code()
+    if isinstance(box, _FastBox):
+        return (<_FastBox>box).code()
+    return 0
+
+
+cdef object _box_steps(_Box box):
+    if isinstance(box, _PyBox):
+        return (<_PyBox>box).nsteps
+    if isinstance(box, _FastBox):
+        return (<_FastBox>box).state.nsteps
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 # Python applications: each braid_Vector is a PyObject* (a numpy array) owning one reference;
 # the callbacks take the GIL and go to the _PyBox.  (Included by braidnet/braid.pyx.)
 
+from libc.string cimport memset
+
 cdef inline braid_Vector _hand_out(object obj):
     """Give the core one reference to obj (released by _py_free)."""
     Py_INCREF(obj)
@@ -135,6 +137,7 @@ cdef class _PyBox(_Box):
     cdef double tstart
     cdef object shape               # of every vector: init's first result (None until known)
     cdef Py_ssize_t nbytes          # message size in bytes, -1 until first asked
+    cdef readonly Py_ssize_t nsteps  # step calls of the current drive (Core.step_calls on LLNL XBraid)
 
     def __cinit__(self, app, double tstart):
         self.app = app
@@ -160,6 +163,7 @@ cdef class _PyBox(_Box):
             raise TypeError("a Python app defines pack() and unpack() together, or neither")
         if self.f_bufsize is not None and self.f_pack is None:
             raise TypeError("app.bufsize() only makes sense with pack() and unpack()")
+        self.nsteps = 0
         self.cb.app = <braid_App><void *>self
         self.cb.step = _py_step
         self.cb.init = _py_init
@@ -181,6 +185,32 @@ cdef class _PyBox(_Box):
         if self.error is None:      # keep the first exception
             self.error = exc
         return _CALLBACK_ERROR
+
+    cdef braid_Int code(self) noexcept:
+        """The code this rank's callbacks returned in the current drive (before take_error)."""
+        return _CALLBACK_ERROR if self.error is not None else 0
+
+    cdef int settle_message_size(self) noexcept:
+        """LLNL XBraid, first drive: fix the message size before the core asks (1: it failed).
+
+        bufsize must answer with the same size even after a failure (LLNL uses whatever it gets);
+        a failure here is agreed on by Core.drive() before braid_Drive."""
+        try:
+            self.message_size()
+        except BaseException as exc:
+            self.fail(exc)
+        return 1 if self.error is not None else 0
+
+    cdef braid_Vector blank(self, braid_Vector like) noexcept:
+        """LLNL XBraid, after a failure: a valid vector where one must be written (a copy of
+        `like`, else zeros of the vectors' shape); the core ignores codes and uses it."""
+        try:
+            if like != NULL:
+                return _hand_out(np.array(_vec(like), copy=True))
+            return _hand_out(np.zeros(self.shape if self.shape is not None else (1,), dtype=np.float64))
+        except BaseException as exc:
+            self.fail(exc)
+            return NULL
 
     cdef object vector(self, object x, double t):
         """init(t)'s result x (borrowed) as the core's float64 vector; raise if refused or if its
@@ -229,20 +259,25 @@ cdef class _PyBox(_Box):
     # ---- the callbacks, with the GIL held ----
 
     cdef braid_Int init(self, braid_Real t, braid_Vector *u_ptr) noexcept:
-        u_ptr[0] = NULL     # on failure: no vector (the core expects none and frees nothing)
-        if self.error is not None:
-            return _CALLBACK_ERROR
-        try:
-            u = self.vector(self.f_init(t), t)
-        except BaseException as exc:
-            return self.fail(exc)
-        u_ptr[0] = _hand_out(u)
-        return 0
+        # on failure: no vector on the bundled core (it expects none and frees nothing), a zero
+        # vector on LLNL XBraid (it ignores the code and uses the vector)
+        u_ptr[0] = NULL
+        if self.error is None:
+            try:
+                u = self.vector(self.f_init(t), t)
+                u_ptr[0] = _hand_out(u)
+                return 0
+            except BaseException as exc:
+                self.fail(exc)
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            u_ptr[0] = self.blank(NULL)
+        return _CALLBACK_ERROR
 
     cdef braid_Int step(self, braid_Vector ustop, braid_Vector fstop, braid_Vector u,
                         braid_StepStatus status) noexcept:
         if self.error is not None:
             return _CALLBACK_ERROR
+        self.nsteps += 1
         try:
             uo = _vec(u)
             res = self.f_step(uo, _vec(ustop), None if fstop == NULL else _vec(fstop), _step_status(status))
@@ -254,17 +289,19 @@ cdef class _PyBox(_Box):
 
     cdef braid_Int clone(self, braid_Vector u, braid_Vector *v_ptr) noexcept:
         v_ptr[0] = NULL
-        if self.error is not None:
-            return _CALLBACK_ERROR
-        try:
-            if self.f_clone is None:
-                v = np.array(_vec(u), copy=True)
-            else:
-                v = _own(self.f_clone(_vec(u)), "clone")
-        except BaseException as exc:
-            return self.fail(exc)
-        v_ptr[0] = _hand_out(v)
-        return 0
+        if self.error is None:
+            try:
+                if self.f_clone is None:
+                    v = np.array(_vec(u), copy=True)
+                else:
+                    v = _own(self.f_clone(_vec(u)), "clone")
+                v_ptr[0] = _hand_out(v)
+                return 0
+            except BaseException as exc:
+                self.fail(exc)
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            v_ptr[0] = self.blank(u)
+        return _CALLBACK_ERROR
 
     cdef braid_Int sum(self, double alpha, braid_Vector x, double beta, braid_Vector y) noexcept:
         if self.error is not None:
@@ -288,16 +325,18 @@ cdef class _PyBox(_Box):
         return 0
 
     cdef braid_Int norm(self, braid_Vector u, braid_Real *norm_ptr) noexcept:
-        if self.error is not None:
-            return _CALLBACK_ERROR
-        try:
-            if self.f_norm is None:
-                norm_ptr[0] = np.linalg.norm(np.ravel(_vec(u)))
-            else:
-                norm_ptr[0] = self.f_norm(_vec(u))
-        except BaseException as exc:
-            return self.fail(exc)
-        return 0
+        if self.error is None:
+            try:
+                if self.f_norm is None:
+                    norm_ptr[0] = np.linalg.norm(np.ravel(_vec(u)))
+                else:
+                    norm_ptr[0] = self.f_norm(_vec(u))
+                return 0
+            except BaseException as exc:
+                self.fail(exc)
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            norm_ptr[0] = 0.0
+        return _CALLBACK_ERROR
 
     cdef braid_Int access(self, braid_Vector u, braid_AccessStatus status) noexcept:
         if self.error is not None:
@@ -309,18 +348,21 @@ cdef class _PyBox(_Box):
         return 0
 
     cdef braid_Int bufsize(self, braid_Int *size_ptr) noexcept:
-        if self.error is not None:
-            return _CALLBACK_ERROR
-        try:
-            size_ptr[0] = <braid_Int>self.message_size()
-        except BaseException as exc:
-            return self.fail(exc)
-        return 0
+        if self.error is None:
+            try:
+                size_ptr[0] = <braid_Int>self.message_size()
+                return 0
+            except BaseException as exc:
+                self.fail(exc)
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            # settled before the first drive (settle_message_size): every message keeps its size
+            size_ptr[0] = <braid_Int>(self.nbytes if self.nbytes >= 0 else 0)
+        return _CALLBACK_ERROR
 
     cdef braid_Int bufpack(self, braid_Vector u, void *buffer) noexcept:
         cdef const unsigned char[::1] src
         if self.error is not None:
-            return _CALLBACK_ERROR
+            return self.blank_message(buffer)
         try:
             n = self.message_size()
             if self.f_pack is None:
@@ -336,14 +378,21 @@ cdef class _PyBox(_Box):
             if src.shape[0] > 0:
                 memcpy(buffer, &src[0], src.shape[0])
         except BaseException as exc:
-            return self.fail(exc)
+            self.fail(exc)
+            return self.blank_message(buffer)
         return 0
+
+    cdef braid_Int blank_message(self, void *buffer) noexcept:
+        """After a failure: zeros in the buffer on LLNL XBraid (it sends it anyway)."""
+        if not BRAIDNET_CORE_IS_BUNDLED and self.nbytes > 0:
+            memset(buffer, 0, self.nbytes)
+        return _CALLBACK_ERROR
 
     cdef braid_Int bufunpack(self, void *buffer, braid_Vector *u_ptr) noexcept:
         cdef unsigned char[::1] dst
         u_ptr[0] = NULL
         if self.error is not None:
-            return _CALLBACK_ERROR
+            return self.blank_unpack(u_ptr)
         try:
             n = self.message_size()
             if self.f_unpack is None:
@@ -356,9 +405,15 @@ cdef class _PyBox(_Box):
                 # A bytes copy: the core's buffer does not outlive this call.
                 u = _own(self.f_unpack(PyBytes_FromStringAndSize(<char *>buffer, n)), "unpack")
         except BaseException as exc:
-            return self.fail(exc)
+            self.fail(exc)
+            return self.blank_unpack(u_ptr)
         u_ptr[0] = _hand_out(u)
         return 0
+
+    cdef braid_Int blank_unpack(self, braid_Vector *u_ptr) noexcept:
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            u_ptr[0] = self.blank(NULL)
+        return _CALLBACK_ERROR
 
 
 # The C entry points of Python apps: take the GIL and go to the box's method.

@@ -140,38 +140,66 @@ cdef double *_fast_alloc(FastApp *a) noexcept nogil:
     return <double *>malloc(a.size * sizeof(double))
 
 
+# What the callbacks reach through braid_App: the FastApp first (so that braid_App is also a
+# FastApp *), then the first non-zero code a callback returned in the current drive.  LLNL XBraid
+# ignores callback codes: braidnet keeps the code here, skips the app's own functions once one has
+# failed (as the bundled core does) and still writes every output (vectors, norms).
+cdef struct _FastState:
+    FastApp fast
+    braid_Int code
+    braid_Int nsteps        # step calls of the current drive (Core.step_calls on LLNL XBraid)
+
+
+cdef inline braid_Int _fast_fail(FastApp *a, braid_Int code) noexcept nogil:
+    cdef _FastState *s = <_FastState *>a
+    if code != 0 and s.code == 0:
+        s.code = code
+    return code
+
+
+cdef inline braid_Int _fast_failed(FastApp *a) noexcept nogil:
+    return (<_FastState *>a).code
+
+
 cdef braid_Int _v_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_Vector u,
                        braid_StepStatus status) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
     cdef StepInfo info
+    if _fast_failed(a):
+        return _fast_failed(a)
     braid_StepStatusGetTstartTstop(status, &info.tstart, &info.tstop)
     braid_StepStatusGetLevel(status, &info.level)
     braid_StepStatusGetTIndex(status, &info.index)
     braid_StepStatusGetIter(status, &info.iter)
     braid_StepStatusGetDone(status, &info.done)
     info.app = a.owner
-    return a.step(a.ctx, <double *>u, <const double *>ustop, &info)
+    (<_FastState *>a).nsteps += 1
+    return _fast_fail(a, a.step(a.ctx, <double *>u, <const double *>ustop, &info))
 
 cdef braid_Int _v_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
     cdef double *u = _fast_alloc(a)
     cdef braid_Int ierr
-    u_ptr[0] = NULL     # on failure: no vector (the core expects none and frees nothing)
+    u_ptr[0] = NULL     # on failure: no vector on the bundled core (it expects none and frees nothing)
     if u == NULL:
-        return BRAID_ERROR_MEMORY
-    ierr = a.init(a.ctx, t, u)
+        return _fast_fail(a, BRAID_ERROR_MEMORY)
+    ierr = _fast_failed(a)
+    if ierr == 0:
+        ierr = _fast_fail(a, a.init(a.ctx, t, u))
     if ierr != 0:
-        free(u)
-        return ierr
+        if BRAIDNET_CORE_IS_BUNDLED:
+            free(u)
+            return ierr
+        memset(u, 0, a.size * sizeof(double))   # LLNL XBraid uses the vector anyway: zeros
     u_ptr[0] = <braid_Vector>u
-    return 0
+    return ierr
 
 cdef braid_Int _v_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
     cdef double *v = _fast_alloc(a)
     v_ptr[0] = <braid_Vector>v
     if v == NULL:
-        return BRAID_ERROR_MEMORY
+        return _fast_fail(a, BRAID_ERROR_MEMORY)
     memcpy(v, <double *>u, a.size * sizeof(double))
     return 0
 
@@ -194,16 +222,24 @@ cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Rea
     return 0
 
 cdef braid_Int _v_norm(braid_App app, braid_Vector u, braid_Real *norm_ptr) noexcept nogil:
-    return _fast_norm_of(<FastApp *>app, <const double *>u, norm_ptr)
+    cdef FastApp *a = <FastApp *>app
+    cdef braid_Int ierr = _fast_failed(a)
+    if ierr == 0:
+        ierr = _fast_fail(a, _fast_norm_of(a, <const double *>u, norm_ptr))
+    if ierr != 0 and not BRAIDNET_CORE_IS_BUNDLED:
+        norm_ptr[0] = 0.0
+    return ierr
 
 cdef braid_Int _v_access(braid_App app, braid_Vector u, braid_AccessStatus status) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
     cdef AccessInfo info
+    if _fast_failed(a):
+        return _fast_failed(a)
     braid_AccessStatusGetTILD(status, &info.t, &info.iter, &info.level, &info.done)
     braid_AccessStatusGetTIndex(status, &info.index)
     braid_AccessStatusGetResidual(status, &info.residual)
     info.app = a.owner
-    return a.access(a.ctx, <const double *>u, &info)
+    return _fast_fail(a, a.access(a.ctx, <const double *>u, &info))
 
 cdef braid_Int _v_bufsize(braid_App app, braid_Int *size_ptr, braid_BufferStatus status) noexcept nogil:
     size_ptr[0] = <braid_Int>((<FastApp *>app).size * sizeof(double))
@@ -219,7 +255,7 @@ cdef braid_Int _v_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
     cdef double *u = _fast_alloc(a)
     u_ptr[0] = <braid_Vector>u
     if u == NULL:
-        return BRAID_ERROR_MEMORY
+        return _fast_fail(a, BRAID_ERROR_MEMORY)
     memcpy(u, buffer, a.size * sizeof(double))
     return 0
 
@@ -227,7 +263,7 @@ cdef braid_Int _v_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
 @cython.final
 cdef class _FastBox(_Box):
     """A VectorApp behind braid_App: the nogil callbacks read a C copy of its fields."""
-    cdef FastApp fast
+    cdef _FastState state
 
     def __cinit__(self, VectorApp app):
         self.app = app
@@ -235,14 +271,16 @@ cdef class _FastBox(_Box):
     cdef int refresh(self) except -1:
         cdef VectorApp v = <VectorApp>self.app
         v._check()
-        self.fast.size = v.size
-        self.fast.ctx = v.ctx
-        self.fast.step = v.step_fn
-        self.fast.init = v.init_fn
-        self.fast.access = v.access_fn
-        self.fast.norm = v.norm_fn
-        self.fast.owner = <void *>v
-        self.cb.app = <braid_App>&self.fast
+        self.state.fast.size = v.size
+        self.state.fast.ctx = v.ctx
+        self.state.fast.step = v.step_fn
+        self.state.fast.init = v.init_fn
+        self.state.fast.access = v.access_fn
+        self.state.fast.norm = v.norm_fn
+        self.state.fast.owner = <void *>v
+        self.state.code = 0
+        self.state.nsteps = 0
+        self.cb.app = <braid_App>&self.state
         self.cb.step = _v_step
         self.cb.init = _v_init
         self.cb.clone = _v_clone
@@ -259,3 +297,7 @@ cdef class _FastBox(_Box):
         cdef VectorApp v = <VectorApp>self.app
         exc, v._error = v._error, None
         return exc
+
+    cdef braid_Int code(self) noexcept:
+        """The first non-zero code this rank's callbacks returned in the current drive."""
+        return self.state.code
