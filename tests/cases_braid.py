@@ -62,6 +62,26 @@ class FailOn(ScalarODE):
         super().__init__()
         self.fail = COMM.rank == rank
         self.name = name
+        # the optional methods exist only when they are the one to fail (the wrapper's defaults
+        # serve the other cases)
+        if name in ("clone", "sum", "norm", "bufsize"):
+            setattr(self, name, getattr(self, "_" + name))
+
+    def _clone(self, u: np.ndarray) -> np.ndarray:
+        self._maybe_fail("clone")
+        return u.copy()
+
+    def _sum(self, alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> None:
+        self._maybe_fail("sum")
+        y[:] = alpha * x + beta * y
+
+    def _norm(self, u: np.ndarray) -> float:
+        self._maybe_fail("norm")
+        return float(np.sqrt(np.sum(u * u)))
+
+    def _bufsize(self) -> int:
+        self._maybe_fail("bufsize")
+        return len(self.pack(self.init(0.0)))
 
     def _maybe_fail(self, name: str) -> None:
         if self.fail and name == self.name:

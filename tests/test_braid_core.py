@@ -645,6 +645,60 @@ def test_braid_error():
         BraidError, 5, 1, "a callback failed on rank 1 (braid error code 5)")
 
 
+def test_core_never_driven():
+    # LLNL XBraid's braid_Destroy crashes on a core that was never driven: braidnet makes the C core
+    # at the first drive there (braidnet/_braid/core.pxi, "LLNL XBraid")
+    with Core(ScalarApp(), 0.0, 8.0, 16, max_levels=3, **QUIET) as core:
+        assert (core.iterations, core.residual_norms, core.levels, core.step_calls) == (0, [], 0, 0)
+        core.set_options(max_iter=5)
+        assert core.options["max_iter"] == 5
+    with pytest.raises(ValueError, match="closed"):
+        core.drive()
+    core = Core(ScalarODE(), 0.0, 8.0, 16, **QUIET)
+    del core                      # freed by the garbage collector, never driven
+    gc.collect()
+
+
+def test_no_files_in_the_working_directory(tmp_path, monkeypatch):
+    # LLNL XBraid writes braid.out.cycle by default: braidnet turns its file output off
+    monkeypatch.chdir(tmp_path)
+    with Core(ScalarODE(), 0.0, 8.0, 16, max_levels=3, **QUIET) as core:
+        core.drive()
+        core.drive()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [{"skip": 1}, {"skip": 0}, {"skip": 1, "seq_soln": 1}],
+                         ids=["skip", "noskip", "skip-seq"])
+def test_warm_restart_never_skips(options):
+    # skip acts in the first drive only: a warm restart continues from the current solution (LLNL
+    # XBraid would redo the skipped down-cycle at every drive; braidnet sets skip 0 after a drive)
+    tol = 1e-12
+    with Core(ScalarODE(), 0.0, 8.0, 64, max_levels=3, abs_tol=tol, **QUIET) as core:
+        core.set_options(**options)
+        first = core.drive()
+        assert first.residual_norms[-1] < tol
+        core.set_options(skip=1)
+        again = core.drive()
+    assert again.iterations == 1
+    assert 0 <= again.residual_norms[0] < tol
+
+
+def test_nan_residual_raises_diverged():
+    from braidnet.braid import ERROR_DIVERGED
+
+    class Blowup(ScalarODE):
+        def step(self, u, ustop, fstop, status):
+            super().step(u, ustop, fstop, status)
+            if status.iter >= 1 and status.level == 0:
+                u[0] = math.nan
+
+    with Core(Blowup(), 0.0, 8.0, 16, max_levels=3, abs_tol=1e-12, **QUIET) as core:
+        with pytest.raises(BraidError) as info:
+            core.drive()
+    assert info.value.code == ERROR_DIVERGED
+
+
 def test_closed_core():
     core = Core(ScalarApp(), 0.0, 8.0, 16, **QUIET)
     core.close()

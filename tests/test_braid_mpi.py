@@ -154,12 +154,14 @@ def test_python_pack_unpack_used_across_ranks(solves):
 
 FAIL_CASES = [   # (callback, the rank it fails on)
     ("step", 1), ("init", 1), ("access", 0), ("pack", 0), ("unpack", 1),
+    ("clone", 1), ("sum", 0), ("norm", 1), ("bufsize", 1),
     ("fast-message", 1), ("fast-exception", 0), ("fast-code", 1),
 ]
 # a healthy solve after the failures: the processes are still usable
 AFTER_FAILURES = _case("after-failures", "resnet4", max_levels=3, cfactor=4)[1]
 EXPECTED_TYPE = {"step": "LookupError", "init": "LookupError", "access": "LookupError", "pack": "LookupError",
-                 "unpack": "LookupError", "fast-message": "RuntimeError", "fast-exception": "ZeroDivisionError",
+                 "unpack": "LookupError", "clone": "LookupError", "sum": "LookupError", "norm": "LookupError",
+                 "bufsize": "LookupError", "fast-message": "RuntimeError", "fast-exception": "ZeroDivisionError",
                  "fast-code": "BraidError"}
 
 

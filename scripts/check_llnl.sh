@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Build braidnet against LLNL XBraid (the pinned snapshot in ../shared/xbraid, next to the checkout)
+# and run the test suite there.  Tests marked bundled_core skip themselves (tests/conftest.py).
+#
+#   1. extract and build LLNL XBraid in a temporary folder (make, with the MPI's mpicc);
+#   2. copy the checkout's files (tracked and untracked-not-ignored: the working tree as it is) to
+#      that folder and build braidnet in place there with XBRAID_DIR: nothing is installed, and the
+#      checkout itself and its build are left alone;
+#   3. run `python -m pytest -q` from the copy (its braidnet shadows any installed one; the MPI
+#      tests launch mpiexec with the imported braidnet's PYTHONPATH), and check that the core wrote
+#      no braid.out.* files.
+#
+# Quiet on success (one line); on failure the log that failed and a non-zero exit.  Without the
+# snapshot it says so in one line and exits 0.
+#
+# Usage: scripts/check_llnl.sh [pytest arguments, e.g. tests/test_braid_core.py]
+# Environment:
+#   BRAIDNET_LLNL_PYTHON   the Python to build and test with: a virtual environment with numpy,
+#                          Cython, mpi4py, an MPI (mpicc, mpiexec) and pytest.  Default: the active
+#                          virtual environment's, else the checkout's .venv, else python3.
+#   BRAIDNET_XBRAID_TARBALL  another snapshot (default ../shared/xbraid/xbraid-52178c8.tar.gz)
+#   BRAIDNET_LLNL_KEEP=1   keep the temporary folder (its path is printed)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tarball=${BRAIDNET_XBRAID_TARBALL:-$root/../shared/xbraid/xbraid-52178c8.tar.gz}
+if [ ! -f "$tarball" ]; then
+  echo "check_llnl: skipped: no LLNL XBraid snapshot at $tarball"
+  exit 0
+fi
+
+if [ -n "${BRAIDNET_LLNL_PYTHON:-}" ]; then py=$BRAIDNET_LLNL_PYTHON
+elif [ -n "${VIRTUAL_ENV:-}" ]; then py=$VIRTUAL_ENV/bin/python
+elif [ -x .venv/bin/python ]; then py=$root/.venv/bin/python
+else py=$(command -v python3)
+fi
+# the environment's bin first: its mpicc and mpiexec are the MPI that mpi4py uses
+export PATH="$(dirname "$py"):$PATH"
+if ! "$py" -c "import numpy, Cython, mpi4py, pytest" 2> /dev/null; then
+  echo "check_llnl: FAILED: $py lacks numpy, Cython, mpi4py or pytest (set BRAIDNET_LLNL_PYTHON)" >&2
+  exit 1
+fi
+mpicc=$(command -v mpicc || true)
+if [ -z "$mpicc" ]; then
+  echo "check_llnl: FAILED: no mpicc next to $py or on PATH" >&2
+  exit 1
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/braidnet-llnl.XXXXXX")
+if [ "${BRAIDNET_LLNL_KEEP:-0}" = 1 ]; then
+  echo "check_llnl: working in $work (kept)"
+else
+  trap 'rm -rf "$work"' EXIT
+fi
+t0=$(date +%s)
+
+fail() {   # fail WHAT LOG: the log's end and a non-zero exit
+  echo "check_llnl: FAILED: $1 (log: $2)" >&2
+  tail -n 80 "$2" >&2 || true
+  echo "check_llnl: FAILED: $1" >&2
+  exit 1
+}
+
+# 1. LLNL XBraid
+tar xzf "$tarball" -C "$work" || fail "extracting $tarball" /dev/null
+make -C "$work/xbraid/braid" debug=no MPICC="$mpicc" > "$work/xbraid.log" 2>&1 \
+  || fail "building LLNL XBraid" "$work/xbraid.log"
+
+# 2. braidnet against it, in a copy of the working tree
+src=$work/braidnet
+mkdir -p "$src"
+git -C "$root" ls-files -z --cached --others --exclude-standard \
+  | (cd "$root" && xargs -0 cp --parents -t "$src" 2> /dev/null || true)
+[ -f "$src/setup.py" ] || fail "copying the checkout" /dev/null
+(cd "$src" && XBRAID_DIR="$work/xbraid" "$py" setup.py build_ext --inplace -j "$(nproc)") \
+  > "$work/build.log" 2>&1 || fail "building braidnet against LLNL XBraid" "$work/build.log"
+(cd "$src" && "$py" -c "
+import braidnet.braid as b, sys
+assert b.__file__.startswith('$src/'), b.__file__
+sys.exit(0 if not b.BUNDLED_CORE else 'braidnet.braid was built against the bundled core')
+") > "$work/import.log" 2>&1 || fail "importing the LLNL build of braidnet.braid" "$work/import.log"
+
+# 3. the test suite
+if ! (cd "$src" && "$py" -m pytest -q -p no:cacheprovider "$@") > "$work/pytest.log" 2>&1; then
+  fail "the test suite against LLNL XBraid" "$work/pytest.log"
+fi
+stray=$(cd "$src" && find . -name 'braid.out*' -o -name 'braid_timings*' | head -5)
+[ -z "$stray" ] || { echo "$stray" > "$work/stray.log"; fail "the core wrote files: $stray" "$work/stray.log"; }
+
+# Hook: scripts/compare_cores.py (the examples through both cores with an option matrix) belongs
+# here, once it exists: the LLNL build is the copy in $src (run it with cwd $src), the bundled one
+# the checkout in $root, e.g.
+#   (cd "$src" && "$py" scripts/compare_cores.py --other "$root") >> "$work/compare.log" 2>&1 \
+#     || fail "comparing the cores" "$work/compare.log"
+
+summary=$(tail -n 1 "$work/pytest.log" | sed 's/=//g; s/^ *//; s/ *$//')
+echo "check_llnl: LLNL XBraid $(basename "$tarball" .tar.gz): $summary; $(( $(date +%s) - t0 )) s in all"
