@@ -38,6 +38,10 @@ cdef class Core:
     ``ValueError``.  Every rank raises the same error, naming the rank at fault; an exception that
     the app raises there comes out on its rank, and the other ranks raise :class:`BraidError`
     naming that rank.
+
+    Built against LLNL XBraid (``BUNDLED_CORE`` False) a Core behaves the same; what braidnet does
+    around that core for it is listed in one place, the section "LLNL XBraid" of
+    ``braidnet/_braid/core.pxi``.
     """
 
     def __cinit__(self):
@@ -146,7 +150,7 @@ cdef class Core:
         self._check_open()
         self._box.refresh()
         self._box.take_error()
-        if not BRAIDNET_CORE_IS_BUNDLED and not self._driven:
+        if not BRAIDNET_CORE_IS_BUNDLED and self._core == NULL:
             _llnl_first_drive(self)
         t0 = time.perf_counter()
         with nogil:
@@ -380,15 +384,9 @@ cdef int _llnl_skip(Core self, dict opts) except -1:
 cdef int _llnl_first_drive(Core self) except -1:
     """LLNL, before braid_Drive makes the grids: settle a Python app's message size (agreed on over
     the ranks: a failure ends the drive on every rank before it starts), then make the C core."""
-    if self._core != NULL:
-        return 0
     if isinstance(self._box, _PyBox):
         (<_PyBox>self._box).settle_message_size()
-    try:
-        self._raise_failure(0)
-    except BaseException:
-        self._driven = 1       # as a drive that failed on the bundled core
-        raise
+    self._raise_failure(0)      # a failure leaves no core: the next drive tries again, as the bundled one
     _create(self)
     return 0
 
