@@ -19,7 +19,7 @@
 #                          Cython, mpi4py, an MPI (mpicc, mpiexec) and pytest.  Default: the active
 #                          virtual environment's, else the checkout's .venv, else python3.
 #   BRAIDNET_XBRAID_TARBALL  another snapshot (default ../shared/xbraid/xbraid-52178c8.tar.gz)
-#   BRAIDNET_LLNL_KEEP=1   keep the temporary folder (its path is printed)
+#   BRAIDNET_LLNL_KEEP=1   keep the temporary folder (its path is printed; kept anyway on failure)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -54,8 +54,9 @@ else
 fi
 t0=$(date +%s)
 
-fail() {   # fail WHAT LOG: the log's end and a non-zero exit
-  echo "check_llnl: FAILED: $1 (log: $2)" >&2
+fail() {   # fail WHAT LOG: the log's end and a non-zero exit; the folder is kept for a look
+  trap - EXIT
+  echo "check_llnl: FAILED: $1 (log: $2; the folder $work is kept)" >&2
   tail -n 80 "$2" >&2 || true
   echo "check_llnl: FAILED: $1" >&2
   exit 1
