@@ -110,9 +110,10 @@ def test_build_info():
     assert BUNDLED_CORE == (info["core"] == "bundled"), "braidnet/_build.py disagrees with braidnet.braid"
 
 
-def test_version_flag():
+def test_version_flag(tmp_path):
+    # run elsewhere: `python -m` puts the working folder first on sys.path
     res = subprocess.run([sys.executable, "-m", "braidnet.cli", "--version"], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     info = braidnet.build_info()
     core = info["core"] + (f", {info['xbraid_dir']}" if info["xbraid_dir"] else "")
