@@ -57,12 +57,13 @@ exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
 # Markdown: GitHub-style heading anchors, so that design.md and results.md link to each other's
 # sections (results.md#1-peaks-...) the same way on GitHub and here.
 myst_heading_anchors = 4
-myst_enable_extensions = ["colon_fence"]
 
 # autodoc: members in source order, signatures with their annotations (the Cython modules embed
 # their signatures in the docstrings: embedsignature in setup.py).
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+autodoc_preserve_defaults = True      # defaults as written ("dot=_dot", not "<function _dot at 0x...>")
+python_use_unqualified_type_names = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autoclass_content = "class"
 napoleon_google_docstring = True
