@@ -118,6 +118,7 @@ def all_cases() -> list[dict]:
 def solve(case: dict) -> dict:
     """One case with a fresh Core; {'iterations', 'residual_norms', 'levels'} or {'error'}."""
     from mpi4py import MPI
+
     from braidnet.braid import Core
     from braidnet.refproblems import reference_problem
 
@@ -141,6 +142,7 @@ def solve(case: dict) -> dict:
 
 def worker(cases_path: str, out_path: str) -> int:
     from mpi4py import MPI
+
     import braidnet.braid as bb
     with open(cases_path) as f:
         cases = json.load(f)
@@ -166,7 +168,7 @@ def find_mpiexec() -> str:
     return found
 
 
-def launch(root: str, nranks: int, cases_path: str, workdir: str, timeout: float) -> subprocess.Popen:
+def launch(root: str, nranks: int, cases_path: str, workdir: str) -> subprocess.Popen:
     out_path = os.path.join(workdir, "out.json")
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", cases_path, out_path]
     if nranks > 1:
@@ -190,13 +192,13 @@ def difference(a: dict, b: dict) -> tuple[bool, float, str]:
     ra, rb = a["residual_norms"], b["residual_norms"]
     if len(ra) != len(rb):
         why.append(f"history length {len(ra)} vs {len(rb)}")
-    big = 0.0
+    big, bad = 0.0, False
     for x, y in zip(ra, rb):
-        d = abs(x - y) if not (math.isnan(x) and math.isnan(y)) else 0.0
-        big = max(big, d) if not math.isnan(d) else math.inf
-        if not d <= RTOL * abs(y) + ATOL:
-            if "residuals" not in why:
-                why.append("residuals")
+        d = 0.0 if math.isnan(x) and math.isnan(y) else abs(x - y)
+        big = math.inf if math.isnan(d) else max(big, d)
+        bad = bad or not d <= RTOL * abs(y) + ATOL
+    if bad:
+        why.append("residuals")
     return not why, big, ", ".join(why)
 
 
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         for core, root in (("bundled", args.bundled), ("llnl", args.llnl)):
             workdir = os.path.join(tmp, f"{core}-{nranks}")
             os.makedirs(workdir)
-            procs[core] = (launch(root, nranks, cases_path, workdir, args.timeout), workdir)
+            procs[core] = (launch(root, nranks, cases_path, workdir), workdir)
         for core, (proc, workdir) in procs.items():
             try:
                 output, _ = proc.communicate(timeout=args.timeout)
