@@ -192,8 +192,8 @@ braid_Int braid_SetFMG(braid_Core core);
  *  - without braid_SetFMG, nfmg changes nothing: every iteration is a V-cycle;
  *  - with braid_SetFMG, iteration k of a drive (k = 0, 1, ...) is an F-cycle unless k == nfmg, where
  *    it is a V-cycle: nfmg = 2 gives F, F, V, F, F, ...; nfmg = 0 gives V, F, F, ...; -1 F always.
- * (XBraid's drive loop restarts the F-cycle at the coarsest level after each iteration unless the
- * iteration count just reached nfmg.)
+ * (XBraid's drive loop resets its F-cycle level to the coarsest after every iteration, except when
+ * the iteration count has just reached nfmg.)
  */
 braid_Int braid_SetNFMG(braid_Core core, braid_Int nfmg);
 /** skip 1: the first iteration does no work on the fine level (inject, solve coarsest, interpolate); 0 or 1. */

@@ -12,8 +12,8 @@
  * "F-cycles in the first nfmg iterations"): without braid_SetFMG every iteration is a V-cycle; with
  * it, iteration k of a drive (k = 0, 1, ...) is an F-cycle unless k == nfmg.  So nfmg = -1 (the
  * default) gives F-cycles always, nfmg = 2 gives F, F, V, F, F, ... and braid_SetNFMG alone changes
- * nothing.  (XBraid's drive loop starts each F-cycle at the coarsest level again after every
- * iteration except when the iteration count just reached nfmg.)
+ * nothing.  (XBraid's drive loop resets its F-cycle level to the coarsest after every iteration,
+ * except when the iteration count has just reached nfmg.)
  */
 #include "_braid.h"
 
