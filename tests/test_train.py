@@ -502,3 +502,16 @@ def test_config_file_errors(tmp_path):
     cfg = C.load_config(str(good), ["network.width=6"])
     assert cfg["network"]["width"] == 6 and cfg["network"]["T"] == 2.0
     assert isinstance(cfg["network"]["T"], float)      # an integer TOML value for a float key
+
+
+def test_drop_mode_on_one_level_ends():
+    """With one MGRIT level every solve is exact sequential stepping (0 iterations, as LLNL XBraid
+    reports it): the adaptive mode takes one solve, not max_iter of them."""
+    from mpi4py import MPI
+    from small_config import small_config
+    from braidnet.train import train
+
+    res = train(small_config(braid={"max_levels": 1, "drop": 10.0}, optimizer={"iterations": 2}),
+                comm=MPI.COMM_SELF, out_dir=None)
+    assert [r["primal_iters"] for r in res.history] == [0, 0, 0]
+    assert res.history[-1]["objective"] < res.history[0]["objective"]
