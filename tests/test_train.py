@@ -167,6 +167,8 @@ def test_history_same_on_1_2_4_ranks(runs):
             assert_allclose(w["theta"], w1["theta"], rtol=RTOL, atol=1e-12)
         cfg = json.loads((out_dir / "config.json").read_text())
         assert cfg["run"]["ranks"] == nprocs and cfg["network"]["layers"] == 16
+        import braidnet
+        assert cfg["run"]["version"] == braidnet.__version__ and cfg["run"]["core"] in ("bundled", "LLNL XBraid")
 
 
 def _same_files(folder, before: dict) -> None:
@@ -511,7 +513,8 @@ def test_drop_mode_on_one_level_ends():
     from small_config import small_config
     from braidnet.train import train
 
-    res = train(small_config(braid={"max_levels": 1, "drop": 10.0}, optimizer={"iterations": 2}),
-                comm=MPI.COMM_SELF, out_dir=None)
+    cfg = small_config(braid={"max_levels": 1, "drop": 10.0}, optimizer={"iterations": 2})
+    cfg["output"]["dir"] = None                              # no files
+    res = train(cfg, comm=MPI.COMM_SELF)
     assert [r["primal_iters"] for r in res.history] == [0, 0, 0]
     assert res.history[-1]["objective"] < res.history[0]["objective"]
