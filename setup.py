@@ -9,6 +9,20 @@ Configuration, from the environment:
   public ``braid.h`` interface, so either works.
 - ``BRAIDNET_MODULES=a,b``: build only these Cython modules of braidnet/ (development).
 - ``BRAIDNET_DEBUG=1``: compile with ``-O0 -g`` (and ``-fsanitize=address`` if ``BRAIDNET_ASAN=1``).
+
+Every source a build needs is named below (``EXTENSIONS``, ``CORE_SOURCES``, ``CORE_HEADERS``,
+``KERNELS_C``/``KERNELS_H``: the one list of them; tests/test_release.py checks it against the tree).
+A missing or unlisted one stops the build with a message naming it, so that an incomplete source tree
+or sdist never installs a package without its core or one of its extensions.
+
+The build writes ``braidnet/_build.py`` (the core it was built with; :func:`braidnet.build_info`).
+
+MPI: the extensions link the library of the MPI wrapper (``mpicc -show``), with a run path to its
+folder and, for the PyPI ``mpich`` wheel, also to ``<prefix>/lib`` relative to the installed package
+(where that wheel puts ``libmpi.so.12`` and where mpi4py looks for it first), so that a wheel built
+in an isolated build environment finds the ``mpich`` installed beside it.  Installing with
+``--no-build-isolation`` into an environment that already holds ``mpich`` and ``mpi4py`` links that
+very library (scripts/_venv.sh, scripts/check_release.sh).
 """
 from __future__ import annotations
 
@@ -24,7 +38,14 @@ from setuptools.command.build_ext import build_ext
 from setuptools.modified import newer_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CORE_SOURCES = sorted(glob.glob(os.path.join("xbraid", "*.c")))
+
+# The Cython modules: braidnet/<name>.pyx -> braidnet.<name>.  The one list of them.
+EXTENSIONS = ("braid", "_kernels", "_layerapp", "refapps")
+# The bundled MGRIT core (xbraid/), compiled into braidnet.braid unless XBRAID_DIR is set.
+CORE_SOURCES = tuple(os.path.join("xbraid", f) for f in (
+    "base.c", "braid.c", "comm.c", "cycle.c", "drive.c", "grid.c", "interp.c", "norm.c", "relax.c",
+    "restrict.c", "status.c"))
+CORE_HEADERS = tuple(os.path.join("xbraid", f) for f in ("braid.h", "_braid.h", "braid_status.h"))
 # The SIMD kernels of braidnet._kernels: plain C, compiled on their own with all warnings on (the
 # Cython-generated C is not -Wextra clean) and linked into that extension only.  Tested without
 # Python by braidnet/kernels/test_kernels.c (scripts/check_kernels.sh).
@@ -32,6 +53,36 @@ KERNELS_DIR = os.path.join("braidnet", "kernels")
 KERNELS_C = os.path.join(KERNELS_DIR, "bn_kernels.c")
 KERNELS_H = os.path.join(KERNELS_DIR, "bn_kernels.h")
 KERNELS_WARN = ["-Wall", "-Wextra"]
+# Written by the build: what braidnet.build_info() reports.  Not a source (ignored by git, not in the sdist).
+BUILD_INFO = os.path.join("braidnet", "_build.py")
+
+
+def _check_sources() -> None:
+    """Stop with a message naming them if a source of the build is missing, or one is not listed above."""
+    def pyx(name: str) -> str:
+        return os.path.join("braidnet", name + ".pyx")
+
+    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H]
+    missing = [p for p in expected if not os.path.isfile(os.path.join(HERE, p))]
+    def present(pattern: str) -> set:
+        return {os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern))}
+
+    unlisted = sorted(present(pyx("*")) - {pyx(m) for m in EXTENSIONS})
+    unlisted += sorted(present(os.path.join("xbraid", "*.c")) - set(CORE_SOURCES))
+    problems = []
+    if missing:
+        problems.append(
+            "missing: " + ", ".join(missing) + "\n  braidnet is built from the bundled MGRIT core (xbraid/*.c, "
+            "xbraid/*.h), the Cython sources (braidnet/*.pyx, *.pxd, braidnet/_braid/*.pxi) and "
+            "braidnet/kernels/bn_kernels.[ch]; this source tree or sdist is incomplete.  Use a complete "
+            "git checkout, or an sdist made from one with `python -m build --sdist` (MANIFEST.in lists "
+            "what it holds).")
+    if unlisted:
+        problems.append(
+            "not in setup.py's lists (EXTENSIONS, CORE_SOURCES): " + ", ".join(unlisted)
+            + "\n  add each to its list in setup.py, or remove it; an unlisted source would not be built.")
+    if problems:
+        sys.exit("error: braidnet cannot be built from " + HERE + ": " + "\n".join(problems))
 
 
 def _find_mpicc() -> str:
@@ -60,8 +111,54 @@ def _xbraid_dir() -> tuple[str, str] | None:
     raise RuntimeError(f"XBRAID_DIR={root!r} holds no braid.h and libbraid.a (looked in {root}/braid and {root})")
 
 
+def _wheel_prefix_rpath(mpicc: str, ldflags: list[str]) -> list[str]:
+    """The extra run path for an MPI wrapper of the PyPI ``mpich`` wheel, else nothing.
+
+    That wheel installs ``<prefix>/bin/mpicc`` and ``<prefix>/lib/libmpi.so.12``.  In an isolated build
+    ``<prefix>`` is a temporary folder that is gone when the package runs; ``$ORIGIN/../../..`` is
+    ``<prefix>/lib`` of the environment the package is installed into (``<prefix>/lib/pythonX.Y/
+    site-packages/braidnet/``), where the ``mpich`` installed with braidnet puts the same library and
+    where mpi4py looks for it first.  It comes after the wrapper's own run path.
+    """
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(shutil.which(mpicc) or mpicc)))
+    libdir = os.path.join(prefix, "lib")
+    from_wheel = glob.glob(os.path.join(libdir, "python3*", "site-packages", "mpich-*.dist-info"))
+    if from_wheel and any(f == "-L" + libdir or f == "-L" + os.path.realpath(libdir) for f in ldflags):
+        return ["-Wl,-rpath,$ORIGIN/../../.."]
+    return []
+
+
 class BuildExt(build_ext):
-    """Compile and link with the MPI wrapper; add numpy/mpi4py/scipy include folders when run."""
+    """Cythonize, then compile and link with the MPI wrapper (numpy/mpi4py include folders added when
+    run); write braidnet/_build.py."""
+
+    def run(self) -> None:
+        from Cython.Build import cythonize
+
+        # Cythonized here, not when setup.py starts: making an sdist or reading metadata needs no Cython
+        # and leaves no generated C in the tree.
+        # Only the sources change: the Extension objects keep what finalize_options() set on them.
+        generated = {e.name: e for e in cythonize(self.extensions, language_level=3,
+                                                  compiler_directives={"embedsignature": True},
+                                                  include_path=["braidnet", "xbraid"])}
+        for ext in self.extensions:
+            ext.sources = generated[ext.name].sources
+        inplace = self.inplace      # setuptools' run() resets it while building
+        super().run()
+        if any(ext.name == "braidnet.braid" for ext in self.extensions):
+            self._write_build_info([HERE] if inplace else [self.build_lib])
+
+    def _write_build_info(self, roots: list[str]) -> None:
+        xb = os.environ.get("XBRAID_DIR")
+        text = ("# Written by braidnet's setup.py when braidnet.braid was built: which MGRIT core it holds.\n"
+                "# Not a source file (not in git, not in the sdist).  Read by braidnet.build_info().\n"
+                f"CORE = {'LLNL XBraid' if xb else 'bundled'!r}\n"
+                f"XBRAID_DIR = {os.path.abspath(xb) if xb else None!r}\n")
+        for root in roots:
+            path = os.path.join(root, BUILD_INFO)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
 
     def build_extensions(self) -> None:
         import mpi4py
@@ -74,6 +171,7 @@ class BuildExt(build_ext):
         mpi_flags = shlex.split(show.stdout)[1:]
         cflags = [f for f in mpi_flags if f.startswith(("-I", "-D"))]
         ldflags = [f for f in mpi_flags if not f.startswith(("-I", "-D"))]
+        ldflags += _wheel_prefix_rpath(mpicc, ldflags)
 
         debug = os.environ.get("BRAIDNET_DEBUG") == "1"
         opt = ["-O0", "-g"] if debug else ["-O3"]
@@ -109,19 +207,29 @@ class BuildExt(build_ext):
         return obj
 
 
-def _extensions():
-    from Cython.Build import cythonize
-
-    # BRAIDNET_MODULES=braid,_kernels builds only those modules (handy while developing one of them).
+def _extensions() -> list[Extension]:
+    """The extensions of EXTENSIONS (or of BRAIDNET_MODULES=a,b: only those, handy while developing one)."""
     only = [m for m in os.environ.get("BRAIDNET_MODULES", "").split(",") if m]
-    exts = [Extension(f"braidnet.{os.path.basename(p)[:-4]}", [p]) for p in sorted(glob.glob("braidnet/*.pyx"))
-            if not only or os.path.basename(p)[:-4] in only]
-    for ext in exts:
-        if ext.name == "braidnet._kernels":  # its C kernels: compiled by BuildExt._compile_kernels
+    unknown = sorted(set(only) - set(EXTENSIONS))
+    if unknown:
+        sys.exit(f"error: BRAIDNET_MODULES names no module of braidnet: {', '.join(unknown)} "
+                 f"(the modules: {', '.join(EXTENSIONS)})")
+    exts = []
+    for name in EXTENSIONS:
+        if only and name not in only:
+            continue
+        ext = Extension(f"braidnet.{name}", [])
+        # set after construction: without Cython, setuptools' Extension would swap .pyx for a .c the
+        # sdist does not have; BuildExt.run() cythonizes
+        ext.sources = [os.path.join("braidnet", name + ".pyx")]
+        if name == "braid":
+            ext.depends += list(CORE_SOURCES) + list(CORE_HEADERS)
+        if name == "_kernels":  # its C kernels: compiled by BuildExt._compile_kernels
             ext.include_dirs.append(KERNELS_DIR)
             ext.depends += [KERNELS_C, KERNELS_H]
-    return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True},
-                     include_path=["braidnet", "xbraid"])
+        exts.append(ext)
+    return exts
 
 
+_check_sources()
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

@@ -39,8 +39,31 @@ def _rank_from_environment() -> int:
     return 0
 
 
+def _version_line() -> str:
+    """``braidnet 0.1.0 (core: bundled)`` or ``braidnet 0.1.0 (core: LLNL XBraid, /path/to/xbraid)``."""
+    import braidnet
+
+    info = braidnet.build_info()
+    core = info["core"] + (f", {info['xbraid_dir']}" if info["xbraid_dir"] else "")
+    return f"braidnet {info['version']} (core: {core})"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the line is made only when asked for (build_info() may have to import the core)."""
+
+    def __init__(self, option_strings: List[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: object, values: object,
+                 option_string: Optional[str] = None) -> None:
+        print(_version_line(), flush=True)
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="braidnet", description="Layer-parallel ResNet training with MGRIT")
+    p.add_argument("--version", action=_VersionAction,
+                   help="print the version and the MGRIT core braidnet was built with, and exit")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a network as a TOML file configures it (under mpiexec)")
     t.add_argument("config", help="TOML configuration (see `braidnet config` for every key)")

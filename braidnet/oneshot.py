@@ -59,6 +59,8 @@ class OneShot:
         first, total, info = None, 0, {}
         while total < self.max_iter:
             info = run(1, tol)
+            if int(info.get("iterations", 1)) == 0:
+                break           # one MGRIT level: the solve is sequential time stepping, exact
             total += int(info.get("iterations", 1))
             r = info.get("rnorm", -1.0)
             if r is not None and r >= 0:

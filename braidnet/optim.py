@@ -172,7 +172,7 @@ class SteepestDescent(LineSearchOptimizer):
 class LBFGS(LineSearchOptimizer):
     """Limited-memory BFGS: two-loop recursion over the last ``memory`` pairs, H0 = s'y/y'y.
 
-    Pairs with s'y <= curvature_eps * |s| |y| are skipped (Armijo alone does not guarantee
+    Pairs with ``s'y <= curvature_eps * |s| |y|`` are skipped (Armijo alone does not guarantee
     positive curvature).
     """
 

@@ -21,7 +21,7 @@ from braidnet import work
 from braidnet.level import LevelRun
 from braidnet.oneshot import TrainingDiverged, divergence, is_bad
 from braidnet.problem import level_plan
-from braidnet.runfolder import Checkpoint, RunFolderError, RunWriter, progress, progress_line
+from braidnet.runfolder import Checkpoint, RunFolderError, RunWriter, progress, progress_line, with_run
 
 #: Printed once above the progress lines: what each field of a line is.
 PROGRESS_HEADER = ("iteration | level (0: finest), layers | objective | loss | gradient norm | accepted step "
@@ -171,7 +171,7 @@ class Recorder:
                               kind="level"))
 
     def _save(self, ckpt: Checkpoint, iteration: Optional[int] = None) -> None:
-        ckpt.config = self.cfg
+        ckpt.config = with_run(self.cfg, self.comm.Get_size())
         self.writer.checkpoint(ckpt)
         self.saved_at = self.iteration if iteration is None else iteration
 

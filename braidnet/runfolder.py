@@ -177,6 +177,13 @@ def _write_csv(path: str, fields: List[str], rows: List[Dict[str, Any]]) -> None
     write_atomic(path, lambda f: f.write(_csv_text(fields, rows).encode()))
 
 
+def with_run(cfg: _config.Config, nprocs: int) -> Dict[str, Any]:
+    """The configuration with a ``run`` section: the rank count and what braidnet was built as
+    (version, core: bundled or LLNL XBraid with its folder)."""
+    import braidnet
+    return {**cfg, "run": {"ranks": nprocs, **braidnet.build_info()}}
+
+
 class RunLock:
     """``run.lock`` in a run folder: created exclusively, removed at the end; one that a dead process
     left on this host is stale and taken over."""
@@ -331,8 +338,9 @@ class RunWriter:
             self.lock.release()
 
     def config(self, cfg: _config.Config, nprocs: int) -> None:
+        """config.json: the configuration, and under ``run`` the ranks, braidnet's version and its core."""
         if self.active:
-            text = _config.to_json({**cfg, "run": {"ranks": nprocs}}) + "\n"
+            text = _config.to_json(with_run(cfg, nprocs)) + "\n"
             write_atomic(self.path("config.json"), lambda f: f.write(text.encode()))
 
     def start_history(self, rows: List[Dict[str, Any]]) -> None:

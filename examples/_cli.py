@@ -45,7 +45,7 @@ def make_parser(description: str, default_ntime: int) -> argparse.ArgumentParser
     p.add_argument("--tol", type=float, help="absolute residual tolerance (default: the core's relative 1e-9)")
     p.add_argument("--max-iter", type=int, help="most iterations")
     p.add_argument("--fmg", action="store_true", help="F-cycles in every iteration")
-    p.add_argument("--nfmg", type=int, help="F-cycles in the first NFMG iterations, V-cycles after")
+    p.add_argument("--nfmg", type=int, help="F-cycles except iteration NFMG, a V-cycle (XBraid's behaviour of SetFMG + SetNFMG)")
     p.add_argument("--skip", type=int, choices=(0, 1), help="skip the fine-level work of iteration 0")
     p.add_argument("--storage", type=int, help="-1: store C-points only; l: all points on levels >= l")
     p.add_argument("--tnorm", type=int, choices=(1, 2, 3), help="temporal norm: 1 sum, 2 l2, 3 max")

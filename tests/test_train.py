@@ -167,6 +167,8 @@ def test_history_same_on_1_2_4_ranks(runs):
             assert_allclose(w["theta"], w1["theta"], rtol=RTOL, atol=1e-12)
         cfg = json.loads((out_dir / "config.json").read_text())
         assert cfg["run"]["ranks"] == nprocs and cfg["network"]["layers"] == 16
+        import braidnet
+        assert cfg["run"]["version"] == braidnet.__version__ and cfg["run"]["core"] in ("bundled", "LLNL XBraid")
 
 
 def _same_files(folder, before: dict) -> None:
@@ -502,3 +504,17 @@ def test_config_file_errors(tmp_path):
     cfg = C.load_config(str(good), ["network.width=6"])
     assert cfg["network"]["width"] == 6 and cfg["network"]["T"] == 2.0
     assert isinstance(cfg["network"]["T"], float)      # an integer TOML value for a float key
+
+
+def test_drop_mode_on_one_level_ends():
+    """With one MGRIT level every solve is exact sequential stepping (0 iterations, as LLNL XBraid
+    reports it): the adaptive mode takes one solve, not max_iter of them."""
+    from mpi4py import MPI
+    from small_config import small_config
+    from braidnet.train import train
+
+    cfg = small_config(braid={"max_levels": 1, "drop": 10.0}, optimizer={"iterations": 2})
+    cfg["output"]["dir"] = None                              # no files
+    res = train(cfg, comm=MPI.COMM_SELF)
+    assert [r["primal_iters"] for r in res.history] == [0, 0, 0]
+    assert res.history[-1]["objective"] < res.history[0]["objective"]

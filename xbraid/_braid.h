@@ -65,7 +65,7 @@ struct _braid_Core_struct {
    braid_Int cfactor[_braid_MAX_LEVELS], nrelax[_braid_MAX_LEVELS];
    braid_Real abstol, reltol;
    braid_Int use_abstol;
-   braid_Int max_iter, nfmg, skip, storage, tnorm, print_level, access_level, seq_soln;
+   braid_Int max_iter, fmg, nfmg, skip, storage, tnorm, print_level, access_level, seq_soln;
 
    /* grid hierarchy (built by the first drive) */
    braid_Int nlevels;
@@ -146,6 +146,7 @@ braid_Int _braid_NormFinish(braid_Core core, braid_Real *rnorm);
 
 /* ---- cycle.c, drive.c ---- */
 braid_Int _braid_VCycle(braid_Core core, braid_Int level);
+braid_Int _braid_IsFCycle(braid_Core core, braid_Int iter);
 braid_Int _braid_Iterate(braid_Core core, braid_Int skip_down);
 braid_Int _braid_FAccess(braid_Core core, braid_Int done);
 

@@ -54,7 +54,8 @@ braid_Init(MPI_Comm comm_world, MPI_Comm comm, braid_Real tstart, braid_Real tst
    core->reltol = 1e-9;
    core->use_abstol = 0;
    core->max_iter = 100;
-   core->nfmg = 0;
+   core->fmg = 0;
+   core->nfmg = -1;
    core->skip = 1;
    core->storage = -1;
    core->tnorm = 2;
@@ -89,8 +90,13 @@ braid_PrintStats(braid_Core core)
    printf("  ranks      = %d\n  levels     = %d (max %d, min coarse %d)\n", core->nprocs, core->nlevels,
           core->max_levels, core->min_coarse);
    printf("  cfactor    = %d, nrelax = %d (level 0)\n", core->cfactor[0], core->nrelax[0]);
-   printf("  iterations = %d (max %d), %s cycles\n", core->niter, core->max_iter,
-          core->nfmg < 0 ? "F" : (core->nfmg > 0 ? "F then V" : "V"));
+   if (!core->fmg)
+      printf("  iterations = %d (max %d), V-cycles\n", core->niter, core->max_iter);
+   else if (core->nfmg < 0)
+      printf("  iterations = %d (max %d), F-cycles\n", core->niter, core->max_iter);
+   else
+      printf("  iterations = %d (max %d), F-cycles except a V-cycle in iteration %d\n", core->niter,
+             core->max_iter, core->nfmg);
    printf("  tolerance  = %e (%s)\n", core->use_abstol ? core->abstol : core->reltol,
           core->use_abstol ? "absolute" : "relative");
    printf("  residual   = %e\n", rnorm);
@@ -187,7 +193,7 @@ braid_Int braid_SetMaxIter(braid_Core core, braid_Int max_iter)
 braid_Int braid_SetFMG(braid_Core core)
 {
    _braid_CHECK(core, 1);
-   core->nfmg = -1;
+   core->fmg = 1;
    return 0;
 }
 

@@ -130,8 +130,8 @@ typedef braid_Int (*braid_PtFcnBufUnpack)(braid_App app, void *buffer, braid_Vec
  *  - app, step ... bufunpack (in) the application and its callbacks (none may be NULL)
  *  - core_ptr   (out) the new core; release it with braid_Destroy
  * No MPI communication happens here: the arguments are checked and the options take their defaults
- * (max_levels 30, min_coarse 2, cfactor 2, nrelax 1, max_iter 100, relative tolerance 1e-9, temporal
- * norm 2, skip 1, storage -1, print level 2, access level 1).
+ * (max_levels 30, min_coarse 2, cfactor 2, nrelax 1, max_iter 100, relative tolerance 1e-9, V-cycles
+ * (FMG off, nfmg -1), temporal norm 2, skip 1, storage -1, print level 2, access level 1).
  */
 braid_Int braid_Init(MPI_Comm comm_world, MPI_Comm comm, braid_Real tstart, braid_Real tstop, braid_Int ntime,
                      braid_App app, braid_PtFcnStep step, braid_PtFcnInit init, braid_PtFcnClone clone,
@@ -142,6 +142,8 @@ braid_Int braid_Init(MPI_Comm comm_world, MPI_Comm comm, braid_Real tstart, brai
 /**
  * braid_Drive: run MGRIT iterations until the residual is below the tolerance or max_iter iterations
  * were done, then call access at every fine point (done = 1).  Collective over the time communicator.
+ * With max_levels = 1 it does no iteration at all, as LLNL XBraid: the final F-relaxation of level 0
+ * is then the sequential time stepping (run even with access level 0), and the history is [-1].
  * Calling it again on the same core is a warm restart: the grids and the current solution are kept,
  * the iteration count and residual history start anew, the relative tolerance still refers to the
  * first residual the core ever computed, and the first iteration is a full one (no skip).
@@ -160,7 +162,10 @@ braid_Int braid_PrintStats(braid_Core core);
  * Per-level setters may be called in any order with other setters.
  *--------------------------------------------------------------------------*/
 
-/** Most levels of the hierarchy, >= 1 (1: sequential time stepping). */
+/** Most levels of the hierarchy, >= 1.  1: sequential time stepping, done by the final access sweep
+ *  with no MGRIT iteration (0 iterations, residual history [-1]; LLNL XBraid's behaviour).  A
+ *  hierarchy of one level for another reason (min_coarse) still iterates: each iteration is a
+ *  sequential solve with residual 0. */
 braid_Int braid_SetMaxLevels(braid_Core core, braid_Int max_levels);
 /** Coarsen level l only while floor(n_l / cf) >= min_coarse (n_l intervals on level l); >= 1. */
 braid_Int braid_SetMinCoarse(braid_Core core, braid_Int min_coarse);
@@ -168,15 +173,28 @@ braid_Int braid_SetMinCoarse(braid_Core core, braid_Int min_coarse);
 braid_Int braid_SetCFactor(braid_Core core, braid_Int level, braid_Int cfactor);
 /** Pre-relaxation on `level`: nrelax >= 0 sweeps of (F then C); 0 = F-relaxation, 1 = FCF; level -1 = all. */
 braid_Int braid_SetNRelax(braid_Core core, braid_Int level, braid_Int nrelax);
-/** Absolute tolerance >= 0 on the residual norm; once set, it replaces the relative one. */
+/** Absolute tolerance >= 0 on the residual norm; once set, it replaces the relative one.  Converged
+ *  means rnorm < tol strictly (as LLNL XBraid): a residual of exactly 0 does not meet a tolerance of 0. */
 braid_Int braid_SetAbsTol(braid_Core core, braid_Real atol);
-/** Relative tolerance >= 0: converged when the residual norm < rtol * the first residual norm. */
+/** Relative tolerance >= 0: converged when the residual norm < rtol * the first residual norm
+ *  (strictly: when the first residual is 0, e.g. with seq_soln, the tolerance is 0 and the drive runs
+ *  max_iter iterations, as LLNL XBraid does). */
 braid_Int braid_SetRelTol(braid_Core core, braid_Real rtol);
-/** Most iterations of one drive, >= 0 (0: only the final access). */
+/** Most iterations of one drive, >= 0 (0: only the final access).  (LLNL XBraid stops when the
+ *  iteration index reaches max_iter - 1, so max_iter 0 never stops there; avoid it on both cores.) */
 braid_Int braid_SetMaxIter(braid_Core core, braid_Int max_iter);
-/** F-cycles in every iteration. */
+/** Switch F-cycles on (there is no call to switch them off again): every iteration is an F-cycle,
+ *  except iteration nfmg (braid_SetNFMG). */
 braid_Int braid_SetFMG(braid_Core core);
-/** F-cycles in the first nfmg iterations (>= 0), V-cycles after; -1 = always. */
+/**
+ * nfmg >= -1 (default -1).  This follows LLNL XBraid's behaviour, not its documentation ("number of
+ * initial F-cycles to do before switching to V-cycles", "once called, XBraid will use FMG"):
+ *  - without braid_SetFMG, nfmg changes nothing: every iteration is a V-cycle;
+ *  - with braid_SetFMG, iteration k of a drive (k = 0, 1, ...) is an F-cycle unless k == nfmg, where
+ *    it is a V-cycle: nfmg = 2 gives F, F, V, F, F, ...; nfmg = 0 gives V, F, F, ...; -1 F always.
+ * (XBraid's drive loop resets its F-cycle level to the coarsest after every iteration, except when
+ * the iteration count has just reached nfmg.)
+ */
 braid_Int braid_SetNFMG(braid_Core core, braid_Int nfmg);
 /** skip 1: the first iteration does no work on the fine level (inject, solve coarsest, interpolate); 0 or 1. */
 braid_Int braid_SetSkip(braid_Core core, braid_Int skip);
@@ -186,7 +204,8 @@ braid_Int braid_SetStorage(braid_Core core, braid_Int storage);
 braid_Int braid_SetTemporalNorm(braid_Core core, braid_Int tnorm);
 /** 0 = silent, 1 = statistics block after each drive, 2 = also the residual of each iteration (rank 0, stdout). */
 braid_Int braid_SetPrintLevel(braid_Core core, braid_Int print_level);
-/** 0 = never call access, 1 = after the drive (done = 1), 2 = also after each iteration on level 0,
+/** 0 = never call access, 1 = after the drive (done = 1), 2 = also after each iteration on level 0
+ *  (done = 0, the iteration's index, the last iteration included, before the convergence test),
  *  3 = also after every step on every level. */
 braid_Int braid_SetAccessLevel(braid_Core core, braid_Int access_level);
 /** 1: initial guess by sequential time stepping on level 0 instead of init(t) at t > tstart; 0 or 1. */
@@ -200,7 +219,8 @@ braid_Int braid_SetSeqSoln(braid_Core core, braid_Int seq_soln);
 braid_Int braid_GetNumIter(braid_Core core, braid_Int *niter_ptr);
 /**
  * Residual norm history of the last drive: iteration k's norm (computed at its start, -1 where not
- * available: the skipped first iteration), followed by the last entry once more.
+ * available: the skipped first iteration), followed by the last entry once more ([-1] after a drive
+ * of no iteration, e.g. max_levels = 1).
  *  - nrequest_ptr (in/out) in: how many to return (> 0: the first ones, < 0: the last ones);
  *                          out: how many were written
  *  - rnorms       (out)    room for |*nrequest_ptr| values

@@ -7,6 +7,15 @@
  *               restriction) and tested after its coarse correction against the tolerance
  *   check       one reduction per iteration tells every rank whether a callback failed anywhere
  *   end         a final F-relaxation on level 0 calls access at every point (done = 1)
+ *
+ * Where LLNL XBraid's behaviour departs from its documentation, this file follows the behaviour, so
+ * that the two cores give the same iterations:
+ *   - max_levels = 1: no iteration at all (0 iterations, history [-1]); the final F-relaxation of
+ *     level 0 is then sequential time stepping, and it runs even with access level 0;
+ *   - converged means rnorm < tol, strictly: a residual of 0 against a tolerance of 0 (relative
+ *     tolerance and a first residual of 0) does not stop the iterations before max_iter;
+ *   - access level >= 2: the per-iteration access (done = 0) comes after every iteration, the last
+ *     one included, before the convergence test, and sees that iteration's index.
  */
 #include <math.h>
 #include <stdio.h>
@@ -56,11 +65,12 @@ _braid_DriveSetup(braid_Core core)
    return 0;
 }
 
+/* rnorm < tol (strictly; -1, "not available", never converges) */
 static braid_Int
 _braid_Converged(braid_Core core, braid_Real rnorm)
 {
    braid_Real tol = core->use_abstol ? core->abstol : core->reltol * core->rnorm0;
-   return rnorm == 0.0 || (rnorm > 0.0 && rnorm < tol);
+   return rnorm >= 0.0 && rnorm < tol;
 }
 
 braid_Int
@@ -83,7 +93,8 @@ braid_Drive(braid_Core core)
    if (_braid_CommAgreeOnError(core)) goto end;
    skip = first && core->skip && !core->seq_soln;
 
-   while (core->iter < core->max_iter) {
+   /* max_levels = 1 asks for sequential time stepping: the final access below does it */
+   while (core->max_levels > 1 && core->iter < core->max_iter) {
       _braid_Iterate(core, skip && core->iter == 0);
       if (_braid_CommAgreeOnError(core)) break;
       rnorm = core->rnorms[core->iter];
@@ -93,6 +104,7 @@ braid_Drive(braid_Core core)
          break;
       }
       if (core->rnorm0 < 0.0 && rnorm >= 0.0) core->rnorm0 = rnorm;
+      if (core->access_level >= 2) _braid_FAccess(core, 0);
       if (core->print_level >= 2 && core->rank == 0) {
          if (rnorm >= 0.0) printf("  Braid: || r_%d || = %1.6e\n", core->iter, rnorm);
          else printf("  Braid: || r_%d || = not available\n", core->iter);
@@ -100,11 +112,14 @@ braid_Drive(braid_Core core)
       }
       core->iter++;
       if (_braid_Converged(core, rnorm)) break;
-      if (core->access_level >= 2 && core->iter < core->max_iter) _braid_FAccess(core, 0);
    }
 
-   if (!core->error && core->access_level >= 1) {
-      _braid_FAccess(core, 1);
+   /* (an access of the last iteration may have failed) */
+   if (!_braid_CommAgreeOnError(core)) {
+      if (core->access_level >= 1)
+         _braid_FAccess(core, 1);
+      else if (core->max_levels == 1)
+         _braid_SeqSolve(core, 0);
       _braid_CommAgreeOnError(core);
    }
 

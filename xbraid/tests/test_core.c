@@ -12,6 +12,9 @@
  * the step callback saw on every level, and braid_GetDistributionOf against the contiguous blocks.
  * Then: a failing step on the last rank must make braid_Drive return an error on every rank; a warm
  * restart must converge at once; many Init/Drive/Destroy cycles must not leak (checked by the tools).
+ * Behaviour that follows LLNL XBraid (xbraid/README.md): one level means no iteration; which
+ * iterations are F-cycles under braid_SetFMG / braid_SetNFMG; a zero residual does not meet a zero
+ * tolerance.
  * Exit code 0 on success.
  */
 #include <math.h>
@@ -29,6 +32,8 @@ typedef struct _braid_App_struct {
    double maxerr;
    int fail_rank, fail_iter, naccess;
    double level_dt[64];  /* the step size seen on each level (0: no step there), to check the strides */
+   long coarse_steps[64];  /* steps on levels > 0 in each iteration, to tell F- from V-cycles */
+   long steps;         /* all steps */
    long nvectors;      /* live vectors, must return to 0 */
 } my_App;
 
@@ -50,6 +55,8 @@ static int my_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_
    braid_StepStatusGetLevel(st, &level);
    if (app->rank == app->fail_rank && iter == app->fail_iter) return 42;
    if (level >= 0 && level < 64) app->level_dt[level] = t1 - t0;
+   if (level > 0 && iter >= 0 && iter < 64) app->coarse_steps[iter]++;
+   app->steps++;
    apply(t1 - t0, u->v);
    return 0;
 }
@@ -301,6 +308,75 @@ int main(int argc, char **argv)
          failures++;
       }
       else if (rank == 0) printf("warm restart: ok (%d iterations, then %d)\n", niter1, niter2);
+   }
+
+   /* max_levels 1: no iteration (history [-1]); the final access steps through level 0 once, also
+    * with access level 0 (then without calling access) */
+   {
+      config c = {64, 1, 2, 0, 1, 0, 1, -1, 2, 0};
+      int level, bad = 0;
+      for (level = 0; level <= 1; level++) {
+         braid_Core core = make_core(&app, &c, comm);
+         int niter = -1, nr = 4;
+         double norms[4] = {0, 0, 0, 0};
+         long mine[2], all[2];
+         braid_SetAccessLevel(core, level);
+         app.steps = 0;
+         braid_Drive(core);
+         braid_GetNumIter(core, &niter);
+         braid_GetRNorms(core, &nr, norms);
+         braid_Destroy(core);
+         mine[0] = app.steps;
+         mine[1] = app.naccess;
+         MPI_Allreduce(mine, all, 2, MPI_LONG, MPI_SUM, comm);
+         if (niter != 0 || nr != 1 || norms[0] != -1.0 || all[0] != 64 || all[1] != (level ? 65 : 0)) {
+            printf("FAIL one level, access level %d: %d iterations, %d norms (%g), %ld steps, %ld accesses\n",
+                   level, niter, nr, norms[0], all[0], all[1]);
+            failures++;
+            bad = 1;
+         }
+      }
+      if (!bad && rank == 0) printf("one level: ok (0 iterations, history [-1], 64 steps)\n");
+   }
+
+   /* F- and V-cycles: iteration k is an F-cycle iff braid_SetFMG was called and k != nfmg; an
+    * F-cycle steps more on the coarse levels than a V-cycle.  Tolerance 0: a residual never meets
+    * it (not even 0), so every run does max_iter iterations. */
+   {
+      config c = {64, 4, 2, 0, 1, 0, 0, -1, 2, 0};
+      /* fmg, nfmg (-2: not set) */
+      static const int runs[][2] = {{0, -2}, {1, -2}, {1, 2}, {1, 0}, {0, 2}, {1, -1}};
+      long counts[6][5], mine[5];
+      int r, it, bad = 0;
+      for (r = 0; r < 6; r++) {
+         braid_Core core = make_core(&app, &c, comm);
+         int niter = -1;
+         if (runs[r][0]) braid_SetFMG(core);
+         if (runs[r][1] != -2) braid_SetNFMG(core, runs[r][1]);
+         braid_SetAbsTol(core, 0.0);
+         braid_SetMaxIter(core, 5);
+         memset(app.coarse_steps, 0, sizeof(app.coarse_steps));
+         braid_Drive(core);
+         braid_GetNumIter(core, &niter);
+         braid_Destroy(core);
+         for (it = 0; it < 5; it++) mine[it] = app.coarse_steps[it];
+         MPI_Allreduce(mine, counts[r], 5, MPI_LONG, MPI_SUM, comm);
+         if (niter != 5) bad = 1;
+      }
+      for (it = 0; it < 5; it++) {
+         long v = counts[0][it], f = counts[1][it];
+         if (f <= v) bad = 1;                                    /* F-cycles step more */
+         if (counts[2][it] != (it == 2 ? v : f)) bad = 1;         /* FMG, nfmg 2: F F V F F */
+         if (counts[3][it] != (it == 0 ? v : f)) bad = 1;         /* FMG, nfmg 0: V F F F F */
+         if (counts[4][it] != v) bad = 1;                         /* nfmg 2 alone: V-cycles */
+         if (counts[5][it] != f) bad = 1;                         /* FMG, nfmg -1: F-cycles */
+      }
+      if (bad) {
+         printf("FAIL F/V cycle schedule (coarse steps per iteration: V %ld %ld, F %ld %ld)\n", counts[0][0],
+                counts[0][1], counts[1][0], counts[1][1]);
+         failures++;
+      }
+      else if (rank == 0) printf("F/V cycle schedule: ok\n");
    }
 
    /* setters reject bad values */
