@@ -19,6 +19,7 @@
 #                          Cython, mpi4py, an MPI (mpicc, mpiexec) and pytest.  Default: the active
 #                          virtual environment's, else the checkout's .venv, else python3.
 #   BRAIDNET_XBRAID_TARBALL  another snapshot (default ../shared/xbraid/xbraid-52178c8.tar.gz)
+#   BRAIDNET_COMPARE_CORES=1  also run scripts/compare_cores.py (needs the checkout built in place)
 #   BRAIDNET_LLNL_KEEP=1   keep the temporary folder (its path is printed; kept anyway on failure)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,11 +89,13 @@ fi
 stray=$(cd "$src" && find . -name 'braid.out*' -o -name 'braid_timings*' | head -5)
 [ -z "$stray" ] || { echo "$stray" > "$work/stray.log"; fail "the core wrote files: $stray" "$work/stray.log"; }
 
-# Hook: scripts/compare_cores.py (the examples through both cores with an option matrix) belongs
-# here, once it exists: the LLNL build is the copy in $src (run it with cwd $src), the bundled one
-# the checkout in $root, e.g.
-#   (cd "$src" && "$py" scripts/compare_cores.py --other "$root") >> "$work/compare.log" 2>&1 \
-#     || fail "comparing the cores" "$work/compare.log"
+# Hook: scripts/compare_cores.py (the reference problems through both cores with an option matrix)
+# belongs here.  It needs a bundled build in place too: with BRAIDNET_COMPARE_CORES=1 the checkout
+# must be built (python setup.py build_ext --inplace); the LLNL build is the copy in $src.
+if [ "${BRAIDNET_COMPARE_CORES:-0}" = 1 ] && [ -f scripts/compare_cores.py ]; then
+  "$py" scripts/compare_cores.py --bundled "$root" --llnl "$src" > "$work/compare.log" 2>&1 \
+    || fail "comparing the cores (scripts/compare_cores.py)" "$work/compare.log"
+fi
 
 summary=$(tail -n 1 "$work/pytest.log" | sed 's/=//g; s/^ *//; s/ *$//')
 echo "check_llnl: LLNL XBraid $(basename "$tarball" .tar.gz): $summary; $(( $(date +%s) - t0 )) s in all"

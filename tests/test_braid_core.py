@@ -530,9 +530,6 @@ def test_set_options_between_drives():
             core.set_options(max_iter=-1)
 
 
-@pytest.mark.bundled_core(reason="the count is the bundled core's algorithm: one sequential sweep per "
-                                 "iteration plus the final access sweep; LLNL XBraid with one level marches "
-                                 "once, its final access included (64 steps)")
 def test_step_calls_count_the_steps_of_one_level():
     # one level: no iteration (as LLNL XBraid), the final sweep steps sequentially, ntime steps
     with Core(ScalarApp(), 0.0, 32.0, 64, max_levels=1, **QUIET) as core:
