@@ -111,9 +111,12 @@ def test_build_info():
 
 
 def test_version_flag(tmp_path):
-    # run elsewhere: `python -m` puts the working folder first on sys.path
+    # run elsewhere: `python -m` puts the working folder first on sys.path; PYTHONPATH names the
+    # braidnet this process imported (an in-place build, e.g. scripts/check_llnl.sh's, is not the
+    # installed one)
+    from mpi_launch import child_env
     res = subprocess.run([sys.executable, "-m", "braidnet.cli", "--version"], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+                         timeout=120, cwd=tmp_path, env=child_env())
     assert res.returncode == 0, res.stderr
     info = braidnet.build_info()
     core = info["core"] + (f", {info['xbraid_dir']}" if info["xbraid_dir"] else "")
