@@ -89,12 +89,33 @@ fi
 stray=$(cd "$src" && find . -name 'braid.out*' -o -name 'braid_timings*' | head -5)
 [ -z "$stray" ] || { echo "$stray" > "$work/stray.log"; fail "the core wrote files: $stray" "$work/stray.log"; }
 
-# Hook: scripts/compare_cores.py (the reference problems through both cores with an option matrix)
-# belongs here.  It needs a bundled build in place too: with BRAIDNET_COMPARE_CORES=1 the checkout
-# must be built (python setup.py build_ext --inplace); the LLNL build is the copy in $src.
-if [ "${BRAIDNET_COMPARE_CORES:-0}" = 1 ] && [ -f scripts/compare_cores.py ]; then
+# 4. both cores side by side (BRAIDNET_COMPARE_CORES=1; needs the checkout built in place, as
+#    scripts/test.sh leaves it): the reference problems over an option matrix, whose table is
+#    printed, and a 20-iteration peaks training run whose histories must agree to 1e-9
+if [ "${BRAIDNET_COMPARE_CORES:-0}" = 1 ]; then
   "$py" scripts/compare_cores.py --bundled "$root" --llnl "$src" > "$work/compare.log" 2>&1 \
     || fail "comparing the cores (scripts/compare_cores.py)" "$work/compare.log"
+  cat "$work/compare.log"
+  for core in bundled llnl; do
+    dir=$root; [ "$core" = llnl ] && dir=$src
+    (cd "$dir" && PYTHONPATH="$dir" OPENBLAS_NUM_THREADS=1 "$(dirname "$py")/mpiexec" -n 2 "$py" -m braidnet.cli \
+      train examples/peaks_plain.toml --set optimizer.iterations=20 --out "$work/peaks_$core") \
+      > "$work/peaks_$core.log" 2>&1 || fail "the 20-iteration peaks run on the $core core" "$work/peaks_$core.log"
+  done
+  "$py" - "$work/peaks_bundled/history.csv" "$work/peaks_llnl/history.csv" > "$work/peaks.log" 2>&1 <<'PY' \
+    || fail "the peaks histories of the two cores differ" "$work/peaks.log"
+import csv, sys
+a, b = ([{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(p))] for p in sys.argv[1:])
+assert len(a) == len(b) == 21, (len(a), len(b))
+worst = 0.0
+for ra, rb in zip(a, b):
+    for k in ("objective", "grad_norm", "primal_rnorm", "adjoint_rnorm", "primal_iters", "adjoint_iters"):
+        d = abs(ra[k] - rb[k]) / max(abs(rb[k]), 1e-300)
+        assert abs(ra[k] - rb[k]) <= 1e-9 * abs(rb[k]) + 1e-14, (int(ra["iteration"]), k, ra[k], rb[k])
+        worst = max(worst, d if abs(rb[k]) > 1e-14 else 0.0)
+print(f"peaks, 20 iterations on 2 ranks: histories agree, largest relative difference {worst:.1e}")
+PY
+  cat "$work/peaks.log"
 fi
 
 summary=$(tail -n 1 "$work/pytest.log" | sed 's/=//g; s/^ *//; s/ *$//')

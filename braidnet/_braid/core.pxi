@@ -23,8 +23,9 @@ cdef class Core:
 
     Options (XBraid's names; unset ones keep the core's defaults): ``max_levels``, ``min_coarse``,
     ``cfactor`` and ``nrelax`` (an int for all levels, or a list per level from level 0; levels past
-    the list keep the default), ``abs_tol`` or ``rel_tol``, ``max_iter``, ``fmg`` (bool) or
-    ``nfmg``, ``skip`` (0/1), ``storage`` (-1 or a level), ``tnorm`` (1/'l1', 2/'l2', 3/'linf'),
+    the list keep the default), ``abs_tol`` or ``rel_tol``, ``max_iter``, ``fmg`` (bool: F-cycles
+    instead of V-cycles), ``nfmg`` (F-cycles except a V-cycle at iteration nfmg, as XBraid's
+    ``SetFMG`` + ``SetNFMG`` do; -1: F-cycles always), ``skip`` (0/1), ``storage`` (-1 or a level), ``tnorm`` (1/'l1', 2/'l2', 3/'linf'),
     ``print_level`` (0-2), ``access_level`` (0-3), ``seq_soln`` (bool).  Bad values raise
     ``ValueError`` before any MPI call.
 
@@ -94,7 +95,8 @@ cdef class Core:
             CHKERR(braid_SetRelTol(core, opts["rel_tol"]))
         if "max_iter" in opts:
             CHKERR(braid_SetMaxIter(core, opts["max_iter"]))
-        if opts.get("fmg"):
+        if opts.get("fmg") or "nfmg" in opts:
+            # XBraid's SetNFMG acts only after SetFMG: F-cycles, except a V-cycle at iteration nfmg
             CHKERR(braid_SetFMG(core))
         if "nfmg" in opts:
             CHKERR(braid_SetNFMG(core, opts["nfmg"]))
@@ -126,7 +128,10 @@ cdef class Core:
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change after the first drive (they shape the grids)")
         if "fmg" in opts and not opts["fmg"]:
-            opts["nfmg"] = 0           # back to V-cycles
+            if self.options.get("fmg") or "nfmg" in self.options:
+                raise ValueError("fmg=False: F-cycles cannot be switched off once on (XBraid has no setter "
+                                 "for it); make a new Core")
+            del opts["fmg"]
         if "abs_tol" in opts:
             self.options.pop("rel_tol", None)
         if "rel_tol" in opts:

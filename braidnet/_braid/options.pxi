@@ -47,7 +47,7 @@ _OPTIONS = {
     "rel_tol": lambda v: _nonneg("rel_tol", v),
     "max_iter": lambda v: _int_option("max_iter", v, 0),
     "fmg": lambda v: _bool_option("fmg", v),
-    "nfmg": lambda v: _int_option("nfmg", v, -1, what="an integer >= 0, or -1 (always F-cycles)"),
+    "nfmg": lambda v: _int_option("nfmg", v, -1, what="an integer >= 0 (the one V-cycle among F-cycles), or -1 (F-cycles always)"),
     "skip": lambda v: int(_bool_option("skip", v)),
     "storage": lambda v: _int_option("storage", v, -1,
                                      what="-1 (store C-points only) or a level >= 0 from which all points are stored"),
@@ -93,8 +93,6 @@ def check_options(tstart, tstop, ntime, **options) -> dict:
     opts = {name: _OPTIONS[name](value) for name, value in options.items()}
     if "abs_tol" in opts and "rel_tol" in opts:
         raise ValueError("give abs_tol or rel_tol, not both (the last one set would silently win)")
-    if opts.get("fmg") and "nfmg" in opts:
-        raise ValueError("give fmg=True (F-cycles always) or nfmg=k (F-cycles in the first k iterations), not both")
     return opts
 
 
