@@ -8,14 +8,16 @@
  */
 #include "_braid.h"
 
-/* Called at each point j of level lc during the sweep, with u = the relaxed value there. */
+/* Called at each point j of level lc during the sweep, with u = the relaxed value there.  The
+ * correction e = u - v is formed first and then added (LLNL XBraid's order, so that both cores round
+ * alike); v is not needed after it, so e takes its place. */
 braid_Int
 _braid_CorrectFine(braid_Core core, braid_Int lc, braid_Int j, braid_Vector u)
 {
    _braid_Grid *g = &core->grids[lc - 1], *gc = &core->grids[lc];
-   braid_Vector uf = *_braid_UPtr(g, j * g->cfactor);
-   _braid_Sum(core, 1.0, u, 1.0, uf);
-   _braid_Sum(core, -1.0, gc->va[j - gc->ilower], 1.0, uf);
+   braid_Vector uf = *_braid_UPtr(g, j * g->cfactor), e = gc->va[j - gc->ilower];
+   _braid_Sum(core, 1.0, u, -1.0, e);
+   _braid_Sum(core, 1.0, e, 1.0, uf);
    return 0;
 }
 

@@ -61,9 +61,9 @@ _braid_SweepInterval(braid_Core core, braid_Int level, _braid_SweepMode mode, br
       if (i == hi) _braid_CommSend(core, level, w, braid_ASCaller_FRelax);
    }
 
-   /* C-relaxation, or the residual at the C-point */
+   /* C-relaxation, or the residual at the C-point (its step without f: the residual takes f apart) */
    if (cstep) {
-      _braid_Step(core, level, target, *_braid_UPtr(g, target), w, 1);
+      _braid_Step(core, level, target, *_braid_UPtr(g, target), w, mode == _braid_SWEEP_FC);
       if (mode == _braid_SWEEP_FC)
          _braid_SetVector(core, _braid_UPtr(g, target), w);
       else

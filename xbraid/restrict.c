@@ -11,20 +11,29 @@
  */
 #include "_braid.h"
 
-/* phi_u = Phi(u_{i-1}) + f_i at C-point i: turn it into r_i and hand it to the coarse level as f_j. */
+/*
+ * r = Phi(u_{i-1}) at C-point i (the step without f): turn it into r_i and hand it to the coarse level
+ * as f_j.  The operations are LLNL XBraid's, in its order (r = u - Phi, then f - r, or -r without f),
+ * so that both cores round alike and give the same numbers, not only the same iterations.
+ */
 braid_Int
-_braid_ResidualAtCPoint(braid_Core core, braid_Int level, braid_Int i, braid_Vector phi_u)
+_braid_ResidualAtCPoint(braid_Core core, braid_Int level, braid_Int i, braid_Vector r)
 {
    _braid_Grid *g = &core->grids[level], *gc = &core->grids[level + 1];
    braid_Int j = i / g->cfactor;
+   braid_Vector f = (level > 0) ? g->fa[i - g->ilower] : NULL;
    braid_Real norm;
 
-   _braid_Sum(core, -1.0, *_braid_UPtr(g, i), 1.0, phi_u);
+   _braid_Sum(core, 1.0, *_braid_UPtr(g, i), -1.0, r);
+   if (f != NULL)
+      _braid_Sum(core, 1.0, f, -1.0, r);
+   else
+      _braid_Sum(core, 0.0, r, -1.0, r);
    if (level == 0) {
-      _braid_Norm(core, phi_u, &norm);
+      _braid_Norm(core, r, &norm);
       _braid_NormAccumulate(core, norm);
    }
-   return _braid_SetVector(core, &gc->fa[j - gc->ilower], phi_u);
+   return _braid_SetVector(core, &gc->fa[j - gc->ilower], r);
 }
 
 /* Copy this rank's C-points of `level` to level+1, as u and v (clear_rhs: f = 0 there, as with skip). */
@@ -71,8 +80,8 @@ _braid_Restrict(braid_Core core, braid_Int level)
       }
       _braid_Clone(core, vprev, &phi_v);
       _braid_Step(core, level + 1, j, gc->va[j - gc->ilower], phi_v, 0);
-      _braid_Sum(core, 1.0, gc->va[j - gc->ilower], 1.0, gc->fa[j - gc->ilower]);
-      _braid_Sum(core, -1.0, phi_v, 1.0, gc->fa[j - gc->ilower]);
+      _braid_Sum(core, 1.0, gc->va[j - gc->ilower], -1.0, phi_v);      /* v_j - Phi_c(v_{j-1}) */
+      _braid_Sum(core, 1.0, phi_v, 1.0, gc->fa[j - gc->ilower]);       /* ... + r_j */
       _braid_Free(core, &phi_v);
    }
    _braid_CommWaitRecv(core, level + 1);
