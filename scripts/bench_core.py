@@ -7,7 +7,9 @@ For the scalar Dahlquist problem (u' = -u, backward Euler) solved to a relative 
 measured with the fast Cython app (``braidnet.refapps.ScalarApp``) and with the plain-Python numpy app
 (``braidnet.refproblems.ScalarODE``), on 1 and 2 ranks, and that cost as a fraction of one ResNet step
 of width 220 on a batch of 1000 (the Indian Pines network).  Also the set-up and memory of 2^20
-steps on one rank, to show that they grow linearly.  References printed beside our numbers: PyMGRIT
+steps on one rank, to show that they grow linearly.  The plain-Python app is also timed on the
+hierarchies of issue 14 item 5 (max_levels 2 and 14, cfactor 2 and 4, on 1 and 2 ranks; target
+<= 1 us per step call), where the wrapper's default clone/sum/norm/pack/unpack run in C.  References printed beside our numbers: PyMGRIT
 costs 2.0-3.2 us per step call on the same problem (1-2 ranks); targets: < 1 us (issue), <= 0.2 us
 (project brief) for Cython apps, < 2% of the width-220 step.
 
@@ -31,10 +33,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _solve(app, ntime: int, comm, **opts):
+def _solve(app, ntime: int, comm, max_levels: int = 30, cfactor: int = 2, **opts):
     from braidnet.braid import Core
-    core = Core(app, 0.0, ntime / 2.0, ntime, comm=comm, print_level=0, max_levels=30, cfactor=2,
-                rel_tol=1e-9, **opts)
+    core = Core(app, 0.0, ntime / 2.0, ntime, comm=comm, print_level=0, max_levels=max_levels,
+                cfactor=cfactor, rel_tol=1e-9, **opts)
     t0 = time.perf_counter()
     res = core.drive()
     elapsed = time.perf_counter() - t0
@@ -80,6 +82,23 @@ def worker(ntime_fast: int, ntime_py: int) -> dict:
     out["python"] = {"ntime": ntime_py, "iterations": iters, "levels": levels, "seconds": elapsed,
                      "step_calls_max_rank": steps_max, "step_seconds": t_pystep,
                      "core_us_per_step": (elapsed - steps_max * t_pystep) / steps_max * 1e6}
+    # the Python app on the hierarchies of issue 14 (item 5): 2 and 14 levels, cfactor 2 and 4
+    out["python_hierarchies"] = []
+    for max_levels in (2, 14):
+        for cfactor in (2, 4):
+            best = None
+            for _ in range(2):          # the faster of two solves: a short run is noisy
+                r = _solve(ScalarODE(), ntime_py, comm, max_levels=max_levels, cfactor=cfactor)
+                elapsed = comm.allreduce(r[0], op=MPI.MAX)
+                if best is None or elapsed < best[0]:
+                    best = (elapsed,) + r[1:]
+            elapsed, steps, iters, levels = best
+            steps_max = comm.allreduce(steps, op=MPI.MAX)
+            out["python_hierarchies"].append(
+                {"max_levels": max_levels, "cfactor": cfactor, "ntime": ntime_py, "iterations": iters,
+                 "levels": levels, "seconds": elapsed, "step_calls_max_rank": steps_max,
+                 "step_seconds": t_pystep,
+                 "core_us_per_step": (elapsed - steps_max * t_pystep) / steps_max * 1e6})
     return out
 
 
@@ -167,6 +186,15 @@ def main() -> None:
             print(f"{kind:8s} {r['ranks']:5d} {d['ntime']:8d} {d['levels']:6d} {d['iterations']:5d} "
                   f"{d['seconds']:9.4f} {d['step_calls_max_rank']:9d} {d['step_seconds'] * 1e6:8.3f} "
                   f"{d['core_us_per_step']:12.3f} {ratio:>22s}")
+    print("\nPython app (numpy vectors, default clone/sum/norm/pack/unpack in C), by hierarchy "
+          "(target <= 1 us, issue 14 item 5)")
+    print(f"{'ranks':>5s} {'max_levels':>10s} {'cfactor':>7s} {'levels':>6s} {'iters':>5s} {'solve s':>9s} "
+          f"{'steps':>9s} {'step us':>8s} {'core us/step':>12s}")
+    for r in runs:
+        for d in r["python_hierarchies"]:
+            print(f"{r['ranks']:5d} {d['max_levels']:10d} {d['cfactor']:7d} {d['levels']:6d} {d['iterations']:5d} "
+                  f"{d['seconds']:9.4f} {d['step_calls_max_rank']:9d} {d['step_seconds'] * 1e6:8.3f} "
+                  f"{d['core_us_per_step']:12.3f}")
     fast1 = runs[0]["fast"]["core_us_per_step"]
     print(f"\nwidth-220 ResNet step, batch 1000: {t_resnet * 1e3:.2f} ms; core cost per step (fast app, 1 rank) "
           f"= {fast1 / (t_resnet * 1e6) * 100:.5f}% of it (target < 2%)")

@@ -6,6 +6,7 @@ process these are all one rank; test_braid_mpi.py runs the same solves on 1-4 ra
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import pickle
@@ -858,3 +859,140 @@ def test_many_core_cycles_do_not_grow_memory(fast, cycles):
     grown = _rss_bytes() - before
     # a leak of one 4-double vector per cycle would be >= 3000 * 48 bytes; allow allocator noise
     assert grown < 128 * 1024, f"RSS grew by {grown / 1024:.0f} KiB over {cycles} cycles"
+
+
+# ---- Python apps: the default clone/sum/norm/pack/unpack run in C on the float64 buffers ----
+
+class _Decay(ScalarODE):
+    """u' = -c u elementwise on an array of any shape (backward Euler); the C paths' test vectors."""
+
+    def __init__(self, shape=(3, 7)) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        n = int(np.prod(self.shape))
+        self.rates = np.linspace(0.5, 2.0, n).reshape(self.shape)
+        self.u0 = np.cos(np.arange(n) * 0.37).reshape(self.shape)
+
+    def init(self, t):
+        return self.u0.copy() if t == self.tstart else np.full(self.shape, 0.3)
+
+    def step(self, u, ustop, fstop, status):
+        np.divide(u, 1.0 + (status.tstop - status.tstart) * self.rates, out=u)
+
+
+class _NumpyDefaults:
+    """What the wrapper's defaults did in numpy before they ran in C, as explicit app methods."""
+
+    def clone(self, u):
+        return np.array(u, copy=True)
+
+    def sum(self, alpha, x, beta, y):
+        if beta == 0.0:
+            np.multiply(x, alpha, out=y)
+        else:
+            ax = alpha * x
+            np.multiply(y, beta, out=y)
+            y += ax
+
+    def norm(self, u):
+        return np.linalg.norm(np.ravel(u))
+
+    def pack(self, u):
+        return np.ascontiguousarray(u).reshape(-1).view(np.uint8)
+
+    def unpack(self, data):
+        return np.frombuffer(data, dtype=np.float64).reshape(np.shape(self.init(self.tstart))).copy()
+
+
+class _FortranClones:
+    """clone gives Fortran-ordered arrays: the default sum/norm/pack then take the numpy path."""
+
+    def clone(self, u):
+        return np.asfortranarray(u).copy(order="F")
+
+
+def _default_ops_apps():
+    """(name, plain app, the same app with explicit numpy methods, with Fortran clones) triples."""
+    out = []
+    for name, make in [("scalar", ScalarODE), ("heat", Heat), ("resnet", ResNet4),
+                       ("block", lambda: _Decay((3, 7))), ("long", lambda: _Decay((613,)))]:
+        base = type(make())
+        explicit = type("Explicit" + base.__name__, (_NumpyDefaults, base), {})
+        fortran = type("Fortran" + base.__name__, (_FortranClones, base), {})
+        if base is _Decay:
+            shape = make().shape
+            out.append((name, make, lambda s=shape, c=explicit: c(s), lambda s=shape, c=fortran: c(s)))
+        else:
+            out.append((name, make, explicit, fortran))
+    return out
+
+
+def _default_ops_solve(make, comm, max_levels, cfactor, ntime=65):
+    app = make()
+    with Core(app, 0.0, 1.0, ntime, comm=comm, print_level=0, max_levels=max_levels, cfactor=cfactor,
+              rel_tol=1e-13, max_iter=25) as core:
+        core.drive()
+        hist = [float(r).hex() for r in core.residual_norms]
+    fin = app.final
+    return hist, None if fin is None else (float(fin[0]).hex(), [float(x).hex() for x in np.ravel(fin[1])])
+
+
+def default_ops_report(comm) -> list:
+    """Every (app, hierarchy) where the C defaults, the explicit numpy methods and the numpy fallback
+    (Fortran clones) give histories or final states that differ in any bit (empty: all identical)."""
+    bad = []
+    for name, plain, explicit, fortran in _default_ops_apps():
+        for max_levels, cfactor in [(2, 2), (2, 4), (14, 2), (14, 4)]:
+            ref = _default_ops_solve(plain, comm, max_levels, cfactor)
+            for kind, make in [("explicit", explicit), ("fortran", fortran)]:
+                if _default_ops_solve(make, comm, max_levels, cfactor) != ref:
+                    bad.append((name, kind, max_levels, cfactor))
+    return bad
+
+
+def test_default_vector_ops_in_c_are_bit_identical_to_numpy(comm):
+    assert default_ops_report(comm) == []
+
+
+class _NumpyWatch:
+    """Stands for numpy in braidnet.braid's globals and records which attributes the wrapper reads."""
+
+    def __init__(self, real):
+        self._real, self.used = real, set()
+
+    def __getattr__(self, name):
+        self.used.add(name)
+        return getattr(self._real, name)
+
+
+@pytest.mark.parametrize("make", [ScalarODE, Heat, lambda: _Decay((3, 7))])
+def test_default_vector_ops_call_no_numpy(make, monkeypatch):
+    import braidnet.braid as braid_module
+    app = make()
+    core = Core(app, 0.0, 1.0, 64, comm=MPI.COMM_SELF, print_level=0, max_levels=14, cfactor=2,
+                rel_tol=1e-12)
+    core.drive()                # the first drive also settles the message size once (numpy)
+    watch = _NumpyWatch(np)
+    monkeypatch.setattr(braid_module, "np", watch)
+    core.drive()
+    monkeypatch.undo()
+    assert core.step_calls > 0
+    core.close()
+    # init's isinstance check reads np.ndarray; clone/sum/norm (and pack/unpack) read nothing
+    assert watch.used <= {"ndarray"}, watch.used
+
+
+def test_default_vector_ops_on_two_ranks(tmp_path):
+    import mpi_launch
+    script = tmp_path / "default_ops.py"
+    script.write_text(
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "from mpi4py import MPI\n"
+        "import test_braid_core as t\n"
+        "bad = t.default_ops_report(MPI.COMM_WORLD)\n"
+        "bad = MPI.COMM_WORLD.allgather(bad)\n"
+        "if MPI.COMM_WORLD.rank == 0:\n"
+        "    print(json.dumps(bad))\n")
+    proc = mpi_launch.check(mpi_launch.run(2, [script], 300))
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [[], []]

@@ -3,6 +3,48 @@
 
 from libc.string cimport memset
 
+cimport numpy as cnp
+
+cnp.import_array()
+
+# numpy's own dot product of a dtype (for float64: the BLAS ddot x.dot(x) uses)
+ctypedef void (*_npy_dotfunc)(void *, cnp.npy_intp, void *, cnp.npy_intp, void *, cnp.npy_intp,
+                              void *) noexcept
+
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct _npy_arrfuncs "PyArray_ArrFuncs":
+        _npy_dotfunc dotfunc
+    _npy_arrfuncs *PyDataType_GetArrFuncs(cnp.dtype)
+
+# The float64 dot product of np.linalg.norm (sqrt(x.dot(x))), so that the C norm is bit-identical.
+cdef _npy_dotfunc _ddot = PyDataType_GetArrFuncs(cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)).dotfunc
+
+
+cdef inline double *_f64(PyObject *v, bint write) noexcept:
+    """The data of v when the default C paths may work on it directly: an exact ndarray, float64 in
+    native byte order, C-contiguous and aligned (and writeable if `write`); else NULL (the numpy
+    path then runs, as before)."""
+    cdef object o = <object>v
+    if not cnp.PyArray_CheckExact(o):
+        return NULL
+    cdef cnp.ndarray a = <cnp.ndarray>o
+    if (cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(a)
+            or not cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)
+            or (write and not cnp.PyArray_ISWRITEABLE(a))):
+        return NULL
+    return <double *>cnp.PyArray_DATA(a)
+
+
+cdef inline bint _same_shape(PyObject *x, PyObject *y) noexcept:
+    cdef cnp.ndarray a = <cnp.ndarray><object>x, b = <cnp.ndarray><object>y
+    cdef int nd = cnp.PyArray_NDIM(a), k
+    if nd != cnp.PyArray_NDIM(b):
+        return False
+    for k in range(nd):
+        if cnp.PyArray_DIMS(a)[k] != cnp.PyArray_DIMS(b)[k]:
+            return False
+    return True
+
 cdef inline braid_Vector _hand_out(object obj):
     """Give the core one reference to obj (released by _py_free)."""
     Py_INCREF(obj)
@@ -136,6 +178,8 @@ cdef class _PyBox(_Box):
     cdef object error
     cdef double tstart
     cdef object shape               # of every vector: init's first result (None until known)
+    cdef int ndim                   # the same, for the C paths: len(shape) (-1 until known) ...
+    cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]     # ... and shape
     cdef Py_ssize_t nbytes          # message size in bytes, -1 until first asked
     cdef readonly Py_ssize_t nsteps  # step calls of the current drive (Core.step_calls on LLNL XBraid)
 
@@ -143,6 +187,7 @@ cdef class _PyBox(_Box):
         self.app = app
         self.tstart = tstart
         self.nbytes = -1
+        self.ndim = -1
 
     cdef int refresh(self) except -1:
         app = self.app
@@ -220,7 +265,7 @@ cdef class _PyBox(_Box):
         if u is None:
             raise _init_refusal(type(self.app).__name__, t, reason, char, "")
         if self.shape is None:
-            self.shape = u.shape
+            self.set_shape(u.shape)
         elif u.shape != self.shape:
             raise ValueError(f"{type(self.app).__name__}.init({t!r}) returned an array of shape {u.shape}; "
                              f"init({self.tstart!r}) gave {self.shape}, the shape of every vector")
@@ -231,8 +276,16 @@ cdef class _PyBox(_Box):
         u = _as_vector(self.f_init(self.tstart), reason, char)
         if u is None:
             return -1
-        self.shape = u.shape
+        self.set_shape(u.shape)
         return u.size
+
+    cdef int set_shape(self, tuple shape) except -1:
+        cdef int k
+        self.shape = shape
+        self.ndim = len(shape)
+        for k in range(self.ndim):
+            self.dims[k] = shape[k]
+        return 0
 
     cdef object template(self):
         """init(tstart)'s shape and dtype (float64): what the default pack/unpack move."""
@@ -292,7 +345,9 @@ cdef class _PyBox(_Box):
         if self.error is None:
             try:
                 if self.f_clone is None:
-                    v = np.array(_vec(u), copy=True)
+                    v = _c_clone(<PyObject *>u)
+                    if v is None:
+                        v = np.array(_vec(u), copy=True)
                 else:
                     v = _own(self.f_clone(_vec(u)), "clone")
                 v_ptr[0] = _hand_out(v)
@@ -306,6 +361,8 @@ cdef class _PyBox(_Box):
     cdef braid_Int sum(self, double alpha, braid_Vector x, double beta, braid_Vector y) noexcept:
         if self.error is not None:
             return _CALLBACK_ERROR
+        if self.f_sum is None and _c_sum(alpha, <PyObject *>x, beta, <PyObject *>y):
+            return 0
         try:
             xo, yo = _vec(x), _vec(y)
             if self.f_sum is None:
@@ -328,7 +385,8 @@ cdef class _PyBox(_Box):
         if self.error is None:
             try:
                 if self.f_norm is None:
-                    norm_ptr[0] = np.linalg.norm(np.ravel(_vec(u)))
+                    if not _c_norm(<PyObject *>u, norm_ptr):
+                        norm_ptr[0] = np.linalg.norm(np.ravel(_vec(u)))
                 else:
                     norm_ptr[0] = self.f_norm(_vec(u))
                 return 0
@@ -361,8 +419,14 @@ cdef class _PyBox(_Box):
 
     cdef braid_Int bufpack(self, braid_Vector u, void *buffer) noexcept:
         cdef const unsigned char[::1] src
+        cdef double *data
         if self.error is not None:
             return self.blank_message(buffer)
+        if self.f_pack is None and self.nbytes >= 0:
+            data = _f64(<PyObject *>u, False)
+            if data != NULL and cnp.PyArray_SIZE(<cnp.ndarray><object><PyObject *>u) * 8 == self.nbytes:
+                memcpy(buffer, data, self.nbytes)
+                return 0
         try:
             n = self.message_size()
             if self.f_pack is None:
@@ -395,7 +459,11 @@ cdef class _PyBox(_Box):
             return self.blank_unpack(u_ptr)
         try:
             n = self.message_size()
-            if self.f_unpack is None:
+            if self.f_unpack is None and self.ndim >= 0:
+                u = cnp.PyArray_EMPTY(self.ndim, self.dims, cnp.NPY_DOUBLE, 0)
+                if n > 0:
+                    memcpy(cnp.PyArray_DATA(<cnp.ndarray>u), buffer, n)
+            elif self.f_unpack is None:
                 shape, dtype = self.template()
                 u = np.empty(shape, dtype)
                 dst = u.reshape(-1).view(np.uint8)
@@ -414,6 +482,55 @@ cdef class _PyBox(_Box):
         if not BRAIDNET_CORE_IS_BUNDLED:
             u_ptr[0] = self.blank(NULL)
         return _CALLBACK_ERROR
+
+
+# ---- the default clone/sum/norm in C, on the float64 buffers (the numpy path where they do not apply) ----
+
+cdef object _c_clone(PyObject *u):
+    """A C-contiguous copy of u (same shape), or None where the C path does not apply."""
+    cdef double *src = _f64(u, False)
+    if src == NULL:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray><object>u
+    v = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), cnp.NPY_DOUBLE, 0)
+    memcpy(cnp.PyArray_DATA(<cnp.ndarray>v), src, cnp.PyArray_NBYTES(a))
+    return v
+
+
+cdef bint _c_sum(double alpha, PyObject *x, double beta, PyObject *y) noexcept:
+    """y = alpha x + beta y in C (True), with numpy's default's numbers: beta == 0 overwrites y
+    with alpha*x, else each entry is (beta*y) + (alpha*x), each product rounded (no FMA: the
+    build does not target FMA, and the sum of two rounded products is what numpy computes).
+    False (nothing done) where the C path does not apply: the numpy path runs."""
+    cdef double *xd = _f64(x, False)
+    cdef double *yd = _f64(y, True)
+    cdef Py_ssize_t i, n
+    cdef double ax, by
+    if xd == NULL or yd == NULL or not _same_shape(x, y):
+        return False
+    n = cnp.PyArray_SIZE(<cnp.ndarray><object>y)
+    if xd != yd and xd < yd + n and yd < xd + n:
+        return False                # partial overlap: numpy's buffering handles it
+    if beta == 0.0:
+        for i in range(n):
+            yd[i] = xd[i] * alpha
+    else:
+        for i in range(n):
+            ax = alpha * xd[i]
+            by = yd[i] * beta
+            yd[i] = by + ax
+    return True
+
+
+cdef bint _c_norm(PyObject *u, double *out) noexcept:
+    """np.linalg.norm(u) = sqrt(u.dot(u)) with numpy's own float64 dot (True), or False."""
+    cdef double *d = _f64(u, False)
+    cdef double sq = 0.0
+    if d == NULL:
+        return False
+    _ddot(d, 8, d, 8, &sq, cnp.PyArray_SIZE(<cnp.ndarray><object>u), NULL)
+    out[0] = sqrt(sq)
+    return True
 
 
 # The C entry points of Python apps: take the GIL and go to the box's method.
