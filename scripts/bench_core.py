@@ -9,7 +9,8 @@ measured with the fast Cython app (``braidnet.refapps.ScalarApp``) and with the 
 of width 220 on a batch of 1000 (the Indian Pines network).  Also the set-up and memory of 2^20
 steps on one rank, to show that they grow linearly.  The plain-Python app is also timed on the
 hierarchies of issue 14 item 5 (max_levels 2 and 14, cfactor 2 and 4, on 1 and 2 ranks; target
-<= 1 us per step call), where the wrapper's default clone/sum/norm/pack/unpack run in C.  References printed beside our numbers: PyMGRIT
+<= 1 us per step call), where the wrapper's default clone/sum/norm/pack/unpack run in C; there it is
+also timed with a step that does nothing (the same iterations): solve time / step calls, all overhead.  References printed beside our numbers: PyMGRIT
 costs 2.0-3.2 us per step call on the same problem (1-2 ranks); targets: < 1 us (issue), <= 0.2 us
 (project brief) for Cython apps, < 2% of the width-220 step.
 
@@ -57,6 +58,20 @@ def _python_step_seconds(app, calls: int = 20000) -> float:
     return best / calls
 
 
+def _noop_app():
+    """ScalarODE whose step and access do nothing: its solve time per step call is all overhead
+    (core, callbacks, the call into Python), with no subtraction of a separately timed step."""
+    from braidnet.refproblems import ScalarODE
+
+    class NoopStep(ScalarODE):
+        def step(self, u, ustop, fstop, status):
+            pass
+
+        def access(self, u, status):
+            pass
+    return NoopStep()
+
+
 def worker(ntime_fast: int, ntime_py: int) -> dict:
     """Run on every rank of COMM_WORLD; returns rank 0's view (steps summed over ranks)."""
     from mpi4py import MPI
@@ -94,11 +109,18 @@ def worker(ntime_fast: int, ntime_py: int) -> dict:
                     best = (elapsed,) + r[1:]
             elapsed, steps, iters, levels = best
             steps_max = comm.allreduce(steps, op=MPI.MAX)
+            noop = None
+            for _ in range(2):
+                r = _solve(_noop_app(), ntime_py, comm, max_levels=max_levels, cfactor=cfactor,
+                           max_iter=iters)
+                e = comm.allreduce(r[0], op=MPI.MAX) / comm.allreduce(r[1], op=MPI.MAX)
+                noop = e if noop is None else min(noop, e)
             out["python_hierarchies"].append(
                 {"max_levels": max_levels, "cfactor": cfactor, "ntime": ntime_py, "iterations": iters,
                  "levels": levels, "seconds": elapsed, "step_calls_max_rank": steps_max,
                  "step_seconds": t_pystep,
-                 "core_us_per_step": (elapsed - steps_max * t_pystep) / steps_max * 1e6})
+                 "core_us_per_step": (elapsed - steps_max * t_pystep) / steps_max * 1e6,
+                 "noop_us_per_step": noop * 1e6})
     return out
 
 
@@ -189,12 +211,12 @@ def main() -> None:
     print("\nPython app (numpy vectors, default clone/sum/norm/pack/unpack in C), by hierarchy "
           "(target <= 1 us, issue 14 item 5)")
     print(f"{'ranks':>5s} {'max_levels':>10s} {'cfactor':>7s} {'levels':>6s} {'iters':>5s} {'solve s':>9s} "
-          f"{'steps':>9s} {'step us':>8s} {'core us/step':>12s}")
+          f"{'steps':>9s} {'step us':>8s} {'core us/step':>12s} {'no-op step: us/step':>20s}")
     for r in runs:
         for d in r["python_hierarchies"]:
             print(f"{r['ranks']:5d} {d['max_levels']:10d} {d['cfactor']:7d} {d['levels']:6d} {d['iterations']:5d} "
                   f"{d['seconds']:9.4f} {d['step_calls_max_rank']:9d} {d['step_seconds'] * 1e6:8.3f} "
-                  f"{d['core_us_per_step']:12.3f}")
+                  f"{d['core_us_per_step']:12.3f} {d['noop_us_per_step']:20.3f}")
     fast1 = runs[0]["fast"]["core_us_per_step"]
     print(f"\nwidth-220 ResNet step, batch 1000: {t_resnet * 1e3:.2f} ms; core cost per step (fast app, 1 rank) "
           f"= {fast1 / (t_resnet * 1e6) * 100:.5f}% of it (target < 2%)")
