@@ -59,9 +59,10 @@ class OneShot:
         first, total, info = None, 0, {}
         while total < self.max_iter:
             info = run(1, tol)
-            if int(info.get("iterations", 1)) == 0:
+            done = int(info.get("iterations", 1))
+            if done == 0:
                 break           # one MGRIT level: the solve is sequential time stepping, exact
-            total += int(info.get("iterations", 1))
+            total += done
             r = info.get("rnorm", -1.0)
             if r is not None and r >= 0:
                 if first is None:

@@ -20,9 +20,7 @@ def load_data(cfg: _config.Config) -> Tuple[np.ndarray, np.ndarray, np.ndarray, 
         return datasets.peaks(data["n_train"], data["n_val"], seed=data["seed"])
     if data["dataset"] == "indian_pines":
         return datasets.indian_pines(n_train=data["n_train"], n_val=data["n_val"] or None, seed=data["seed"])
-    if not data["path"]:
-        raise _config.ConfigError("data.dataset='lpt_text' needs data.path, the folder of the *.dat files")
-    return datasets.load_lpt_text(data["path"])
+    return datasets.load_lpt_text(data["path"])     # config.check made sure data.path is given
 
 
 def level_plan(cfg: _config.Config) -> List[Tuple[int, int]]:

@@ -10,6 +10,7 @@ global iterations (0: none in between), at the start of every refined level and 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any, Dict, List, Optional
@@ -97,7 +98,6 @@ class Recorder:
 
     def _folder_config(self) -> _config.Config:
         """config.json of the folder (for checkpoints of an older braidnet, which carry none)."""
-        import json
         try:
             with open(self.writer.path("config.json")) as f:
                 return json.load(f)

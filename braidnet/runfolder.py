@@ -259,24 +259,31 @@ class RunLock:
         return False
 
 
-def _start_ticks(pid: int) -> Optional[int]:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+def _proc_stat(pid: int) -> Optional[List[str]]:
+    """The fields of /proc/PID/stat after the command name (Linux): [0] the state, [19] the start time
+    in clock ticks since boot; None when the process is gone, raises OSError where there is no /proc."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            return f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+
+
+def _start_ticks(pid: int) -> Optional[int]:
+    """The process's start time (Linux), to tell a reused pid apart; None where unknown."""
+    try:
+        fields = _proc_stat(pid)
+        return int(fields[19]) if fields else None
     except (OSError, IndexError, ValueError):
         return None
 
 
 def _alive(pid: int, start_ticks: Optional[int]) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        if fields[0] in ("Z", "X"):         # a zombie has ended
+        fields = _proc_stat(pid)
+        if fields is None or fields[0] in ("Z", "X"):     # gone, or a zombie: it has ended
             return False
         return start_ticks is None or int(fields[19]) == start_ticks
-    except FileNotFoundError:
-        return False
     except (OSError, IndexError, ValueError):
         pass
     try:                                    # no /proc: ask the kernel
