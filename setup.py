@@ -2,8 +2,9 @@
 
 Configuration, from the environment:
 
-- ``MPICC``: the MPI compiler wrapper used to compile and link (default: ``mpicc`` on PATH, which the
-  PyPI ``mpich`` wheel provides). Its ``-show`` output gives the MPI include and library flags.
+- ``MPICC``: the MPI compiler wrapper used to compile and link (default: the ``mpicc`` beside the
+  building interpreter, which the PyPI ``mpich`` wheel provides, else ``mpicc`` on PATH). Its ``-show``
+  output gives the MPI include and library flags.
 - ``XBRAID_DIR``: build against an installed LLNL XBraid (its ``braid.h`` and ``libbraid.a``, in
   ``$XBRAID_DIR/braid`` or ``$XBRAID_DIR``) instead of the bundled core. braidnet uses only the
   public ``braid.h`` interface, so either works.
@@ -86,12 +87,14 @@ def _check_sources() -> None:
 
 
 def _find_mpicc() -> str:
-    mpicc = os.environ.get("MPICC") or shutil.which("mpicc")
-    if not mpicc:
-        # A venv's mpich wheel puts mpicc beside the interpreter even when the venv is not activated.
-        cand = os.path.join(os.path.dirname(sys.executable), "mpicc")
-        if os.path.exists(cand):
-            mpicc = cand
+    """$MPICC, else the mpicc beside the building interpreter, else the one on PATH.
+
+    The environment that builds is the one that runs: its mpich wheel (mpicc beside the interpreter)
+    is the MPI its mpi4py loads, so it comes before whatever another environment put on PATH (two
+    MPI libraries in one process otherwise).
+    """
+    beside = os.path.join(os.path.dirname(sys.executable), "mpicc")
+    mpicc = os.environ.get("MPICC") or (beside if os.path.exists(beside) else shutil.which("mpicc"))
     if not mpicc:
         raise RuntimeError(
             "braidnet needs an MPI compiler wrapper: set MPICC=/path/to/mpicc, put mpicc on PATH, "
