@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from braidnet.runfolder import HISTORY_TEXT
+
 UNIT_COLUMNS = {"wall": "work_units", "counted": "work_units_counted"}
 
 
@@ -52,7 +54,7 @@ OPTIONAL = ("val_accuracy", "loss", "work_units", "work_units_counted", "layer_s
 
 
 def _read_history(hist: str) -> Dict[str, np.ndarray]:
-    """history.csv as float columns (an empty cell: NaN); any damage is one ValueError naming the file
+    """history.csv as float columns (an empty cell: NaN; the text columns left out); any damage is one ValueError naming the file
     and, where it is one cell, its line and column."""
     try:
         with open(hist, newline="", encoding="utf-8") as f:
@@ -74,7 +76,8 @@ def _read_history(hist: str) -> Dict[str, np.ndarray]:
                 if len(row) != len(header):
                     raise ValueError(f"{hist} line {line} has {len(row)} fields, the header {len(header)} "
                                      f"(a truncated or damaged line)")
-                rows.append([_cell(hist, line, col, text) for col, text in zip(header, row)])
+                rows.append([math.nan if col in HISTORY_TEXT else _cell(hist, line, col, text)
+                             for col, text in zip(header, row)])
     except UnicodeDecodeError as e:
         raise ValueError(f"{hist} is not text (undecodable byte at offset {e.start})") from None
     except csv.Error as e:
@@ -84,7 +87,7 @@ def _read_history(hist: str) -> Dict[str, np.ndarray]:
     if not rows:
         raise ValueError(f"{hist} has no rows")
     table = np.array(rows, dtype=float)
-    cols = {name: table[:, j] for j, name in enumerate(header)}
+    cols = {name: table[:, j] for j, name in enumerate(header) if name not in HISTORY_TEXT}
     for name in REQUIRED:
         bad = np.nonzero(~np.isfinite(cols[name]))[0]
         if bad.size:

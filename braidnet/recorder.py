@@ -22,7 +22,8 @@ from braidnet import work
 from braidnet.level import LevelRun
 from braidnet.oneshot import TrainingDiverged, divergence, is_bad
 from braidnet.problem import level_plan
-from braidnet.runfolder import Checkpoint, RunFolderError, RunWriter, progress, progress_line, with_run
+from braidnet.runfolder import (Checkpoint, RunFolderError, RunWriter, built_as, progress, progress_line,
+                                with_run)
 
 #: Printed once above the progress lines: what each field of a line is.
 PROGRESS_HEADER = ("iteration | level (0: finest), layers | objective | loss | gradient norm | accepted step "
@@ -45,6 +46,7 @@ class Recorder:
         self.saved_at: Optional[int] = None      # global iteration of the last checkpoint written
         self.iteration = 0                       # global iteration of the next row
         self._t0 = time.perf_counter()
+        self._built_as = built_as()              # every row says which braidnet and core computed it
 
     def claim(self, resume: bool, overwrite: bool) -> Optional[Checkpoint]:
         """Take the run folder (collective; rank 0 decides, every rank raises the same
@@ -136,7 +138,7 @@ class Recorder:
                "primal_iters": fw.get("iterations", 0), "adjoint_iters": bw.get("iterations", 0),
                "objective": f, "loss": fw.get("loss"), "grad_norm": gnorm, "step": run.step,
                "ls_trials": run.ls_trials, "train_accuracy": fw.get("accuracy"), "val_accuracy": val,
-               "time": elapsed}
+               "time": elapsed, **self._built_as}
         if bad:
             where = (f"the last good checkpoint is {self.writer.path('checkpoint.npz')} (iteration {self.saved_at})"
                      if self.saved_at is not None and self.writer.dir else "no checkpoint was written before it")

@@ -36,7 +36,11 @@ progress = logging.getLogger("braidnet.progress")
 
 HISTORY_FIELDS = ["iteration", "level", "layers", "work_units", "work_units_counted", "layer_steps",
                   "primal_rnorm", "adjoint_rnorm", "primal_iters", "adjoint_iters", "objective", "loss",
-                  "grad_norm", "step", "ls_trials", "train_accuracy", "val_accuracy", "time"]
+                  "grad_norm", "step", "ls_trials", "train_accuracy", "val_accuracy", "time",
+                  "version", "core"]
+#: the history's text columns (every other column is a number): what computed the row, so that a run
+#: resumed under another braidnet or core says so row by row
+HISTORY_TEXT = ("version", "core")
 
 #: The files a run writes; a folder holding any of them holds a run.
 RUN_FILES = ("config.json", "history.csv", "checkpoint.npz", "weights.npz", "starts.csv")
@@ -175,6 +179,15 @@ def _csv_text(fields: List[str], rows: List[Dict[str, Any]], header: bool = True
 
 def _write_csv(path: str, fields: List[str], rows: List[Dict[str, Any]]) -> None:
     write_atomic(path, lambda f: f.write(_csv_text(fields, rows).encode()))
+
+
+def built_as() -> Dict[str, str]:
+    """The history's ``version`` and ``core`` cells: braidnet's version, and ``bundled`` or
+    ``LLNL XBraid (FOLDER)``."""
+    import braidnet
+    info = braidnet.build_info()
+    core = info["core"] if not info["xbraid_dir"] else f"{info['core']} ({info['xbraid_dir']})"
+    return {"version": info["version"], "core": core}
 
 
 def with_run(cfg: _config.Config, nprocs: int) -> Dict[str, Any]:

@@ -5,7 +5,8 @@
 
 Each DIR is the root of a braidnet source tree built in place, one with the bundled core
 (``python setup.py build_ext --inplace``), the other against LLNL XBraid
-(``XBRAID_DIR=... python setup.py build_ext --inplace``).  Every case (a reference problem of
+(``XBRAID_DIR=... python setup.py build_ext --inplace``, or ``pip install -e`` into another
+environment: ``--llnl-python`` names that environment's Python).  Every case (a reference problem of
 :mod:`braidnet.refproblems`, a step count and a set of options) is solved by both builds on 1 and
 on 2 ranks; the iteration counts must be equal and every residual norm must agree to round-off,
 ``|a - b| <= 1e-8 |b| + 1e-14``.  The script prints one line per case and rank count (iterations on
@@ -159,8 +160,11 @@ def worker(cases_path: str, out_path: str) -> int:
 # driver side
 # ---------------------------------------------------------------------------------------------
 
-def find_mpiexec() -> str:
-    found = os.environ.get("MPIEXEC") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
+def find_mpiexec(python: str) -> str:
+    """The mpiexec beside PYTHON (its environment's MPI), else $MPIEXEC, else the one on PATH."""
+    found = os.path.join(os.path.dirname(python), "mpiexec")
+    if not os.path.exists(found):
+        found = os.environ.get("MPIEXEC", "")
     if not os.path.exists(found):
         found = shutil.which("mpiexec") or ""
     if not found:
@@ -168,11 +172,11 @@ def find_mpiexec() -> str:
     return found
 
 
-def launch(root: str, nranks: int, cases_path: str, workdir: str) -> subprocess.Popen:
+def launch(root: str, python: str, nranks: int, cases_path: str, workdir: str) -> subprocess.Popen:
     out_path = os.path.join(workdir, "out.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", cases_path, out_path]
+    cmd = [python, os.path.abspath(__file__), "--worker", cases_path, out_path]
     if nranks > 1:
-        cmd = [find_mpiexec(), "-n", str(nranks)] + cmd
+        cmd = [find_mpiexec(python), "-n", str(nranks)] + cmd
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.abspath(root),
                                                                    os.environ.get("PYTHONPATH")) if p))
     return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundled", help="braidnet root built with the bundled core")
     p.add_argument("--llnl", help="braidnet root built against LLNL XBraid")
+    p.add_argument("--llnl-python", default=sys.executable,
+                   help="the Python of the LLNL build's environment (default: this one)")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts (default 1 2)")
     p.add_argument("--only", help="run only the option sets whose name contains this text")
     p.add_argument("--timeout", type=float, default=600, help="seconds per launch (default 600)")
@@ -228,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     # the two builds of one rank count run at the same time (2 cores: 1-rank runs; then 2-rank runs)
     for nranks in args.ranks:
         procs = {}
-        for core, root in (("bundled", args.bundled), ("llnl", args.llnl)):
+        for core, root, python in (("bundled", args.bundled, sys.executable),
+                                   ("llnl", args.llnl, args.llnl_python)):
             workdir = os.path.join(tmp, f"{core}-{nranks}")
             os.makedirs(workdir)
-            procs[core] = (launch(root, nranks, cases_path, workdir), workdir)
+            procs[core] = (launch(root, python, nranks, cases_path, workdir), workdir)
         for core, (proc, workdir) in procs.items():
             try:
                 output, _ = proc.communicate(timeout=args.timeout)

@@ -23,7 +23,8 @@ def _rows(layers, n, work0=0.0):
                      "layer_steps": 100 * (i + 1), "primal_rnorm": 1e-3, "adjoint_rnorm": 1e-3,
                      "primal_iters": 2, "adjoint_iters": 2, "objective": 1.0 / (i + 1), "loss": 1.0 / (i + 1),
                      "grad_norm": 0.1, "step": 1.0, "ls_trials": 1, "train_accuracy": 50.0 + i,
-                     "val_accuracy": 40.0 + 2 * i if i % 2 == 0 else math.nan, "time": 0.5 * (i + 1)})
+                     "val_accuracy": 40.0 + 2 * i if i % 2 == 0 else math.nan, "time": 0.5 * (i + 1),
+                     "version": "0.1.0", "core": "LLNL XBraid (/opt/xbraid)"})
     rows[1]["loss"] = None                 # written as an empty cell, read as NaN
     return rows
 
@@ -125,8 +126,8 @@ def _replace(text):
 
 DAMAGE = [
     # (name, damage(path), fragments of the message besides the file name)
-    ("truncated last line", _damage_truncated_last_line, ["line 7 has", "fields, the header 18", "truncated"]),
-    ("extra field", _damage_extra_field, ["line 4 has 19 fields, the header 18"]),
+    ("truncated last line", _damage_truncated_last_line, ["line 7 has", f"fields, the header {len(HISTORY_FIELDS)}", "truncated"]),
+    ("extra field", _damage_extra_field, [f"line 4 has {len(HISTORY_FIELDS) + 1} fields, the header {len(HISTORY_FIELDS)}"]),
     ("non-numeric value", lambda p: _damage_cell(p, 3, "loss", "abc"),
      ["line 3, column loss: 'abc' is not a number"]),
     ("non-numeric work", lambda p: _damage_cell(p, 5, "work_units_counted", "1.0.0"),

@@ -21,7 +21,9 @@ import pytest
 import mpi_launch
 from numpy.testing import assert_allclose, assert_array_equal
 
+import braidnet
 from braidnet import config as C
+from braidnet.runfolder import HISTORY_TEXT, built_as
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -105,6 +107,9 @@ def _assert_same_history(actual: list, desired: list, where: str) -> None:
     for name in desired[0]:
         if name in TIMING:
             continue
+        if name in HISTORY_TEXT:
+            assert [r[name] for r in actual] == [r[name] for r in desired], f"{name}, {where}"
+            continue
         a, d = _column(actual, name), _column(desired, name)
         if name in DISCRETE:
             assert_array_equal(a, d, err_msg=f"{name}, {where}")
@@ -155,6 +160,8 @@ def test_history_same_on_1_2_4_ranks(runs):
     assert obj[-1] < 0.5 * obj[0] and acc[-1] > acc[0] + 20
     assert np.all(_column(ref, "primal_rnorm")[1:] > 1e-4)
     assert np.all(np.isfinite(_column(ref, "val_accuracy")))
+    # every row says which braidnet and core computed it
+    assert {(r["version"], r["core"]) for r in ref} == {tuple(built_as().values())}
     for nprocs in (2, 4):
         out_dir, stdout = runs[nprocs]
         _assert_same_history(_history(out_dir), ref, f"{nprocs} ranks vs 1")
@@ -167,7 +174,6 @@ def test_history_same_on_1_2_4_ranks(runs):
             assert_allclose(w["theta"], w1["theta"], rtol=RTOL, atol=1e-12)
         cfg = json.loads((out_dir / "config.json").read_text())
         assert cfg["run"]["ranks"] == nprocs and cfg["network"]["layers"] == 16
-        import braidnet
         assert cfg["run"]["version"] == braidnet.__version__ and cfg["run"]["core"] in ("bundled", "LLNL XBraid")
 
 
@@ -352,7 +358,8 @@ def test_train_in_process_divergence_and_resume(runs, tmp_path, monkeypatch):
     assert res.message == "max iterations reached" and res.layers == 16
     for name in ref[0]:
         if name not in TIMING:
-            assert_array_equal([row[name] for row in res.history], _column(ref, name), err_msg=name)
+            want = [r[name] for r in ref] if name in HISTORY_TEXT else _column(ref, name)
+            assert_array_equal([row[name] for row in res.history], want, err_msg=name)
     with np.load(os.path.join(str(runs[1][0]), "weights.npz")) as w:
         assert_array_equal(res.theta, w["theta"])
 
