@@ -1,12 +1,16 @@
-"""Data sets of the paper: peaks (generated) and Indian Pines (hyperspectral), plus loaders.
+"""Data sets of the paper: peaks (generated) and Indian Pines (hyperspectral), images (the UCI
+handwritten digits, MNIST-format IDX files), plus loaders.
 
-Every loader returns ``(X_train, y_train, X_val, y_val)`` with features ``(n_samples,
+Every tabular loader returns ``(X_train, y_train, X_val, y_val)`` with features ``(n_samples,
 n_features)`` float64 and integer labels ``(n_samples,)`` in ``[0, n_classes)``; pass
 ``one_hot=True`` for ``(n_samples, n_classes)`` one-hot rows instead, or convert with
 :func:`one_hot` / :func:`labels_from_one_hot`.  :class:`braidnet.resnet.ResNet` accepts both.
+Image loaders return images ``(n_samples, height, width)`` float64 with the pixel values of the
+source (0-16 for the digits, 0-255 for MNIST); ``X.reshape(len(X), -1)`` gives a dense network's rows.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 from functools import lru_cache
@@ -267,3 +271,93 @@ def indian_pines_mat(cube_path: str, gt_path: str, n_train: int = 1000,
     """A user's own cube, e.g. the 220-band ``Indian_pines.mat`` and ``Indian_pines_gt.mat``."""
     return hyperspectral_split(load_mat(cube_path, cube_key), load_mat(gt_path, gt_key),
                                n_train, n_val, seed, one_hot)
+
+
+# ------------------------------------------------------------------------------------------------
+# images
+
+DIGITS_SHAPE = (8, 8)
+DIGITS_CLASSES = 10
+
+
+def digits(n_val: int = 297, seed: Optional[int] = None, one_hot: bool = False) -> Split:
+    """The UCI handwritten digits as scikit-learn ships them (1,797 images of 8 x 8 pixels with
+    values 0-16, 10 classes; no network access needed), split into training and validation images
+    by ``seed``, stratified by class (each class keeps its share in both parts).
+
+    Returns ``(X_train, y_train, X_val, y_val)``, X ``(n, 8, 8)`` float64.  Needs the optional
+    dependency scikit-learn (``pip install braidnet[data]``).
+    """
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as e:
+        raise ImportError("digits() needs the optional dependency scikit-learn: "
+                          "`pip install scikit-learn` or `pip install braidnet[data]`") from e
+    bunch = load_digits()
+    X = np.asarray(bunch.images, dtype=np.float64)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    n_val = _count(n_val, "n_val", DIGITS_CLASSES)
+    if n_val > len(y) - DIGITS_CLASSES:
+        raise ValueError(f"n_val must be at most {len(y) - DIGITS_CLASSES} (the digits hold {len(y)} "
+                         f"images, and training needs one per class), got {n_val}")
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=n_val, stratify=y, random_state=seed)
+    return _out(X_tr, y_tr, X_va, y_va, DIGITS_CLASSES, one_hot)
+
+
+#: IDX element types: the third byte of the magic number -> big-endian numpy dtype
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str) -> np.ndarray:
+    """One array from an IDX file (the MNIST format; gzip-compressed or not, told by its first bytes).
+
+    The file is a 4-byte magic number (two zero bytes, the element type, the number of dimensions),
+    one big-endian 32-bit size per dimension, then the elements, big-endian, row-major.  A file that
+    is not that, is cut short or has bytes left over raises one ValueError naming the file.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"IDX file not found: {path}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path} is a damaged gzip file ({e})") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
+        raise ValueError(f"{path} is not an IDX file (its magic number is {raw[:4].hex() or 'missing'}; "
+                         f"expected 0000, an element type in {sorted(hex(t) for t in _IDX_TYPES)} and "
+                         f"the number of dimensions)")
+    ndim = raw[3]
+    head = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < head:
+        raise ValueError(f"{path}: an IDX header of {ndim} dimensions needs {head} bytes, the file has "
+                         f"{len(raw)}")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    want = head + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != want:
+        raise ValueError(f"{path}: shape {shape} of {dtype.name} needs {want} bytes, the file has "
+                         f"{len(raw)} ({'cut short' if len(raw) < want else 'bytes left over'})")
+    return np.frombuffer(raw, dtype, offset=head).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def idx(images: str, labels: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Images and labels from a pair of MNIST-format IDX files, e.g. MNIST's or Fashion-MNIST's
+    ``train-images-idx3-ubyte.gz`` and ``train-labels-idx1-ubyte.gz`` (see :func:`read_idx`).
+
+    Returns ``(X, y)``: X ``(n, rows, cols)`` float64 pixel values, y ``(n,)`` int64 labels >= 0.
+    """
+    X, y = read_idx(images), read_idx(labels)
+    if X.ndim != 3:
+        raise ValueError(f"{images}: images must be 3-D (n, rows, cols), got shape {X.shape}")
+    if y.ndim != 1:
+        raise ValueError(f"{labels}: labels must be 1-D (n,), got shape {y.shape}")
+    if len(X) != len(y):
+        raise ValueError(f"{images} holds {len(X)} images but {labels} {len(y)} labels")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{labels}: labels must be integers, got {y.dtype.name}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{labels}: labels must be >= 0, got label {int(y.min())}")
+    return X.astype(np.float64), y.astype(np.int64)

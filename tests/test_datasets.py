@@ -162,3 +162,99 @@ def test_bad_counts():
         D.peaks_labels(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="X contains NaN"):
         D.peaks_labels(np.array([[0.0, np.nan]]))
+
+
+# ------------------------------------------------------------------------------------------------
+# images
+
+def test_digits_stratified_split_by_seed():
+    pytest.importorskip("sklearn")
+    Xt, yt, Xv, yv = D.digits(n_val=297, seed=3)
+    assert Xt.shape == (1500, 8, 8) and Xv.shape == (297, 8, 8) and Xt.dtype == np.float64
+    assert Xt.min() == 0 and Xt.max() == 16
+    # stratified: each class's share of the validation part is its share of the whole, to one image
+    counts = np.bincount(np.concatenate([yt, yv]), minlength=10)
+    assert np.all(np.abs(np.bincount(yv, minlength=10) - counts * 297 / 1797) <= 1)
+    # no image in both parts, the parts together are the data set
+    from sklearn.datasets import load_digits
+    whole = load_digits().images.reshape(1797, -1)
+    rows = {r.tobytes() for r in np.concatenate([Xt, Xv]).reshape(1797, -1)}
+    assert rows == {r.tobytes() for r in whole.astype(np.float64)}
+    # reproducible from the seed, another seed another split
+    again = D.digits(n_val=297, seed=3)
+    np.testing.assert_array_equal(again[0], Xt)
+    np.testing.assert_array_equal(again[3], yv)
+    assert not np.array_equal(D.digits(n_val=297, seed=4)[1], yt)
+    Y = D.digits(n_val=100, seed=0, one_hot=True)[1]
+    assert Y.shape == (1697, 10) and np.all(Y.sum(axis=1) == 1)
+    with pytest.raises(ValueError, match="n_val must be at most 1787"):
+        D.digits(n_val=1790)
+
+
+def test_digits_missing_dependency(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install scikit-learn.*pip install braidnet\[data\]"):
+        D.digits()
+
+
+def _idx_bytes(a: np.ndarray, code: int) -> bytes:
+    """An IDX file written by the format's definition (magic, big-endian sizes, big-endian data)."""
+    head = bytes([0, 0, code, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
+    return head + a.astype(a.dtype.newbyteorder(">")).tobytes()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_round_trip(tmp_path, compress):
+    import gzip
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 5, 4), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=7, dtype=np.uint8)
+    pack = gzip.compress if compress else bytes
+    (tmp_path / "im").write_bytes(pack(_idx_bytes(images, 0x08)))
+    (tmp_path / "lb").write_bytes(pack(_idx_bytes(labels, 0x08)))
+    X, y = D.idx(str(tmp_path / "im"), str(tmp_path / "lb"))
+    assert X.dtype == np.float64 and y.dtype == np.int64
+    np.testing.assert_array_equal(X, images)
+    np.testing.assert_array_equal(y, labels)
+    # every element type of the format, big-endian on disk
+    for code, dtype in [(0x09, np.int8), (0x0B, np.int16), (0x0C, np.int32), (0x0D, np.float32),
+                        (0x0E, np.float64)]:
+        a = (rng.standard_normal((3, 2)) * 100).astype(dtype)
+        (tmp_path / "a").write_bytes(pack(_idx_bytes(a, code)))
+        got = D.read_idx(str(tmp_path / "a"))
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, a)
+
+
+def test_idx_bad_files(tmp_path):
+    good = _idx_bytes(np.zeros((2, 3, 3), np.uint8), 0x08)
+    labels = _idx_bytes(np.array([1, 2], np.uint8), 0x08)
+    (tmp_path / "lb").write_bytes(labels)
+
+    def fails(data: bytes, *fragments, label_data=None):
+        (tmp_path / "im").write_bytes(data)
+        if label_data is not None:
+            (tmp_path / "lb").write_bytes(label_data)
+        with pytest.raises(ValueError) as e:
+            D.idx(str(tmp_path / "im"), str(tmp_path / "lb"))
+        (tmp_path / "lb").write_bytes(labels)
+        msg = str(e.value)
+        assert "\n" not in msg
+        for f in fragments:
+            assert f in msg, msg
+
+    fails(b"", "is not an IDX file", "missing")
+    fails(b"PK\x03\x04rest", "is not an IDX file", "504b0304")
+    fails(bytes([0, 0, 0x07, 3]) + good[4:], "is not an IDX file")
+    fails(good[:10], "header of 3 dimensions needs 16 bytes, the file has 10")
+    fails(good[:-1], "needs 34 bytes, the file has 33", "cut short")
+    fails(good + b"\x00", "bytes left over")
+    fails(b"\x1f\x8b\x08\x00garbage", "damaged gzip file")
+    fails(_idx_bytes(np.zeros((2, 9), np.uint8), 0x08), "images must be 3-D")
+    fails(good, "holds 2 images but", "3 labels", label_data=_idx_bytes(np.array([1, 2, 3], np.uint8), 0x08))
+    fails(good, "labels must be 1-D", label_data=_idx_bytes(np.zeros((2, 1), np.uint8), 0x08))
+    fails(good, "labels must be integers", label_data=_idx_bytes(np.zeros(2, np.float32), 0x0D))
+    fails(good, "labels must be >= 0", label_data=_idx_bytes(np.array([1, -1], np.int8), 0x09))
+    with pytest.raises(FileNotFoundError, match="IDX file not found"):
+        D.read_idx(str(tmp_path / "nothing"))
