@@ -138,7 +138,7 @@ braid_Int _braid_SeqSolve(braid_Core core, braid_Int level);
 
 /* ---- restrict.c, interp.c ---- */
 braid_Int _braid_Restrict(braid_Core core, braid_Int level);
-braid_Int _braid_Inject(braid_Core core, braid_Int level);
+braid_Int _braid_Inject(braid_Core core, braid_Int level, braid_Int clear_rhs);
 braid_Int _braid_ResidualAtCPoint(braid_Core core, braid_Int level, braid_Int i, braid_Vector phi_u);
 braid_Int _braid_Interp(braid_Core core, braid_Int level);
 braid_Int _braid_CorrectFine(braid_Core core, braid_Int level, braid_Int j, braid_Vector u);

@@ -204,9 +204,9 @@ braid_Int braid_SetSkip(braid_Core core, braid_Int skip);
 /**
  * braid_SetWarmSkip (extension of this core): with warm_skip = 1 and skip 1, every warm restart also
  * skips the fine-level work of its first iteration, as LLNL XBraid's skip does: the current C-point
- * values are injected to every level, whose FAS right-hand sides stay those of the previous drive's
- * last restriction, and the iteration goes up as usual (its residual is not available: -1).
- * 0 (default) or 1; may change between drives.
+ * values are injected to every level with f = 0, the coarsest level is solved and the iteration goes
+ * up as usual (its residual is not available: -1).  The fine C-points thus restart from the coarse
+ * solution.  0 (default) or 1; may change between drives.
  */
 braid_Int braid_SetWarmSkip(braid_Core core, braid_Int warm_skip);
 /**

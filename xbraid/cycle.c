@@ -6,10 +6,10 @@
  * F-cycle: down as a V-cycle; on the way up, on arriving at each level l > 0, first run one V-cycle
  * from l (down to the coarsest and back to l), then interpolate on up.  Level 0 gets no extra cycle.
  * With skip, the first iteration does no fine-level work: the current C-point values are injected to
- * every level, and the way up is as usual.  In a first drive the coarse levels have no right-hand side
- * yet (f = 0), so the coarsest solve is plain coarse time stepping; in a warm restart that skips
- * (braid_SetWarmSkip) they keep the f of the previous drive's last restriction, as LLNL XBraid's
- * skip does, so a converged solution stays (nearly) put: the coarse equations it satisfied still hold.
+ * every level with f = 0, so the coarsest solve is plain coarse time stepping, and the way up is as usual.
+ * A warm restart that skips (braid_SetWarmSkip) does the same, as LLNL XBraid's skip at every drive
+ * (LLNL frees a coarse level's right-hand sides after interpolating from it): its fine C-points become
+ * the coarse solution, whatever the previous drives had reached.
  *
  * Which iterations are F-cycles follows LLNL XBraid's behaviour (not its documentation, which says
  * "F-cycles in the first nfmg iterations"): without braid_SetFMG every iteration is a V-cycle; with
@@ -59,7 +59,7 @@ _braid_Iterate(braid_Core core, braid_Int skip_down)
 
    for (l = 0; l < nl - 1; l++) {
       if (skip_down) {
-         _braid_Inject(core, l);
+         _braid_Inject(core, l, 1);
       }
       else {
          _braid_Relax(core, l);

@@ -36,10 +36,9 @@ _braid_ResidualAtCPoint(braid_Core core, braid_Int level, braid_Int i, braid_Vec
    return _braid_SetVector(core, &gc->fa[j - gc->ilower], r);
 }
 
-/* Copy this rank's C-points of `level` to level+1, as u and v.  The right-hand side f of level+1 is
- * left as it is: restriction sets it next; a skipped iteration runs with it (none in a first drive). */
+/* Copy this rank's C-points of `level` to level+1, as u and v (clear_rhs: f = 0 there, as with skip). */
 braid_Int
-_braid_Inject(braid_Core core, braid_Int level)
+_braid_Inject(braid_Core core, braid_Int level, braid_Int clear_rhs)
 {
    _braid_Grid *g = &core->grids[level], *gc = &core->grids[level + 1];
    braid_Int j;
@@ -49,6 +48,7 @@ _braid_Inject(braid_Core core, braid_Int level)
       _braid_SetVector(core, &gc->va[j - gc->ilower], v);
       if (_braid_IsStored(gc, j)) _braid_Clone(core, u, &uc);
       _braid_SetVector(core, _braid_UPtr(gc, j), uc);
+      if (clear_rhs) _braid_Free(core, &gc->fa[j - gc->ilower]);
    }
    return 0;
 }
@@ -62,7 +62,7 @@ _braid_Restrict(braid_Core core, braid_Int level)
    if (level == 0) core->rnorm_acc = 0.0;
    _braid_Sweep(core, level, _braid_SWEEP_RESIDUAL, g->cfactor);
    if (level == 0) _braid_NormFinish(core, &core->rnorms[core->iter]);
-   _braid_Inject(core, level);
+   _braid_Inject(core, level, 0);
 
    /* f_j += v_j - Phi_c(v_{j-1}); v at the coarse point left of ours comes from the neighbour */
    if (gc->ilower > gc->iupper) return 0;
