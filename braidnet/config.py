@@ -60,6 +60,10 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "nrelax_fine": (-1, int, "relaxation on the finest level only (-1: as nrelax)"),
         "min_coarse": (2, int, "smallest coarse grid"),
         "fmg": (False, bool, "F-cycles instead of V-cycles"),
+        "skip": ("first", str, "no fine-level work in the first MGRIT iteration of a solve: first (of each core's "
+                 "first solve only) | every (of every solve, as LLNL XBraid) | off; docs/design.md section 2.7"),
+        "final_fc_relax": (False, bool, "end every primal and adjoint solve with an F-then-C relaxation whose "
+                           "states are kept (XBraid's SetFinalFCRelax); docs/design.md section 5"),
         "iterations": (2, int, "MGRIT iterations d of the primal and of the adjoint solve per optimisation iteration"),
         "drop": (0.0, float, "if > 0: instead of d fixed iterations, iterate until the residual dropped by this factor (paper: 1e4)"),
         "abs_tol": (0.0, float, "if > 0: also stop each solve once the residual is below this"),
@@ -108,6 +112,7 @@ CHOICES = {
     ("optimizer", "method"): ("lbfgs", "bfgs", "sd"),
     ("nested", "interpolation"): ("constant", "linear"),
     ("nested", "states"): ("interpolate", "zero"),
+    ("braid", "skip"): ("first", "every", "off"),
 }
 
 

@@ -140,9 +140,9 @@ class ParallelNetwork:
             except :meth:`scatter`.
         X_val, Y_val: optional validation data (both or neither).
         braid: options of the three cores (``max_levels``, ``min_coarse``, ``cfactor``,
-            ``nrelax``, ``fmg``, ``nfmg``, ``skip``, ``storage``, ``tnorm``, ``print_level``
-            (default 0), ``access_level``, ``seq_soln``, and ``abs_tol``/``max_iter``, which become the
-            defaults of an exact solve).
+            ``nrelax``, ``fmg``, ``nfmg``, ``skip``, ``final_fc_relax``, ``storage``, ``tnorm``,
+            ``print_level`` (default 0), ``access_level``, ``seq_soln``, and ``abs_tol``/``max_iter``,
+            which become the defaults of an exact solve).
 
     Bad input raises ``ValueError`` before any MPI call.  Call :meth:`set_params` before
     :meth:`forward`, and :meth:`forward` before :meth:`backward`.
@@ -199,6 +199,7 @@ class ParallelNetwork:
             self._build_validation(xv, tv)
 
         self._driven: set = set()       # ids of the cores driven at least once
+        self._skip_later: set = set()   # ids of loaded cores that skip (skip "every") from their 2nd drive on
         self._u0_fresh = False          # u_0 computed (and sent) for the current parameters
         self._u0v_fresh = False
         self._forward_done = False      # forward() ran with the current parameters
@@ -526,7 +527,9 @@ class ParallelNetwork:
         Call it before the cores' first solves (collective only in that it must be called on every
         rank).  Keys that are missing leave that core cold.  The first drive of a loaded core then
         runs as a warm restart does (skip = 0, no sequential initial solve), so a resumed run
-        repeats the uninterrupted one exactly.
+        repeats the uninterrupted one exactly.  Except with ``skip="every"``: a warm restart's skip
+        reuses the coarse levels' right-hand sides, which the states do not hold, so a loaded core's
+        first drive does not skip (the later ones do) and a resumed run departs from there.
         """
         self._check_open()
         N, width = self.n_layers, self.net.width
@@ -551,6 +554,8 @@ class ParallelNetwork:
                 if dst is not None:
                     np.copyto(dst, arr[p])
             cores[name][0].set_options(skip=0, seq_soln=0)
+            if self._core_opts.get("skip") == "every":
+                self._skip_later.add(id(cores[name][0]))
 
     def step_counts(self) -> Dict[str, int]:
         """Work done since this network was built, summed over the ranks (collective).
@@ -584,6 +589,7 @@ class ParallelNetwork:
                 old.close()
                 setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
         self._driven = set()
+        self._skip_later = set()
         self._u0_fresh = self._u0v_fresh = self._forward_done = False
 
     def close(self) -> None:
@@ -633,7 +639,12 @@ class ParallelNetwork:
     def _drive(self, core, opts: dict):
         core.set_options(**opts)
         self._driven.add(id(core))
-        return core.drive()
+        try:
+            return core.drive()
+        finally:
+            if id(core) in self._skip_later:
+                self._skip_later.discard(id(core))
+                core.set_options(skip="every")
 
     @staticmethod
     def _rnorm(res) -> float:

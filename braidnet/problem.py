@@ -77,7 +77,8 @@ class Problem:
         if braid["nrelax_fine"] >= 0:
             nrelax = [braid["nrelax_fine"]] + [braid["nrelax"]] * (braid["max_levels"] - 1)
         return {"max_levels": braid["max_levels"], "cfactor": braid["cfactor"], "nrelax": nrelax,
-                "min_coarse": braid["min_coarse"], "fmg": braid["fmg"]}
+                "min_coarse": braid["min_coarse"], "fmg": braid["fmg"], "skip": braid["skip"],
+                "final_fc_relax": braid["final_fc_relax"]}
 
     def optimizer(self, dot) -> optim.LineSearchOptimizer:
         """A fresh line-search optimiser working with the distributed inner product ``dot``."""

@@ -8,8 +8,8 @@ Each DIR is the root of a braidnet source tree built in place, one with the bund
 (``XBRAID_DIR=... python setup.py build_ext --inplace``, or ``pip install -e`` into another
 environment: ``--llnl-python`` names that environment's Python).  Every case (a reference problem of
 :mod:`braidnet.refproblems`, a step count and a set of options) is solved by both builds on 1 and
-on 2 ranks; the iteration counts must be equal and every residual norm must agree to round-off,
-``|a - b| <= 1e-8 |b| + 1e-14``.  The script prints one line per case and rank count (iterations on
+on 2 ranks; the iteration counts must be equal, and every residual norm and every value the final
+access shows (level 0, done = 1, all points) must agree to round-off, ``|a - b| <= 1e-8 |b| + 1e-14``.  The script prints one line per case and rank count (iterations on
 each core, largest difference) and exits 1 on any difference, 0 otherwise.
 
 Launches are the slow part, so each (build, rank count) pair is one process (under ``mpiexec`` for
@@ -20,7 +20,9 @@ directory, so the launches run in a temporary folder.
 Option sets are plain Core options, plus two keys of this script:
 ``then_nfmg`` k: after ``Core(..., fmg=True)``, ``core.set_options(nfmg=k)``, i.e. braid_SetFMG then
 braid_SetNFMG(k) on either core (the C calls an LLNL user makes for "k F-cycles");
-``ntime``: the number of time steps (default 64).
+``ntime``: the number of time steps (default 64);
+``drives`` n: drive the core n times (warm restarts, default 1): the iteration counts of every drive
+and their residual histories, one after another, are compared, and the final access of the last.
 
 Internal: ``--worker CASES.json OUT.json`` is the rank-side mode (PYTHONPATH names the build).
 """
@@ -103,6 +105,31 @@ OPTION_SETS = [
     ("ntime3-min-coarse1", dict(ntime=3, max_levels=3, cfactor=2, min_coarse=1)),
     ("nrelax3-cf3", dict(max_levels=3, cfactor=3, nrelax=3)),
     ("F-tnorm1-storage0", dict(max_levels=4, cfactor=2, tnorm=1, storage=0, fmg=True)),
+    # warm restarts: skip 1 (the first drive only) and "every" (LLNL's own skip: its coarse levels keep
+    # the right-hand sides of the previous drive)
+    ("skip1-3drives", dict(max_levels=3, cfactor=2, max_iter=3, drives=3)),
+    ("skip-every-3drives", dict(max_levels=3, cfactor=2, max_iter=3, skip="every", drives=3)),
+    ("skip-every-F-relax-cf4-4drives", dict(max_levels=3, cfactor=4, nrelax=0, max_iter=2, skip="every",
+                                            drives=4)),
+    ("skip-every-F-4lev-2drives", dict(max_levels=4, cfactor=2, fmg=True, skip="every", drives=2)),
+    ("skip-every-ntime50-storage0", dict(ntime=50, max_levels=3, cfactor=4, storage=0, max_iter=2,
+                                         skip="every", drives=3)),
+    ("skip-every-seq-soln", dict(max_levels=3, cfactor=2, seq_soln=1, max_iter=3, skip="every", drives=2)),
+    # the final FC relaxation: what the final access shows, and where the next drive starts from
+    ("final-fc", dict(max_levels=3, cfactor=4, nrelax=0, final_fc_relax=True)),
+    ("final-fc-max-iter2-3drives", dict(max_levels=3, cfactor=4, nrelax=0, max_iter=2, final_fc_relax=True,
+                                        drives=3)),
+    ("final-fc-FCF-3drives", dict(max_levels=3, cfactor=4, nrelax=1, max_iter=2, final_fc_relax=True,
+                                  drives=3)),
+    ("final-fc-skip-every-3drives", dict(max_levels=3, cfactor=4, nrelax=0, max_iter=2, final_fc_relax=True,
+                                         skip="every", drives=3)),
+    ("final-fc-access-level0", dict(max_levels=3, cfactor=4, max_iter=2, final_fc_relax=True, access_level=0,
+                                    drives=2)),
+    ("final-fc-ntime50-storage0", dict(ntime=50, max_levels=3, cfactor=4, storage=0, max_iter=3,
+                                       final_fc_relax=True, drives=2)),
+    ("final-fc-F-cycles", dict(max_levels=4, cfactor=2, fmg=True, max_iter=3, final_fc_relax=True, drives=2)),
+    ("final-fc-1-level", dict(max_levels=1, final_fc_relax=True)),
+    ("final-fc-1-level-by-min-coarse", dict(max_levels=5, min_coarse=100, final_fc_relax=True)),
 ]
 
 
@@ -125,18 +152,28 @@ def solve(case: dict) -> dict:
 
     opts = dict(case["options"])
     then_nfmg = opts.pop("then_nfmg", None)
+    drives = opts.pop("drives", 1)
     if then_nfmg is not None:
         opts["fmg"] = True
     app, tstart, tstop = reference_problem(case["problem"], case["ntime"], fast=True)
+    app.keep_states(case["ntime"] + 1)
     try:
         core = Core(app, tstart, tstop, case["ntime"], MPI.COMM_WORLD, print_level=0, **opts)
     except ValueError as exc:          # the same on every rank
         return {"error": f"ValueError: {exc}"}
     if then_nfmg is not None:
         core.set_options(nfmg=then_nfmg)
-    result = core.drive()              # drive before close (a never-driven LLNL core must not be closed)
-    out = {"iterations": result.iterations, "residual_norms": list(result.residual_norms),
-           "levels": result.levels}
+    iterations, norms = [], []
+    for _ in range(drives):            # drive before close (a never-driven LLNL core must not be closed)
+        app.reset_record()
+        result = core.drive()
+        iterations.append(result.iterations)
+        norms += list(result.residual_norms)
+    states: dict = {}
+    for part in MPI.COMM_WORLD.allgather(app.states()):
+        states.update(part)
+    out = {"iterations": iterations[0] if drives == 1 else iterations, "residual_norms": norms,
+           "levels": result.levels, "final": [states[i].tolist() for i in sorted(states)]}
     core.close()
     return out
 
@@ -203,6 +240,12 @@ def difference(a: dict, b: dict) -> tuple[bool, float, str]:
         bad = bad or not d <= RTOL * abs(y) + ATOL
     if bad:
         why.append("residuals")
+    if "final" in a or "final" in b:
+        fa, fb = a.get("final"), b.get("final")
+        if fa is None or fb is None or len(fa) != len(fb) or any(len(x) != len(y) for x, y in zip(fa, fb)):
+            why.append("final access points")
+        elif not all(abs(x - y) <= RTOL * abs(y) + ATOL for u, v in zip(fa, fb) for x, y in zip(u, v)):
+            why.append("final access values")
     return not why, big, ", ".join(why)
 
 

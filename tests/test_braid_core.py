@@ -71,7 +71,10 @@ BAD_OPTIONS = [
     ({"max_iter": -1}, r"max_iter must be an integer >= 0, got -1"),
     ({"fmg": "yes"}, r"fmg must be True/False \(or 0/1\), got 'yes'"),
     ({"nfmg": -2}, r"nfmg must be an integer >= 0 \(the one V-cycle among F-cycles\), or -1"),
-    ({"skip": 2}, r"skip must be True/False \(or 0/1\), got 2"),
+    ({"skip": 2}, r"skip must be 0 or 'off' \(never\), 1 or 'first' \(first drive only, default\) or 'every' "
+                  r"\(every drive, as LLNL XBraid\), got 2"),
+    ({"skip": "always"}, r"skip must be 0 or 'off'.*got 'always'"),
+    ({"final_fc_relax": 2}, r"final_fc_relax must be True/False \(or 0/1\), got 2"),
     ({"storage": -2}, r"storage must be -1 \(store C-points only\) or a level >= 0"),
     ({"tnorm": 4}, r"tnorm must be 1 or 'l1'.*got 4"),
     ({"print_level": 3}, r"print_level must be an integer from 0 to 2, got 3"),
@@ -111,6 +114,26 @@ def test_options_are_normalised_and_kept():
     core = Core(ScalarODE(), 0.0, 5.0, 10, cfactor=(4, 2), tnorm="linf", skip=False, fmg=1, **QUIET)
     assert core.options == {"cfactor": [4, 2], "tnorm": 3, "skip": 0, "fmg": True, "print_level": 0}
     core.close()
+
+
+@pytest.mark.parametrize("value,normal", [(0, 0), (False, 0), ("off", 0), (1, 1), (True, 1), ("first", 1),
+                                          ("every", "every")])
+def test_skip_values(value, normal):
+    with Core(ScalarODE(), 0.0, 5.0, 10, skip=value, **QUIET) as core:
+        assert core.options["skip"] == normal and type(core.options["skip"]) is type(normal)
+
+
+def test_final_fc_relax_cannot_be_switched_off():
+    with Core(ScalarODE(), 0.0, 8.0, 16, max_levels=3, final_fc_relax=True, **QUIET) as core:
+        core.set_options(final_fc_relax=True)           # no change: fine
+        with pytest.raises(ValueError, match=r"final_fc_relax=False: the final FC relaxation cannot be "
+                                             r"switched off once on"):
+            core.set_options(final_fc_relax=False)
+        core.drive()
+    with Core(ScalarODE(), 0.0, 8.0, 16, max_levels=3, **QUIET) as core:
+        core.set_options(final_fc_relax=False)          # off and staying off
+        core.drive()
+        core.set_options(final_fc_relax=True)           # may be switched on between drives
 
 
 def test_malformed_apps_are_rejected():
@@ -700,6 +723,88 @@ def test_warm_restart_never_skips(options):
         again = core.drive()
     assert again.iterations == 1
     assert 0 <= again.residual_norms[0] < tol
+
+
+def test_warm_restart_skips_with_skip_every():
+    # skip="every" (LLNL XBraid's skip): a warm restart's first iteration does no fine-level work
+    # either; injection with f = 0 and the coarse solve make the C-points the coarse solution, so one
+    # such iteration leaves a converged solution (skip 1: one full iteration keeps it)
+    tol = 1e-12
+    exact = sequential_solution(ScalarODE(), 0.0, 8.0, 64)
+    for skip, moved in ((1, False), ("every", True)):
+        app = ScalarODE()
+        app.keep_states(65)
+        with Core(app, 0.0, 8.0, 64, max_levels=3, abs_tol=tol, skip=skip, **QUIET) as core:
+            first = core.drive()
+            assert first.residual_norms[0] == -1.0 and first.residual_norms[-1] < tol
+            core.set_options(max_iter=1)
+            again = core.drive()
+        st = app.states()
+        error = max(abs(st[i][0] - exact[i][0]) for i in range(65))
+        assert again.iterations == 1 and (again.residual_norms[0] == -1.0) == moved
+        assert (error > 1e-3) if moved else (error < 1e-10), (skip, error)
+
+
+def test_skip_every_on_and_off_between_drives():
+    # the mode is read at each drive: every -> 1 (no skip in warm restarts) -> every; a skipped
+    # iteration steps less (step_calls: LLNL XBraid does not reset the residual it did not compute)
+    with Core(ScalarODE(), 0.0, 8.0, 64, max_levels=3, max_iter=3, abs_tol=0.0, skip="every", **QUIET) as core:
+        core.drive()
+        steps = [core.step_calls]
+        core.set_options(skip=1)
+        core.drive()
+        steps.append(core.step_calls)
+        core.set_options(skip="every")
+        core.drive()
+        steps.append(core.step_calls)
+    assert steps[0] == steps[2] < steps[1], steps
+
+
+@pytest.mark.parametrize("access_level", [0, 1])
+def test_final_fc_relax_shows_relaxed_values(access_level):
+    # Two iterations (not converged), then the final access.  With final_fc_relax it shows the
+    # F-points as the final F-relaxation would (stepped from the same C-points), each C-point c > 0
+    # stepped once more from the F-point before it, and point 0 as it is: computed here by hand from
+    # a drive without it.  As in LLNL XBraid, at access level 0 too.
+    ntime, cf = 37, 4
+    opts = dict(max_levels=3, cfactor=cf, nrelax=0, max_iter=2, abs_tol=0.0)
+    _, plain = solve(Heat(), 0.0, 2 * math.pi, ntime, **opts)
+    app = Heat()
+    app.keep_states(ntime + 1)
+    with Core(app, 0.0, 2 * math.pi, ntime, final_fc_relax=True, access_level=access_level, **QUIET,
+              **opts) as core:
+        core.drive()
+        st = app.states()
+        assert sorted(st) == list(range(ntime + 1))
+        fc = np.array([st[i] for i in range(ntime + 1)])
+        # a warm restart continues from the relaxed C-points: its first residual, by hand
+        r2 = 0.0
+        for c in range(cf, ntime + 1, cf):
+            w = fc[c - cf].copy()
+            for k in range(c - cf + 1, c + 1):
+                w = _heat_step(app, w, k, ntime)
+            r2 += float(np.sum((fc[c] - w) ** 2))
+        core.set_options(max_iter=1, skip=0)
+        warm = core.drive()
+    want = plain.copy()
+    for c in range(cf, ntime + 1, cf):
+        want[c] = _heat_step(Heat(), plain[c - 1].copy(), c, ntime)
+    assert np.max(np.abs(want[cf::cf] - plain[cf::cf])) > 1e-3      # the C-points do move
+    assert_allclose(fc, want, rtol=1e-13, atol=1e-14)
+    assert warm.residual_norms[0] == pytest.approx(math.sqrt(r2), rel=1e-10)
+
+
+def _heat_step(app, u, k, ntime):
+    """The Heat app's step from fine point k-1 to k (times as the cores compute them)."""
+    t0, t1 = (0.0 + (i / ntime) * (2 * math.pi - 0.0) for i in (k - 1, k))
+    app.step(u, u, None, _Times(t0, t1))
+    return u
+
+
+class _Times:
+    """A stand-in for a StepStatus: the step's times only."""
+    def __init__(self, tstart, tstop):
+        self.tstart, self.tstop = tstart, tstop
 
 
 def test_nan_residual_raises_diverged():

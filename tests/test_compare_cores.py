@@ -32,6 +32,13 @@ def test_difference_rule():
     assert not same and "residuals" in why
     same, _, why = cc.difference(a, dict(a, iterations=3, residual_norms=[-1.0, 1e-3, 1e-4, 1e-4]))
     assert not same and "iterations" in why
+    f = dict(a, final=[[1.0, 2.0], [3.0, 4.0]])
+    assert cc.difference(f, dict(f, final=[[1.0, 2.0], [3.0, 4.0 * (1 + 5e-9)]]))[0]
+    same, _, why = cc.difference(f, dict(f, final=[[1.0, 2.0], [3.0, 4.001]]))
+    assert not same and why == "final access values"
+    same, _, why = cc.difference(f, dict(f, final=[[1.0, 2.0]]))
+    assert not same and why == "final access points"
+    assert not cc.difference(f, a)[0]
     assert cc.difference({"error": "x"}, {"error": "x"})[0]
     assert not cc.difference({"error": "x"}, a)[0]
 

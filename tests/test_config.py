@@ -69,6 +69,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("optimizer.stall_steps=0", r"^optimizer\.stall_steps must be >= 1, got 0$"),
     ("optimizer.stall_steps=-2", r"^optimizer\.stall_steps must be >= 1, got -2$"),
     ("optimizer.stall_steps=1.5", r"^optimizer\.stall_steps must be an integer, got 1\.5$"),
+    ("braid.skip=always", r"^braid\.skip must be one of first, every, off; got 'always'$"),
+    ("braid.skip=1", r"^braid\.skip must be a string, got 1$"),
+    ("braid.final_fc_relax=1", r"^braid\.final_fc_relax must be true or false, got 1$"),
 ])
 def test_ranges(override, message):
     with pytest.raises(C.ConfigError, match=message) as e:
@@ -85,6 +88,20 @@ def test_ranges(override, message):
 ])
 def test_range_edges_allowed(override):
     C.load_config(None, [override])
+
+
+def test_braid_options_from_the_config():
+    from mpi4py import MPI
+
+    from braidnet.braid import check_options
+    from braidnet.problem import Problem
+
+    for skip, core_skip in (("first", 1), ("every", "every"), ("off", 0)):
+        cfg = C.load_config(None, [f"braid.skip={skip}", "braid.final_fc_relax=true", "data.n_train=20",
+                                   "data.n_val=0"])
+        opts = Problem(cfg, MPI.COMM_SELF).braid_options()
+        assert opts["skip"] == skip and opts["final_fc_relax"] is True
+        assert check_options(0.0, 1.0, 8, **opts)["skip"] == core_skip
 
 
 def test_every_numeric_key_has_a_range():
@@ -204,6 +221,8 @@ def test_resume_equal_configs():
     ("optimizer.ls_factor=0.25", "optimizer.ls_factor", 0.5, 0.25),
     ("braid.fmg=true", "braid.fmg", False, True),
     ("nested.refine=4", "nested.refine", 2, 4),
+    ("braid.skip=every", "braid.skip", "first", "every"),
+    ("braid.final_fc_relax=true", "braid.final_fc_relax", False, True),
 ])
 def test_resume_conflicts_reported(override, key, old, new):
     assert C.resume_conflicts(C.defaults(), _cfg(override)) == [(key, old, new)]

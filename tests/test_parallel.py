@@ -281,3 +281,59 @@ def test_warm_states_resume_exactly():
             pn.load_warm_states({"validation": warm["primal"]})
         pn.load_warm_states(warm)
         assert step(pn, theta + 0.01) == cont
+
+
+@pytest.mark.parametrize("skip", [1, "every"])
+def test_core_options_skip_and_final_fc_relax(skip):
+    # skip "every" and the final FC relaxation reach the primal and the adjoint core; converged
+    # solves still give the exact objective and gradient, and the work the options save or add
+    # shows in the step counts
+    from mpi4py import MPI
+
+    net, X, Y, theta = _problem(n_layers=16, opening="dense")
+    obj, gs = net.loss_and_gradient(theta, X, Y)
+    steps = {}
+    for fc in (False, True):
+        opts = dict(max_levels=3, cfactor=4, nrelax=0, skip=skip, final_fc_relax=fc)
+        with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, braid=opts) as pn:
+            pn.set_params(pn.scatter(theta))
+            pn.forward(max_iter=2)
+            pn.backward(max_iter=2)
+            steps[fc] = pn.step_counts()
+            first = [list(c.residual_norms) for c in (pn._primal, pn._adjoint)]
+            pn.set_params(pn.scatter(theta))
+            f = pn.forward(max_iter=2)
+            g, _ = pn.backward(max_iter=2)
+            again = [list(c.residual_norms) for c in (pn._primal, pn._adjoint)]
+            assert all(h[0] == -1.0 for h in first)                     # skip in the first drive
+            assert all((h[0] == -1.0) == (skip == "every") for h in again), again
+            f = pn.forward()
+            g, _ = pn.backward()
+            assert abs(f["objective"] - obj) <= RTOL * abs(obj)
+            assert np.max(np.abs(g - gs)) <= RTOL * np.max(np.abs(gs))
+    # the final FC relaxation replaces the final F-relaxation: one step more per C-point > 0 (4 of them)
+    assert steps[True]["primal"] - steps[False]["primal"] == 4
+    assert steps[True]["adjoint"] - steps[False]["adjoint"] == 4
+
+
+def test_loaded_states_skip_from_the_second_drive_with_skip_every():
+    # the coarse right-hand sides that a warm restart's skip reuses are not in the loaded states:
+    # a loaded core's first drive does not skip, the later ones do
+    from mpi4py import MPI
+
+    net, X, Y, theta = _problem(n_layers=10, opening="dense")
+    opts = dict(max_levels=3, cfactor=2, nrelax=1, skip="every")
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, braid=opts) as pn:
+        pn.set_params(pn.scatter(theta))
+        pn.forward(max_iter=2)
+        warm = pn.warm_states()
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, braid=opts) as pn:
+        pn.load_warm_states({"primal": warm["primal"]})
+        pn.set_params(pn.scatter(theta))
+        steps = []
+        for _ in range(3):
+            before = pn.step_counts()["primal"]
+            pn.forward(max_iter=2)
+            steps.append(pn.step_counts()["primal"] - before)
+        assert pn._primal.options["skip"] == "every"
+    assert steps[0] > steps[1] == steps[2], steps

@@ -66,6 +66,8 @@ struct _braid_Core_struct {
    braid_Real abstol, reltol;
    braid_Int use_abstol;
    braid_Int max_iter, fmg, nfmg, skip, storage, tnorm, print_level, access_level, seq_soln;
+   braid_Int warm_skip;        /* skip also in the first iteration of every warm restart (extension) */
+   braid_Int final_fc_relax;   /* end a drive with one F-then-C sweep of level 0 that calls access */
 
    /* grid hierarchy (built by the first drive) */
    braid_Int nlevels;
@@ -127,7 +129,8 @@ typedef enum {
    _braid_SWEEP_FC,        /* F- then C-relaxation */
    _braid_SWEEP_RESIDUAL,  /* F-relaxation, then the FAS residual at each C-point (restriction) */
    _braid_SWEEP_INTERP,    /* F-relaxation, correcting the finer level at every point (interpolation) */
-   _braid_SWEEP_ACCESS     /* F-relaxation in increasing order, calling access at every point */
+   _braid_SWEEP_ACCESS,    /* F-relaxation in increasing order, calling access at every point */
+   _braid_SWEEP_FC_ACCESS  /* F- then C-relaxation, calling access at every point once relaxed */
 } _braid_SweepMode;
 braid_Int _braid_Sweep(braid_Core core, braid_Int level, _braid_SweepMode mode, braid_Int cfactor);
 braid_Int _braid_Relax(braid_Core core, braid_Int level);
@@ -149,6 +152,7 @@ braid_Int _braid_VCycle(braid_Core core, braid_Int level);
 braid_Int _braid_IsFCycle(braid_Core core, braid_Int iter);
 braid_Int _braid_Iterate(braid_Core core, braid_Int skip_down);
 braid_Int _braid_FAccess(braid_Core core, braid_Int done);
+braid_Int _braid_FinalFCRelax(braid_Core core);
 
 /* ---- braid.c ---- */
 braid_Int _braid_CopyHistory(const braid_Real *history, braid_Int len, braid_Int *nrequest_ptr, braid_Real *out);

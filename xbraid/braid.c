@@ -211,6 +211,20 @@ braid_Int braid_SetSkip(braid_Core core, braid_Int skip)
    return 0;
 }
 
+braid_Int braid_SetWarmSkip(braid_Core core, braid_Int warm_skip)
+{
+   _braid_CHECK(core, warm_skip == 0 || warm_skip == 1);
+   core->warm_skip = warm_skip;
+   return 0;
+}
+
+braid_Int braid_SetFinalFCRelax(braid_Core core)
+{
+   _braid_CHECK(core, 1);
+   core->final_fc_relax = 1;
+   return 0;
+}
+
 braid_Int braid_SetStorage(braid_Core core, braid_Int storage)
 {
    _braid_CHECK(core, storage >= -1);

@@ -25,8 +25,8 @@ extern "C" {
 #endif
 
 /* Defined by braidnet's own core only: code that must also build against LLNL XBraid tests it before
- * using the extensions below (braid_GetErrorRank, braid_GetDistribution, braid_GetDistributionOf,
- * braid_GetLevelStrides, braid_GetNumSteps). */
+ * using the extensions below (braid_SetWarmSkip, braid_GetErrorRank, braid_GetDistribution,
+ * braid_GetDistributionOf, braid_GetLevelStrides, braid_GetNumSteps). */
 #define BRAIDNET_BUNDLED_CORE 1
 
 typedef int    braid_Int;
@@ -146,7 +146,8 @@ braid_Int braid_Init(MPI_Comm comm_world, MPI_Comm comm, braid_Real tstart, brai
  * is then the sequential time stepping (run even with access level 0), and the history is [-1].
  * Calling it again on the same core is a warm restart: the grids and the current solution are kept,
  * the iteration count and residual history start anew, the relative tolerance still refers to the
- * first residual the core ever computed, and the first iteration is a full one (no skip).
+ * first residual the core ever computed, and the first iteration is a full one (no skip, unless
+ * braid_SetWarmSkip).
  */
 braid_Int braid_Drive(braid_Core core);
 
@@ -196,15 +197,36 @@ braid_Int braid_SetFMG(braid_Core core);
  * the iteration count has just reached nfmg.)
  */
 braid_Int braid_SetNFMG(braid_Core core, braid_Int nfmg);
-/** skip 1: the first iteration does no work on the fine level (inject, solve coarsest, interpolate); 0 or 1. */
+/** skip 1 (default): the first iteration of the first drive does no work on the fine level (inject,
+ *  solve coarsest, interpolate); 0 or 1.  Warm restarts do not skip unless braid_SetWarmSkip(core, 1).
+ *  (LLNL XBraid skips at every drive: this core's skip 1 plus braid_SetWarmSkip(core, 1).) */
 braid_Int braid_SetSkip(braid_Core core, braid_Int skip);
+/**
+ * braid_SetWarmSkip (extension of this core): with warm_skip = 1 and skip 1, every warm restart also
+ * skips the fine-level work of its first iteration, as LLNL XBraid's skip does: the current C-point
+ * values are injected to every level with f = 0, the coarsest level is solved and the iteration goes
+ * up as usual (its residual is not available: -1).  The fine C-points thus restart from the coarse
+ * solution.  0 (default) or 1; may change between drives.
+ */
+braid_Int braid_SetWarmSkip(braid_Core core, braid_Int warm_skip);
+/**
+ * braid_SetFinalFCRelax: end every drive with one F-then-C relaxation sweep of level 0 (whatever
+ * nrelax is) instead of the final F-relaxation, as LLNL XBraid does.  Every point is handed to access
+ * (done = 1) as soon as the sweep has relaxed it: an F-point after stepping from the C-point value the
+ * iterations left, a C-point after its C-relaxation from the new F-point before it, point 0 as it is.
+ * As in LLNL XBraid (whose documentation does not say so), this sweep runs and calls access at every
+ * access level, 0 included, and its C-point values are what a warm restart continues from.  There is no
+ * call to switch it off again.
+ */
+braid_Int braid_SetFinalFCRelax(braid_Core core);
 /** Store every point on levels >= storage (0 = all levels), or only C-points (-1, default). */
 braid_Int braid_SetStorage(braid_Core core, braid_Int storage);
 /** Temporal norm of the residual: 1 = sum, 2 = sqrt of the sum of squares (default), 3 = max. */
 braid_Int braid_SetTemporalNorm(braid_Core core, braid_Int tnorm);
 /** 0 = silent, 1 = statistics block after each drive, 2 = also the residual of each iteration (rank 0, stdout). */
 braid_Int braid_SetPrintLevel(braid_Core core, braid_Int print_level);
-/** 0 = never call access, 1 = after the drive (done = 1), 2 = also after each iteration on level 0
+/** 0 = never call access (except in a final FC relaxation), 1 = after the drive (done = 1), 2 = also
+ *  after each iteration on level 0
  *  (done = 0, the iteration's index, the last iteration included, before the convergence test),
  *  3 = also after every step on every level. */
 braid_Int braid_SetAccessLevel(braid_Core core, braid_Int access_level);

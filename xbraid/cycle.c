@@ -7,6 +7,9 @@
  * from l (down to the coarsest and back to l), then interpolate on up.  Level 0 gets no extra cycle.
  * With skip, the first iteration does no fine-level work: the current C-point values are injected to
  * every level with f = 0, so the coarsest solve is plain coarse time stepping, and the way up is as usual.
+ * A warm restart that skips (braid_SetWarmSkip) does the same, as LLNL XBraid's skip at every drive
+ * (LLNL frees a coarse level's right-hand sides after interpolating from it): its fine C-points become
+ * the coarse solution, whatever the previous drives had reached.
  *
  * Which iterations are F-cycles follows LLNL XBraid's behaviour (not its documentation, which says
  * "F-cycles in the first nfmg iterations"): without braid_SetFMG every iteration is a V-cycle; with

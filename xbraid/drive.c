@@ -6,7 +6,8 @@
  *   iterate     one V- or F-cycle per iteration; the residual norm is computed at its start (level-0
  *               restriction) and tested after its coarse correction against the tolerance
  *   check       one reduction per iteration tells every rank whether a callback failed anywhere
- *   end         a final F-relaxation on level 0 calls access at every point (done = 1)
+ *   end         a final F-relaxation on level 0 calls access at every point (done = 1); or, with
+ *               braid_SetFinalFCRelax, a final F-then-C relaxation does (see _braid_FinalFCRelax)
  *
  * Where LLNL XBraid's behaviour departs from its documentation, this file follows the behaviour, so
  * that the two cores give the same iterations:
@@ -28,6 +29,23 @@ _braid_FAccess(braid_Core core, braid_Int done)
 {
    core->done = done;
    _braid_Sweep(core, 0, _braid_SWEEP_ACCESS, core->grids[0].cfactor);
+   core->done = 0;
+   return 0;
+}
+
+/*
+ * The final FC relaxation (braid_SetFinalFCRelax), as LLNL XBraid does it: one sweep of F- then
+ * C-relaxation on level 0 with done = 1, whatever nrelax is, calling access at every point as soon as
+ * it is relaxed (F-points from the C-point values the iterations left, then each C-point from the
+ * new F-point before it; point 0 unchanged).  It replaces the final F-relaxation and, as LLNL's, runs
+ * and calls access at every access level, 0 included.  The relaxed C-points are the solution a warm
+ * restart continues from.
+ */
+braid_Int
+_braid_FinalFCRelax(braid_Core core)
+{
+   core->done = 1;
+   _braid_Sweep(core, 0, _braid_SWEEP_FC_ACCESS, core->grids[0].cfactor);
    core->done = 0;
    return 0;
 }
@@ -91,7 +109,7 @@ braid_Drive(braid_Core core)
    if (code && !core->error) _braid_Fail(core, code);
    /* keep the ranks together: a failed set-up on one rank stops all */
    if (_braid_CommAgreeOnError(core)) goto end;
-   skip = first && core->skip && !core->seq_soln;
+   skip = (first || core->warm_skip) && core->skip && !core->seq_soln;
 
    /* max_levels = 1 asks for sequential time stepping: the final access below does it */
    while (core->max_levels > 1 && core->iter < core->max_iter) {
@@ -116,7 +134,9 @@ braid_Drive(braid_Core core)
 
    /* (an access of the last iteration may have failed) */
    if (!_braid_CommAgreeOnError(core)) {
-      if (core->access_level >= 1)
+      if (core->final_fc_relax)
+         _braid_FinalFCRelax(core);
+      else if (core->access_level >= 1)
          _braid_FAccess(core, 1);
       else if (core->max_levels == 1)
          _braid_SeqSolve(core, 0);

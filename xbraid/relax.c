@@ -11,7 +11,8 @@
  * Order: intervals are processed from the last to the first.  The last point's value is then known
  * early and sent while the other intervals are computed; and since a C-point is read (as the start of
  * its interval) before the interval to its left overwrites it (C-relaxation), F-then-C gives the same
- * result on any number of ranks.  Access sweeps go in increasing time order instead.
+ * result on any number of ranks.  Access sweeps go in increasing time order instead; the final FC
+ * relaxation (an FC sweep that calls access) keeps the FC order, as LLNL XBraid's does.
  */
 #include "_braid.h"
 
@@ -19,7 +20,7 @@ static braid_Int
 _braid_Visit(braid_Core core, braid_Int level, _braid_SweepMode mode, braid_Int i, braid_Vector u)
 {
    if (mode == _braid_SWEEP_INTERP) return _braid_CorrectFine(core, level, i, u);
-   if (mode == _braid_SWEEP_ACCESS) return _braid_Access(core, level, i, u);
+   if (mode == _braid_SWEEP_ACCESS || mode == _braid_SWEEP_FC_ACCESS) return _braid_Access(core, level, i, u);
    return 0;
 }
 
@@ -32,12 +33,14 @@ _braid_SweepInterval(braid_Core core, braid_Int level, _braid_SweepMode mode, br
    braid_Int first = (c + 1 > lo) ? c + 1 : lo;              /* first F-point to compute */
    braid_Int last = (c + cf - 1 < hi) ? c + cf - 1 : hi;     /* last F-point to compute */
    braid_Int target = c + cf;                                /* the C-point that ends the interval */
-   braid_Int cstep = (mode == _braid_SWEEP_FC || mode == _braid_SWEEP_RESIDUAL) && target >= lo &&
-                     target <= hi;
+   braid_Int relax_c = (mode == _braid_SWEEP_FC || mode == _braid_SWEEP_FC_ACCESS);
+   braid_Int cstep = (relax_c || mode == _braid_SWEEP_RESIDUAL) && target >= lo && target <= hi;
    braid_Vector w = NULL, copy;
    braid_Int i;
 
-   if (c >= lo) _braid_Visit(core, level, mode, c, *_braid_UPtr(g, c));
+   /* the interval's start: visited here by an F-sweep; an FC sweep visits a C-point once it has
+    * relaxed it, as the end of its interval, except point 0, which no sweep changes */
+   if (c >= lo && (mode != _braid_SWEEP_FC_ACCESS || c == 0)) _braid_Visit(core, level, mode, c, *_braid_UPtr(g, c));
    if (first > last && !cstep) return 0;
 
    /* start from u_c, or from the neighbour's value at ilower-1 */
@@ -63,11 +66,14 @@ _braid_SweepInterval(braid_Core core, braid_Int level, _braid_SweepMode mode, br
 
    /* C-relaxation, or the residual at the C-point (its step without f: the residual takes f apart) */
    if (cstep) {
-      _braid_Step(core, level, target, *_braid_UPtr(g, target), w, mode == _braid_SWEEP_FC);
-      if (mode == _braid_SWEEP_FC)
+      _braid_Step(core, level, target, *_braid_UPtr(g, target), w, relax_c);
+      if (relax_c) {
          _braid_SetVector(core, _braid_UPtr(g, target), w);
-      else
+         _braid_Visit(core, level, mode, target, w);
+      }
+      else {
          _braid_ResidualAtCPoint(core, level, target, w);
+      }
       w = NULL;  /* moved */
    }
    _braid_Free(core, &w);

@@ -25,7 +25,11 @@ cdef class Core:
     ``cfactor`` and ``nrelax`` (an int for all levels, or a list per level from level 0; levels past
     the list keep the default), ``abs_tol`` or ``rel_tol``, ``max_iter``, ``fmg`` (bool: F-cycles
     instead of V-cycles), ``nfmg`` (F-cycles except a V-cycle at iteration nfmg, as XBraid's
-    ``SetFMG`` + ``SetNFMG`` do; -1: F-cycles always), ``skip`` (0/1), ``storage`` (-1 or a level), ``tnorm`` (1/'l1', 2/'l2', 3/'linf'),
+    ``SetFMG`` + ``SetNFMG`` do; -1: F-cycles always), ``skip`` (0 or 'off'; 1 or 'first', the
+    default: the first iteration of the first drive does no fine-level work; 'every': so does the
+    first iteration of every warm restart, as LLNL XBraid's skip), ``final_fc_relax`` (bool: end
+    each drive with an F-then-C relaxation whose values the final access sees, XBraid's
+    ``SetFinalFCRelax``; cannot be switched off again), ``storage`` (-1 or a level), ``tnorm`` (1/'l1', 2/'l2', 3/'linf'),
     ``print_level`` (0-2), ``access_level`` (0-3), ``seq_soln`` (bool).  Bad values raise
     ``ValueError`` before any MPI call.
 
@@ -103,7 +107,10 @@ cdef class Core:
         if not BRAIDNET_CORE_IS_BUNDLED:
             _llnl_skip(self, opts)
         elif "skip" in opts:
-            CHKERR(braid_SetSkip(core, opts["skip"]))
+            CHKERR(braid_SetSkip(core, 0 if opts["skip"] == 0 else 1))
+            CHKERR(braid_SetWarmSkip(core, 1 if opts["skip"] == "every" else 0))
+        if opts.get("final_fc_relax"):
+            CHKERR(braid_SetFinalFCRelax(core))
         if "storage" in opts:
             CHKERR(braid_SetStorage(core, opts["storage"]))
         if "tnorm" in opts:
@@ -132,6 +139,9 @@ cdef class Core:
                 raise ValueError("fmg=False: F-cycles cannot be switched off once on (XBraid has no setter "
                                  "for it); make a new Core")
             del opts["fmg"]
+        if "final_fc_relax" in opts and not opts["final_fc_relax"] and self.options.get("final_fc_relax"):
+            raise ValueError("final_fc_relax=False: the final FC relaxation cannot be switched off once on "
+                             "(XBraid has no setter for it); make a new Core")
         if "abs_tol" in opts:
             self.options.pop("rel_tol", None)
         if "rel_tol" in opts:
@@ -338,10 +348,10 @@ cdef class Core:
 # * File output.  LLNL writes braid.out.cycle into the working directory by default; every core
 #   gets braid_SetFileIOLevel(core, 0) (braidnet_FileOutputOff in the shim).
 # * Warm restarts.  LLNL applies skip (the first down-cycle does no fine-level work) at every
-#   braid_Drive, which discards the converged state of a warm restart; the bundled core skips in
-#   the first drive only.  braidnet sets skip 0 on the core after each drive (and whenever
-#   seq_soln is on, where the bundled core ignores skip, to avoid LLNL's warning), whatever
-#   ``options["skip"]`` says.
+#   braid_Drive; the bundled core skips in the first drive only, unless ``skip="every"``
+#   (braid_SetWarmSkip).  So with skip 1 braidnet sets skip 0 on the LLNL core after each drive;
+#   with "every" it leaves LLNL's skip on, which is that mode; always skip 0 while seq_soln is on,
+#   where the bundled core ignores skip (it avoids LLNL's warning).
 # * Callback failures.  LLNL ignores callback return codes and uses their outputs.  So braidnet's
 #   callbacks always write valid outputs, also after a failure: vectors (zeros, or a copy where one
 #   is cloned), norms (0), message sizes (fixed before the first drive: a Python app's message size
@@ -376,11 +386,13 @@ cdef int _create(Core self) except -1:
 
 
 cdef int _llnl_skip(Core self, dict opts) except -1:
-    """LLNL: skip only in the first drive, never with seq_soln (set before seq_soln: no warning)."""
+    """LLNL's skip for the next drive: skip 1 in the first drive only, "every" in all, never with
+    seq_soln (set before seq_soln: no warning)."""
     merged = dict(self.options)
     merged.update(opts)
-    seq = merged.get("seq_soln", 0)
-    CHKERR(braid_SetSkip(self._core, 0 if (self._driven or seq) else merged.get("skip", 1)))
+    skip = merged.get("skip", 1)
+    on = skip == "every" or (skip == 1 and not self._driven)
+    CHKERR(braid_SetSkip(self._core, 1 if on and not merged.get("seq_soln", 0) else 0))
     if "seq_soln" in opts:
         CHKERR(braid_SetSeqSoln(self._core, opts["seq_soln"]))
     return 0
@@ -397,8 +409,8 @@ cdef int _llnl_first_drive(Core self) except -1:
 
 
 cdef int _llnl_after_drive(Core self) except -1:
-    """LLNL: later drives continue from the current solution (no skipped down-cycle)."""
-    CHKERR(braid_SetSkip(self._core, 0))
+    """LLNL: later drives continue from the current solution (no skipped down-cycle, unless "every")."""
+    _llnl_skip(self, {})
     return 0
 
 

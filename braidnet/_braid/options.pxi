@@ -48,7 +48,8 @@ _OPTIONS = {
     "max_iter": lambda v: _int_option("max_iter", v, 0),
     "fmg": lambda v: _bool_option("fmg", v),
     "nfmg": lambda v: _int_option("nfmg", v, -1, what="an integer >= 0 (the one V-cycle among F-cycles), or -1 (F-cycles always)"),
-    "skip": lambda v: int(_bool_option("skip", v)),
+    "skip": lambda v: _skip(v),
+    "final_fc_relax": lambda v: _bool_option("final_fc_relax", v),
     "storage": lambda v: _int_option("storage", v, -1,
                                      what="-1 (store C-points only) or a level >= 0 from which all points are stored"),
     "tnorm": lambda v: _tnorm(v),
@@ -63,6 +64,19 @@ def _nonneg(name, value):
     if x < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return x
+
+
+# skip: the words and what they normalise to (0 and 1 as before; "every" is kept as a word)
+_SKIPS = {"off": 0, "first": 1, "every": "every"}
+
+
+def _skip(value):
+    if isinstance(value, str) and value in _SKIPS:
+        return _SKIPS[value]
+    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)):
+        return int(value)
+    raise ValueError(f"skip must be 0 or 'off' (never), 1 or 'first' (first drive only, default) or 'every' "
+                     f"(every drive, as LLNL XBraid), got {value!r}")
 
 
 def _tnorm(value):

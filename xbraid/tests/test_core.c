@@ -14,7 +14,9 @@
  * restart must converge at once; many Init/Drive/Destroy cycles must not leak (checked by the tools).
  * Behaviour that follows LLNL XBraid (xbraid/README.md): one level means no iteration; which
  * iterations are F-cycles under braid_SetFMG / braid_SetNFMG; a zero residual does not meet a zero
- * tolerance.
+ * tolerance; the final FC relaxation (braid_SetFinalFCRelax) against values computed by hand from a
+ * drive without it, and the residual of the warm restart after it; a warm restart that skips
+ * (braid_SetWarmSkip) restarts its C-points from the coarse solution.
  * Exit code 0 on success.
  */
 #include <math.h>
@@ -35,6 +37,7 @@ typedef struct _braid_App_struct {
    long coarse_steps[64];  /* steps on levels > 0 in each iteration, to tell F- from V-cycles */
    long steps;         /* all steps */
    long nvectors;      /* live vectors, must return to 0 */
+   double *rec;        /* if set: the final access's level-0 values, 2*(ntime+1), zeros elsewhere */
 } my_App;
 
 static void apply(double dt, double *u)
@@ -113,6 +116,7 @@ static int my_access(braid_App app, braid_Vector u, braid_AccessStatus st)
       e = fabs(u->v[0] - app->exact[2 * idx]) + fabs(u->v[1] - app->exact[2 * idx + 1]);
       if (e > app->maxerr) app->maxerr = e;
       app->naccess++;
+      if (app->rec) { app->rec[2 * idx] = u->v[0]; app->rec[2 * idx + 1] = u->v[1]; }
    }
    return 0;
 }
@@ -379,13 +383,130 @@ int main(int argc, char **argv)
       else if (rank == 0) printf("F/V cycle schedule: ok\n");
    }
 
+   /* final FC relaxation: after two iterations (not converged), drive A ends with the usual final
+    * F-relaxation, drive B with an FC relaxation.  B's access must show A's F-point values (stepped from
+    * the same C-points), at each C-point c > 0 the step from A's value at c-1, at point 0 the same;
+    * at access level 0 too.  A warm restart of B then starts from the relaxed C-points: its first
+    * residual is computed here by hand from B's C-point values. */
+   {
+      config c = {37, 3, 4, 0, 0, 0, 1, -1, 2, 0};
+      int np = c.ntime + 1, i, cf = 4, level, bad = 0;
+      double *a = calloc(2 * np, sizeof(double)), *b = calloc(2 * np, sizeof(double));
+      double dmax = 0.0, cmove = 0.0, r2 = 0.0, rnorm = -1.0;
+      for (level = 1; level >= 0; level--) {
+         long mine, all;
+         int nr = 1;
+         braid_Core core = make_core(&app, &c, comm);
+         braid_SetAbsTol(core, 0.0);
+         braid_SetMaxIter(core, 2);
+         app.rec = a;
+         memset(a, 0, 2 * np * sizeof(double));
+         braid_Drive(core);
+         braid_Destroy(core);
+         MPI_Allreduce(MPI_IN_PLACE, a, 2 * np, MPI_DOUBLE, MPI_SUM, comm);
+         core = make_core(&app, &c, comm);
+         braid_SetAbsTol(core, 0.0);
+         braid_SetMaxIter(core, 2);
+         braid_SetAccessLevel(core, level);
+         braid_SetFinalFCRelax(core);
+         app.rec = b;
+         app.naccess = 0;
+         memset(b, 0, 2 * np * sizeof(double));
+         braid_Drive(core);
+         app.rec = NULL;
+         mine = app.naccess;
+         MPI_Allreduce(MPI_IN_PLACE, b, 2 * np, MPI_DOUBLE, MPI_SUM, comm);
+         MPI_Allreduce(&mine, &all, 1, MPI_LONG, MPI_SUM, comm);
+         if (all != np) bad = 1;
+         for (i = 0; i < np; i++) {
+            double want[2] = {a[2 * i], a[2 * i + 1]};
+            if (i > 0 && i % cf == 0) {
+               double t0 = app.tstart + (((double) (i - 1)) / c.ntime) * (app.tstop - app.tstart);
+               double t1 = app.tstart + (((double) i) / c.ntime) * (app.tstop - app.tstart);
+               want[0] = a[2 * i - 2];
+               want[1] = a[2 * i - 1];
+               apply(t1 - t0, want);
+               cmove = fmax(cmove, fabs(want[0] - a[2 * i]));
+            }
+            dmax = fmax(dmax, fabs(b[2 * i] - want[0]) + fabs(b[2 * i + 1] - want[1]));
+         }
+         /* the warm restart's first residual: F-relax from B's C-points, r_c = u_c - Phi(u_{c-1}) */
+         r2 = 0.0;
+         for (i = cf; i < np; i += cf) {
+            double w[2] = {b[2 * (i - cf)], b[2 * (i - cf) + 1]};
+            int k;
+            for (k = i - cf + 1; k <= i; k++) {
+               double t0 = app.tstart + (((double) (k - 1)) / c.ntime) * (app.tstop - app.tstart);
+               double t1 = app.tstart + (((double) k) / c.ntime) * (app.tstop - app.tstart);
+               apply(t1 - t0, w);
+            }
+            r2 += (b[2 * i] - w[0]) * (b[2 * i] - w[0]) + (b[2 * i + 1] - w[1]) * (b[2 * i + 1] - w[1]);
+         }
+         braid_SetMaxIter(core, 1);
+         braid_Drive(core);
+         braid_GetRNorms(core, &nr, &rnorm);
+         braid_Destroy(core);
+         if (fabs(rnorm - sqrt(r2)) > 1e-12 * sqrt(r2)) bad = 1;
+      }
+      if (bad || dmax > 1e-14 || cmove < 1e-6) {
+         printf("FAIL final FC relaxation: largest difference %.3e (C-points moved by %.3e), warm residual %.6e "
+                "instead of %.6e\n", dmax, cmove, rnorm, sqrt(r2));
+         failures++;
+      }
+      else if (rank == 0) printf("final FC relaxation: ok (C-points moved by %.2e)\n", cmove);
+      free(a);
+      free(b);
+   }
+
+   /* warm skip: after a converged drive, a warm restart of one iteration keeps the solution; with
+    * braid_SetWarmSkip its one iteration is a skipped one, as in LLNL XBraid: injection with f = 0 and
+    * the coarse solve make the fine C-points the coarse time stepping from point 0, computed here */
+   {
+      config c = {64, 2, 4, 0, 1, 0, 1, -1, 2, 0};
+      int np = c.ntime + 1, warm, i, bad = 0, niter[2] = {0, 0};
+      double first[2] = {0.0, 0.0}, err[2] = {0.0, 0.0}, coarse[2] = {1.0, 0.5};
+      double *u = calloc(2 * np, sizeof(double));
+      for (warm = 0; warm <= 1; warm++) {
+         braid_Core core = make_core(&app, &c, comm);
+         int nr = 1;
+         braid_SetWarmSkip(core, warm);
+         braid_Drive(core);
+         braid_SetMaxIter(core, 1);
+         app.rec = u;
+         memset(u, 0, 2 * np * sizeof(double));
+         app.maxerr = 0.0;
+         braid_Drive(core);
+         app.rec = NULL;
+         MPI_Allreduce(&app.maxerr, &err[warm], 1, MPI_DOUBLE, MPI_MAX, comm);
+         braid_GetNumIter(core, &niter[warm]);
+         braid_GetRNorms(core, &nr, &first[warm]);
+         braid_Destroy(core);
+      }
+      MPI_Allreduce(MPI_IN_PLACE, u, 2 * np, MPI_DOUBLE, MPI_SUM, comm);
+      for (i = c.cf; i < np; i += c.cf) {
+         double t0 = app.tstart + (((double) (i - c.cf)) / c.ntime) * (app.tstop - app.tstart);
+         double t1 = app.tstart + (((double) i) / c.ntime) * (app.tstop - app.tstart);
+         apply(t1 - t0, coarse);
+         if (fabs(u[2 * i] - coarse[0]) + fabs(u[2 * i + 1] - coarse[1]) > 1e-14) bad = 1;
+      }
+      if (bad || niter[0] != 1 || niter[1] != 1 || first[0] < 0.0 || first[1] != -1.0 || err[0] > 1e-10 ||
+          err[1] < 1e-6 || braid_SetWarmSkip(NULL, 1) != BRAID_ERROR_ARG) {
+         printf("FAIL warm skip: first residuals %g and %g, errors %.3e and %.3e, C-points %s the coarse "
+                "solution\n", first[0], first[1], err[0], err[1], bad ? "differ from" : "equal");
+         failures++;
+      }
+      else if (rank == 0) printf("warm skip: ok (the C-points become the coarse solution, error %.2e)\n", err[1]);
+      free(u);
+   }
+
    /* setters reject bad values */
    {
       braid_Core core;
       braid_Init(MPI_COMM_WORLD, comm, 0.0, 1.0, 10, &app, my_step, my_init, my_clone, my_free, my_sum,
                  my_norm, my_access, my_bufsize, my_bufpack, my_bufunpack, &core);
       if (braid_SetCFactor(core, -1, 1) != BRAID_ERROR_ARG || braid_SetMaxLevels(core, 0) != BRAID_ERROR_ARG ||
-          braid_SetAbsTol(core, -1.0) != BRAID_ERROR_ARG || braid_SetTemporalNorm(core, 4) != BRAID_ERROR_ARG) {
+          braid_SetAbsTol(core, -1.0) != BRAID_ERROR_ARG || braid_SetTemporalNorm(core, 4) != BRAID_ERROR_ARG ||
+          braid_SetWarmSkip(core, 2) != BRAID_ERROR_ARG) {
          printf("FAIL setters accept bad values\n");
          failures++;
       }
