@@ -33,22 +33,28 @@ col2im scatter.  The activation passes are the dense kernels' (``bn_c_update``/`
 ``bn_kernels.c``, linked into this extension too, with their vectorised tanh), applied to the
 ``(c, H*W*batch)`` rows.
 
-**Path rule** (``BN_CONV_AUTO``, :func:`conv_path`): direct when ``c_in * c_out * k * k <=
-DIRECT_MAX_TAPS``, else gemm.  Measured on this build machine (2 cores of an Intel Xeon, 48 KiB L1,
-2 MiB L2 per core, scipy's OpenBLAS, one thread), forward + backward (adjoint and gradient) of one
-layer, times in ms, direct / gemm:
+**Path rule** (``BN_CONV_AUTO``, :func:`conv_path`): direct when ``c_in * c_out`` is at most
+16 for k = 1; 256 for k = 3 (16 when an image row ``W * batch`` holds fewer than 256 doubles); 4
+for k = 5; 1 for k >= 7 (generic loop, one tap at a time); else gemm.  Measured on the build
+machine (Intel Xeon, AVX2 clone, 48 KiB L1d, 2 MiB L2 per core, scipy's OpenBLAS on one thread;
+thread CPU time, best of 5, the machine shared with other jobs): one layer's forward plus
+backward (``conv_forward`` + ``conv_backward``, tanh), c_in = c_out = c, times in ms
+direct / gemm:
 
-    MNIST shape 28x28, batch 100:   c=2 k=3  3.0 / 6.1      c=4 k=3  8.6 / 11.9
-                                    c=6 k=3 19.2 / 18.7     c=8 k=3 33.5 / 25.8
-                                    c=4 k=5 30.8 / 27.9     c=2 k=5  9.6 / 14.4
-                                    c=16 k=1 18.2 / 14.2    c=8 k=1  5.3 / 7.5
-    digits shape 8x8, batch 100:    c=4 k=3  0.63 / 1.01    c=6 k=3  1.40 / 1.39
-                                    c=8 k=3  2.45 / 1.94
-    batch 1 (28x28):                direct faster up to c=8 k=3 (0.25 / 0.29 ms at c=8)
+    shape               k   c=1          c=2          c=4          c=8          c=16         c=24
+    28x28, batch 100    1   0.38/0.51    1.08/1.42    3.02/3.28    8.92/6.61    34.7/18.2    62.8/31.0
+                        3   0.50/1.64    1.42/3.29    4.90/6.19    17.7/22.6    53.6/68.1    141/114
+                        5   1.19/2.99    5.74/5.43    22.7/25.4    85.2/61.6    325/166
+    8x8, batch 100      1   .032/.035    .055/.063    .140/.128    .427/.293    1.55/1.00    2.75/1.79
+                        3   .037/.091    .104/.188    .319/.505    1.15/1.74    4.17/4.40    7.60/7.40
+                        5   .088/.237    .469/.504    1.68/1.09    6.44/3.70    25.8/12.6
+    28x28, batch 1      3   .010/.017    .020/.029    .051/.059    .164/.130    .582/.477
+                            (c=6: .097/.084)
+    14x14, batch 32     3   .036/.092    .102/.187    .260/.561    1.14/1.74    3.26/4.51    7.18/6.92
 
-so the crossover is near ``c_in*c_out*k*k = 300`` (c = 6 at k = 3, c = 3 at k = 5, c = 16 at
-k = 1), nearly independent of H, W and batch: ``DIRECT_MAX_TAPS = 300``.  (scripts/bench_conv.py
-measures again.)
+The k = 3 direct loop (nine unrolled taps per pass over a row, two output channels at a time) beats
+OpenBLAS up to c = 16 on batched rows; k = 1 (one tap per pass) and k = 5 (25 taps: register
+spills) lose earlier.  ``scripts/bench_conv.py`` measures whole networks.
 
 The C-level API is ``_convkernels.pxd`` (``noexcept nogil``, caller-provided scratch, 0 / -1).
 The ``def`` functions are thin wrappers for Python and tests: they check dtype, contiguity and
@@ -92,10 +98,8 @@ PATH_GEMM = BN_CONV_GEMM
 PATHS = {"auto": BN_CONV_AUTO, "direct": BN_CONV_DIRECT, "gemm": BN_CONV_GEMM}
 
 cdef enum:
-    _DIRECT_MAX_TAPS = 300        # direct path while c_in*c_out*k*k <= this (module docstring)
     _COLS_DOUBLES = 262144        # im2col tile: at most this many doubles (2 MiB), >= one row
 
-DIRECT_MAX_TAPS = _DIRECT_MAX_TAPS
 COLS_DOUBLES = _COLS_DOUBLES
 
 
@@ -106,12 +110,24 @@ cdef inline int _valid(int act, int bias, int k) noexcept nogil:
     return 0 <= act <= 2 and 0 <= bias <= 1 and k >= 1 and k % 2 == 1
 
 
+cdef inline Py_ssize_t _direct_max_pairs(int k, Py_ssize_t row) noexcept nogil:
+    """The largest c_in * c_out the direct path takes for k and image-row length W*batch
+    (measured: module docstring)."""
+    if k == 3:
+        return 256 if row >= 256 else 16
+    if k == 1:
+        return 16
+    if k == 5:
+        return 4
+    return 1
+
+
 cdef int bn_conv_path(int path, int c_out, int c_in, int k, int H, int W, int batch) noexcept nogil:
     if path == BN_CONV_DIRECT or path == BN_CONV_GEMM:
         return path
     if path != BN_CONV_AUTO:
         return -1
-    if <Py_ssize_t>c_in * c_out * k * k <= _DIRECT_MAX_TAPS:
+    if <Py_ssize_t>c_in * c_out <= _direct_max_pairs(k, <Py_ssize_t>W * batch):
         return BN_CONV_DIRECT
     return BN_CONV_GEMM
 
@@ -477,11 +493,11 @@ def _kernel(K, c_in=None):
     return c_out, ci, k
 
 
-def _geometry(x, str name, int c):
+def _geometry(x, str name, int c, str cname="c"):
     """Check x (c, H, W, batch); return (H, W, batch)."""
     _f64c(x, name, 4)
     if x.shape[0] != c:
-        raise ValueError(f"{name} must have shape (c={c}, H, W, batch), got {x.shape}")
+        raise ValueError(f"{name} must have shape ({cname}={c}, H, W, batch), got {x.shape}")
     _, H, W, batch = x.shape
     if max(c, 1) * H * W * batch > _INT_MAX:
         raise ValueError(f"{name} is too large: {x.size} doubles, at most 2^31 - 1")
@@ -610,7 +626,7 @@ def conv_apply(K, x, z=None, work=None, path="auto"):
     """The plain correlation ``z = K * x`` (no bias, no activation): K (c_out, c_in, k, k),
     x (c_in, H, W, batch), z (c_out, H, W, batch).  Returns z."""
     c_out, c_in, k = _kernel(K)
-    H, W, batch = _geometry(x, "x", c_in)
+    H, W, batch = _geometry(x, "x", c_in, "c_in")
     if max(c_out, 1) * H * W * batch > _INT_MAX:
         raise ValueError("z would be too large: at most 2^31 - 1 doubles")
     cdef int pth = _path_code(path)
@@ -637,7 +653,7 @@ def _opening_args(K, b, x):
     c, c_in, k = _kernel(K)
     if c_in < 1:
         raise ValueError(f"K must have at least one input channel, got shape {K.shape}")
-    H, W, batch = _geometry(x, "x", c_in)
+    H, W, batch = _geometry(x, "x", c_in, "c_in")
     if c * H * W * batch > _INT_MAX:
         raise ValueError("u would be too large: at most 2^31 - 1 doubles")
     return c, c_in, k, H, W, batch, _bias_code(b, c)
