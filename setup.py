@@ -41,7 +41,7 @@ from setuptools.modified import newer_group
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The Cython modules: braidnet/<name>.pyx -> braidnet.<name>.  The one list of them.
-EXTENSIONS = ("braid", "_kernels", "_layerapp", "refapps")
+EXTENSIONS = ("braid", "_kernels", "_layerapp", "refapps", "_convkernels")
 # The bundled MGRIT core (xbraid/), compiled into braidnet.braid unless XBRAID_DIR is set.
 CORE_SOURCES = tuple(os.path.join("xbraid", f) for f in (
     "base.c", "braid.c", "comm.c", "cycle.c", "drive.c", "grid.c", "interp.c", "norm.c", "relax.c",
@@ -54,6 +54,10 @@ KERNELS_DIR = os.path.join("braidnet", "kernels")
 KERNELS_C = os.path.join(KERNELS_DIR, "bn_kernels.c")
 KERNELS_H = os.path.join(KERNELS_DIR, "bn_kernels.h")
 KERNELS_WARN = ["-Wall", "-Wextra"]
+# The convolution kernels of braidnet._convkernels (padding, direct loops, im2col): plain C likewise,
+# linked into that extension together with KERNELS_C (whose activation passes they share).
+CONV_C = os.path.join(KERNELS_DIR, "bn_conv.c")
+CONV_H = os.path.join(KERNELS_DIR, "bn_conv.h")
 # Written by the build: what braidnet.build_info() reports.  Not a source (ignored by git, not in the sdist).
 BUILD_INFO = os.path.join("braidnet", "_build.py")
 
@@ -63,7 +67,7 @@ def _check_sources() -> None:
     def pyx(name: str) -> str:
         return os.path.join("braidnet", name + ".pyx")
 
-    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H]
+    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H, CONV_C, CONV_H]
     missing = [p for p in expected if not os.path.isfile(os.path.join(HERE, p))]
     def present(pattern: str) -> set:
         return {os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern))}
@@ -75,7 +79,7 @@ def _check_sources() -> None:
         problems.append(
             "missing: " + ", ".join(missing) + "\n  braidnet is built from the bundled MGRIT core (xbraid/*.c, "
             "xbraid/*.h), the Cython sources (braidnet/*.pyx, *.pxd, braidnet/_braid/*.pxi) and "
-            "braidnet/kernels/bn_kernels.[ch]; this source tree or sdist is incomplete.  Use a complete "
+            "braidnet/kernels/bn_kernels.[ch], bn_conv.[ch]; this source tree or sdist is incomplete.  Use a complete "
             "git checkout, or an sdist made from one with `python -m build --sdist` (MANIFEST.in lists "
             "what it holds).")
     if unlisted:
@@ -167,6 +171,7 @@ class BuildExt(build_ext):
         import mpi4py
         import numpy
 
+        self._compiled: set = set()     # the kernel objects compiled by this run (_compile_kernels)
         mpicc = _find_mpicc()
         show = subprocess.run([mpicc, "-show"], capture_output=True, text=True)
         if show.returncode != 0:
@@ -199,14 +204,18 @@ class BuildExt(build_ext):
                     ext.sources += CORE_SOURCES
             if ext.name == "braidnet._kernels":
                 ext.extra_objects.append(self._compile_kernels(opt))
+            if ext.name == "braidnet._convkernels":
+                ext.extra_objects += [self._compile_kernels(opt), self._compile_kernels(opt, CONV_C, CONV_H)]
         super().build_extensions()
 
-    def _compile_kernels(self, opt: list[str]) -> str:
-        """Compile KERNELS_C into build_temp with ``opt`` and KERNELS_WARN; return the object."""
-        obj = self.compiler.object_filenames([KERNELS_C], output_dir=self.build_temp)[0]
-        if self.force or newer_group([KERNELS_C, KERNELS_H], obj):
-            self.compiler.compile([KERNELS_C], output_dir=self.build_temp, include_dirs=[KERNELS_DIR],
-                                  extra_postargs=opt + KERNELS_WARN, depends=[KERNELS_H])
+    def _compile_kernels(self, opt: list[str], source: str = KERNELS_C, header: str = KERNELS_H) -> str:
+        """Compile ``source`` (KERNELS_C or CONV_C) into build_temp with ``opt`` and KERNELS_WARN, once
+        per build; return the object."""
+        obj = self.compiler.object_filenames([source], output_dir=self.build_temp)[0]
+        if (self.force and obj not in self._compiled) or newer_group([source, header], obj):
+            self.compiler.compile([source], output_dir=self.build_temp, include_dirs=[KERNELS_DIR],
+                                  extra_postargs=opt + KERNELS_WARN, depends=[header])
+        self._compiled.add(obj)
         return obj
 
 
@@ -230,6 +239,9 @@ def _extensions() -> list[Extension]:
         if name == "_kernels":  # its C kernels: compiled by BuildExt._compile_kernels
             ext.include_dirs.append(KERNELS_DIR)
             ext.depends += [KERNELS_C, KERNELS_H]
+        if name == "_convkernels":  # its C kernels and the dense ones' activation passes
+            ext.include_dirs.append(KERNELS_DIR)
+            ext.depends += [KERNELS_C, KERNELS_H, CONV_C, CONV_H]
         exts.append(ext)
     return exts
 

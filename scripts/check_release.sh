@@ -149,7 +149,7 @@ stray = sorted(n for n in names if n.endswith((".so", ".o")) or n in ("braidnet/
 assert not stray, f"the sdist holds build products: {stray}"
 names = set(zipfile.ZipFile(wheel).namelist())
 ext = [n for n in names if n.startswith("braidnet/") and n.endswith(".so")]
-assert len(ext) == 4, f"the wheel holds {len(ext)} extensions: {ext}"
+assert len(ext) == 5, f"the wheel holds {len(ext)} extensions: {ext}"
 for n in ["braidnet/_build.py", "braidnet/py.typed", "braidnet/braid.pyi", "braidnet/braid.pxd"]:
     assert n in names, f"the wheel lacks {n}"
 build_only = sorted(n for n in names if n.endswith((".pyx", ".pxi", ".c", ".h")))
