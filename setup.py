@@ -53,6 +53,8 @@ CORE_HEADERS = tuple(os.path.join("xbraid", f) for f in ("braid.h", "_braid.h", 
 KERNELS_DIR = os.path.join("braidnet", "kernels")
 KERNELS_C = os.path.join(KERNELS_DIR, "bn_kernels.c")
 KERNELS_H = os.path.join(KERNELS_DIR, "bn_kernels.h")
+# the kernels' body, generic over the element type: included by bn_kernels.c once per precision
+KERNELS_BODY = os.path.join(KERNELS_DIR, "bn_kernels_real.h")
 KERNELS_WARN = ["-Wall", "-Wextra"]
 # Written by the build: what braidnet.build_info() reports.  Not a source (ignored by git, not in the sdist).
 BUILD_INFO = os.path.join("braidnet", "_build.py")
@@ -63,7 +65,7 @@ def _check_sources() -> None:
     def pyx(name: str) -> str:
         return os.path.join("braidnet", name + ".pyx")
 
-    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H]
+    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H, KERNELS_BODY]
     missing = [p for p in expected if not os.path.isfile(os.path.join(HERE, p))]
     def present(pattern: str) -> set:
         return {os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern))}
@@ -204,9 +206,9 @@ class BuildExt(build_ext):
     def _compile_kernels(self, opt: list[str]) -> str:
         """Compile KERNELS_C into build_temp with ``opt`` and KERNELS_WARN; return the object."""
         obj = self.compiler.object_filenames([KERNELS_C], output_dir=self.build_temp)[0]
-        if self.force or newer_group([KERNELS_C, KERNELS_H], obj):
+        if self.force or newer_group([KERNELS_C, KERNELS_H, KERNELS_BODY], obj):
             self.compiler.compile([KERNELS_C], output_dir=self.build_temp, include_dirs=[KERNELS_DIR],
-                                  extra_postargs=opt + KERNELS_WARN, depends=[KERNELS_H])
+                                  extra_postargs=opt + KERNELS_WARN, depends=[KERNELS_H, KERNELS_BODY])
         return obj
 
 
@@ -229,7 +231,7 @@ def _extensions() -> list[Extension]:
             ext.depends += list(CORE_SOURCES) + list(CORE_HEADERS)
         if name == "_kernels":  # its C kernels: compiled by BuildExt._compile_kernels
             ext.include_dirs.append(KERNELS_DIR)
-            ext.depends += [KERNELS_C, KERNELS_H]
+            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY]
         exts.append(ext)
     return exts
 
