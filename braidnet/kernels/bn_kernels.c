@@ -71,12 +71,14 @@ BN_INLINE float bn_hsum_f(bn_v8f v) {
     return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
 /* float lanes 0-3 / 4-7 as doubles (exact), and two double vectors rounded back to 8 floats */
-BN_INLINE bn_v4 bn_lo_d(bn_v8f x) { bn_v4f h = {x[0], x[1], x[2], x[3]}; return __builtin_convertvector(h, bn_v4); }
-BN_INLINE bn_v4 bn_hi_d(bn_v8f x) { bn_v4f h = {x[4], x[5], x[6], x[7]}; return __builtin_convertvector(h, bn_v4); }
+typedef union { bn_v8f v; bn_v4f h[2]; } bn_f8_halves;   /* the halves without element shuffles */
+BN_INLINE bn_v4 bn_lo_d(bn_v8f x) { bn_f8_halves u = {x}; return __builtin_convertvector(u.h[0], bn_v4); }
+BN_INLINE bn_v4 bn_hi_d(bn_v8f x) { bn_f8_halves u = {x}; return __builtin_convertvector(u.h[1], bn_v4); }
 BN_INLINE bn_v8f bn_pack_f(bn_v4 lo, bn_v4 hi) {
-    bn_v4f a = __builtin_convertvector(lo, bn_v4f), b = __builtin_convertvector(hi, bn_v4f);
-    bn_v8f v = {a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]};
-    return v;
+    bn_f8_halves u;
+    u.h[0] = __builtin_convertvector(lo, bn_v4f);
+    u.h[1] = __builtin_convertvector(hi, bn_v4f);
+    return u.v;
 }
 
 /* tanh on 4 lanes: |x| = k ln2/2 + r with |r| <= ln2/4 (Cody-Waite, k <= 58), t = tanh(r) from
