@@ -53,6 +53,8 @@ CORE_HEADERS = tuple(os.path.join("xbraid", f) for f in ("braid.h", "_braid.h", 
 KERNELS_DIR = os.path.join("braidnet", "kernels")
 KERNELS_C = os.path.join(KERNELS_DIR, "bn_kernels.c")
 KERNELS_H = os.path.join(KERNELS_DIR, "bn_kernels.h")
+# the kernels' body, generic over the element type: included by bn_kernels.c once per precision
+KERNELS_BODY = os.path.join(KERNELS_DIR, "bn_kernels_real.h")
 KERNELS_WARN = ["-Wall", "-Wextra"]
 # The convolution kernels of braidnet._convkernels (padding, direct loops, im2col): plain C likewise,
 # linked into that extension together with KERNELS_C (whose activation passes they share).
@@ -67,7 +69,8 @@ def _check_sources() -> None:
     def pyx(name: str) -> str:
         return os.path.join("braidnet", name + ".pyx")
 
-    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H, CONV_C, CONV_H]
+    expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [
+        KERNELS_C, KERNELS_H, KERNELS_BODY, CONV_C, CONV_H]
     missing = [p for p in expected if not os.path.isfile(os.path.join(HERE, p))]
     def present(pattern: str) -> set:
         return {os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern))}
@@ -205,16 +208,17 @@ class BuildExt(build_ext):
             if ext.name == "braidnet._kernels":
                 ext.extra_objects.append(self._compile_kernels(opt))
             if ext.name == "braidnet._convkernels":
-                ext.extra_objects += [self._compile_kernels(opt), self._compile_kernels(opt, CONV_C, CONV_H)]
+                ext.extra_objects += [self._compile_kernels(opt), self._compile_kernels(opt, CONV_C, (CONV_H, KERNELS_H))]
         super().build_extensions()
 
-    def _compile_kernels(self, opt: list[str], source: str = KERNELS_C, header: str = KERNELS_H) -> str:
+    def _compile_kernels(self, opt: list[str], source: str = KERNELS_C,
+                         headers: tuple = (KERNELS_H, KERNELS_BODY)) -> str:
         """Compile ``source`` (KERNELS_C or CONV_C) into build_temp with ``opt`` and KERNELS_WARN, once
         per build; return the object."""
         obj = self.compiler.object_filenames([source], output_dir=self.build_temp)[0]
-        if (self.force and obj not in self._compiled) or newer_group([source, header], obj):
+        if (self.force and obj not in self._compiled) or newer_group([source, *headers], obj):
             self.compiler.compile([source], output_dir=self.build_temp, include_dirs=[KERNELS_DIR],
-                                  extra_postargs=opt + KERNELS_WARN, depends=[header])
+                                  extra_postargs=opt + KERNELS_WARN, depends=list(headers))
         self._compiled.add(obj)
         return obj
 
@@ -238,10 +242,10 @@ def _extensions() -> list[Extension]:
             ext.depends += list(CORE_SOURCES) + list(CORE_HEADERS)
         if name == "_kernels":  # its C kernels: compiled by BuildExt._compile_kernels
             ext.include_dirs.append(KERNELS_DIR)
-            ext.depends += [KERNELS_C, KERNELS_H]
+            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY]
         if name == "_convkernels":  # its C kernels and the dense ones' activation passes
             ext.include_dirs.append(KERNELS_DIR)
-            ext.depends += [KERNELS_C, KERNELS_H, CONV_C, CONV_H]
+            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY, CONV_C, CONV_H]
         exts.append(ext)
     return exts
 

@@ -12,7 +12,15 @@
 #
 # All kernels are `noexcept nogil`, allocate nothing, and return 0 on success or -1 for an unknown
 # activation / bias code (nothing is written then).  `work` is caller-provided scratch of
-# width*batch doubles that must not alias any other argument.
+# width*batch values that must not alias any other argument.
+#
+# Every kernel is generic over `real` (float or double): one precision per call, every array
+# argument of that type (the step size h stays a double).  The float64 results are bit for bit
+# those of the float64-only kernels before float32 existed.
+
+ctypedef fused real:
+    float
+    double
 
 cdef enum:
     # activation codes
@@ -27,56 +35,56 @@ cdef enum:
 
 # u_out = u_in + h * sigma(W u_in + b).  u_out may equal u_in (in place).
 cdef int bn_layer_forward(int act, int bias, int width, int batch, double h,
-                          const double* W, const double* b, const double* u_in,
-                          double* u_out, double* work) noexcept nogil
+                          const real* W, const real* b, const real* u_in,
+                          real* u_out, real* work) noexcept nogil
 
 # lam_out = lam_in + h * (dF/du (u))^T lam_in = lam_in + h W^T (sigma'(W u + b) * lam_in),
 # with F(u) = sigma(W u + b) evaluated at the layer's primal INPUT state u.
 # lam_out may equal lam_in (in place); neither may alias u.
 cdef int bn_layer_adjoint(int act, int bias, int width, int batch, double h,
-                          const double* W, const double* b, const double* u,
-                          const double* lam_in, double* lam_out, double* work) noexcept nogil
+                          const real* W, const real* b, const real* u,
+                          const real* lam_in, real* lam_out, real* work) noexcept nogil
 
 # Parameter gradient of the layer, ACCUMULATED: with D = sigma'(W u + b) * lam,
 #   gW += h * D u^T                       (width x width, row-major)
 #   gb += h * sum_j D[:, j]   (channel)   or   gb[0] += h * sum D   (scalar)
 # lam is the adjoint entering the step backward (lambda_{n+1}), u the primal input (u_n).
 cdef int bn_layer_gradient(int act, int bias, int width, int batch, double h,
-                           const double* W, const double* b, const double* u,
-                           const double* lam, double* gW, double* gb, double* work) noexcept nogil
+                           const real* W, const real* b, const real* u,
+                           const real* lam, real* gW, real* gb, real* work) noexcept nogil
 
 # bn_layer_gradient followed by bn_layer_adjoint, sharing one GEMM and one activation pass.
 # gW/gb may be NULL to skip the gradient.  lam_out may equal lam_in.
 cdef int bn_layer_backward(int act, int bias, int width, int batch, double h,
-                           const double* W, const double* b, const double* u,
-                           const double* lam_in, double* lam_out,
-                           double* gW, double* gb, double* work) noexcept nogil
+                           const real* W, const real* b, const real* u,
+                           const real* lam_in, real* lam_out,
+                           real* gW, real* gb, real* work) noexcept nogil
 
 # Dense opening: u_out = sigma(W x + b), W (width, nfeat), x (nfeat, batch), u_out (width, batch).
 cdef int bn_opening_forward(int act, int bias, int width, int nfeat, int batch,
-                            const double* W, const double* b, const double* x,
-                            double* u_out) noexcept nogil
+                            const real* W, const real* b, const real* x,
+                            real* u_out) noexcept nogil
 
 # Dense opening gradient, ACCUMULATED: D = sigma'(W x + b) * lam0, gW += D x^T, gb += row sums
 # (or total sum) of D.  lam0 = dJ/du_0.
 cdef int bn_opening_gradient(int act, int bias, int width, int nfeat, int batch,
-                             const double* W, const double* b, const double* x,
-                             const double* lam0, double* gW, double* gb,
-                             double* work) noexcept nogil
+                             const real* W, const real* b, const real* x,
+                             const real* lam0, real* gW, real* gb,
+                             real* work) noexcept nogil
 
 # Zero-padding opening: u_out[:nfeat] = x, u_out[nfeat:] = 0 (requires width >= nfeat).
-cdef void bn_opening_pad(int nfeat, int width, int batch, const double* x,
-                         double* u_out) noexcept nogil
+cdef void bn_opening_pad(int nfeat, int width, int batch, const real* x,
+                         real* u_out) noexcept nogil
 
-# Serial net: theta points at layer 0's block, blocks are `stride` doubles apart
+# Serial net: theta points at layer 0's block, blocks are `stride` values apart
 # (stride = width*width + nb).  states holds n_layers+1 consecutive (width, batch) blocks; on entry
 # block 0 is u_0, on exit block n is u_n.
 cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n_layers,
-                        const double* theta, Py_ssize_t stride, double* states,
-                        double* work) noexcept nogil
+                        const real* theta, Py_ssize_t stride, real* states,
+                        real* work) noexcept nogil
 
 # Serial backward over all layers: lam holds lambda_N on entry and lambda_0 on exit;
 # grad (same block layout as theta) is ACCUMULATED with each layer's parameter gradient.
 cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int n_layers,
-                         const double* theta, Py_ssize_t stride, const double* states,
-                         double* lam, double* grad, double* work) noexcept nogil
+                         const real* theta, Py_ssize_t stride, const real* states,
+                         real* lam, real* grad, real* work) noexcept nogil

@@ -1,10 +1,10 @@
 """Type stub of the compiled per-layer ResNet kernels (state blocks are (width, batch))."""
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
 
-F64 = NDArray[np.float64]
+F64 = NDArray[Union[np.float64, np.float32]]   # float64 or float32: every array of a call alike
 Activation = Union[str, int]
 
 TANH: int
@@ -14,6 +14,7 @@ BIAS_CHANNEL: int
 BIAS_SCALAR: int
 ACTIVATIONS: Dict[str, int]
 FUSED_MAX_WIDTH: int
+DTYPES: Tuple[np.dtype, np.dtype]
 
 def layer_forward(W: F64, b: F64, u_in: F64, h: float, activation: Activation,
                   u_out: Optional[F64] = ..., work: Optional[F64] = ...) -> F64: ...

@@ -28,6 +28,12 @@ core's, on every level (a rank that steps out of point 0 without one set reports
 equations stay consistent because every level does the same.  (braidnet.parallel sets no store for
 point 0 either: the owner keeps u_0 / lambda_N itself.)
 
+**Precision.**  ``dtype`` float64 (default) or float32: the state blocks, the weights the app points
+at and the kernels are all of that type (the float32 network keeps a float32 copy of its weights,
+:mod:`braidnet.parallel`); the core's vectors, clones, sums and messages are float32 too (half the
+bytes), and the norms accumulate in float64 (:class:`braidnet.braid.VectorApp` with ``single``).
+One fused-type body per callback serves both precisions.
+
 The step callbacks are ``noexcept nogil`` and allocate nothing: one preallocated work block.  They
 count the layer steps they apply (:attr:`LayerApp.steps`): a plain counter in the app's C data, as
 every rank's core runs its callbacks on one thread.
@@ -38,7 +44,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from braidnet.braid cimport AccessInfo, StepInfo, VectorApp, store_error_message
-from braidnet._kernels cimport bn_layer_adjoint, bn_layer_forward, bn_layer_gradient
+from braidnet._kernels cimport bn_layer_adjoint, bn_layer_forward, bn_layer_gradient, real
 
 import numpy as np
 
@@ -54,11 +60,13 @@ cdef struct LayerCtx:
     int nb                 # bias entries per layer (width or 1)
     int nlayers            # N
     double inv_h           # N / T: t * inv_h is the fine index of time t
-    const double **theta   # [N] parameter block of layer n (W row-major, then b), or NULL
-    const double **states  # [N + 1] primal state at point m (adjoint mode), or NULL
-    double **store         # [N + 1] where the final access copies the fine vector i, or NULL
-    const double *first    # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
-    double *work           # width * batch scratch for the kernels
+    size_t nbytes          # bytes of one state block: width * batch * (4 | 8)
+    # every block below holds values of the app's dtype (float | double)
+    const void **theta     # [N] parameter block of layer n (W row-major, then b), or NULL
+    const void **states    # [N + 1] primal state at point m (adjoint mode), or NULL
+    void **store           # [N + 1] where the final access copies the fine vector i, or NULL
+    const void *first      # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
+    void *work             # width * batch scratch for the kernels
     long long nsteps       # layer steps applied (any level), for the deterministic work count
 
 
@@ -70,49 +78,65 @@ cdef inline int _fail(const StepInfo *info, const char *what, long k) noexcept n
     return store_error_message(info.app, msg)
 
 
-cdef inline int _load_first(LayerCtx *c, const StepInfo *info, double *u) noexcept nogil:
+cdef inline int _load_first(LayerCtx *c, const StepInfo *info, void *u) noexcept nogil:
     """A step out of point 0 starts from the app's current value there (u_0 of the opening, or
     lambda_N of the classifier): the core's point-0 vector may be stale after a warm restart (module
     docstring).  Returns -1 when the app holds no such value."""
     if c.first == NULL:
         return -1
-    memcpy(u, c.first, c.width * c.batch * sizeof(double))
+    memcpy(u, c.first, c.nbytes)
     return 0
 
 
-cdef int _primal_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
-    cdef LayerCtx *c = <LayerCtx *>ctx
+cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nogil:
     cdef long n = lround(info.tstart * c.inv_h)
-    cdef const double *W
+    cdef const real *W
     if n < 0 or n >= c.nlayers or c.theta[n] == NULL:
         return _fail(info, "weights of layer", n)
     if n == 0 and _load_first(c, info, u) != 0:
         return _fail(info, "value at point", 0)
-    W = c.theta[n]
+    W = <const real *>c.theta[n]
     c.nsteps += 1
     if bn_layer_forward(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
-                        W, W + c.width * c.width, u, u, c.work) != 0:
+                        W, W + c.width * c.width, u, u, <real *>c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
 
 
-cdef int _adjoint_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
-    cdef LayerCtx *c = <LayerCtx *>ctx
+cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept nogil:
     cdef long k0 = lround(info.tstart * c.inv_h)
     cdef long m = c.nlayers - lround(info.tstop * c.inv_h)
-    cdef const double *W
+    cdef const real *W
     if m < 0 or m >= c.nlayers or c.theta[m] == NULL:
         return _fail(info, "weights of layer", m)
     if c.states[m] == NULL:
         return _fail(info, "primal state at point", m)
     if k0 == 0 and _load_first(c, info, u) != 0:
         return _fail(info, "value at point", 0)
-    W = c.theta[m]
+    W = <const real *>c.theta[m]
     c.nsteps += 1
     if bn_layer_adjoint(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
-                        W, W + c.width * c.width, c.states[m], u, u, c.work) != 0:
+                        W, W + c.width * c.width, <const real *>c.states[m], u, u,
+                        <real *>c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
+
+
+# The callbacks of each precision (the core hands every vector over as a double *).
+cdef int _primal_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
+    return _primal(<LayerCtx *>ctx, u, info)
+
+
+cdef int _primal_step_f32(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
+    return _primal(<LayerCtx *>ctx, <float *>u, info)
+
+
+cdef int _adjoint_step(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
+    return _adjoint(<LayerCtx *>ctx, u, info)
+
+
+cdef int _adjoint_step_f32(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil:
+    return _adjoint(<LayerCtx *>ctx, <float *>u, info)
 
 
 cdef int _init(void *ctx, double t, double *u) noexcept nogil:
@@ -120,15 +144,15 @@ cdef int _init(void *ctx, double t, double *u) noexcept nogil:
     # point what its store holds (zeros in a new app, or warm states loaded into the store).
     cdef LayerCtx *c = <LayerCtx *>ctx
     cdef long i = lround(t * c.inv_h)
-    cdef const double *src = NULL
+    cdef const void *src = NULL
     if i == 0:
         src = c.first
     elif 0 < i <= c.nlayers:
         src = c.store[i]
     if src != NULL:
-        memcpy(u, src, c.width * c.batch * sizeof(double))
+        memcpy(u, src, c.nbytes)
     else:
-        memset(u, 0, c.width * c.batch * sizeof(double))
+        memset(u, 0, c.nbytes)
     return 0
 
 
@@ -140,25 +164,26 @@ cdef int _access(void *ctx, const double *u, const AccessInfo *info) noexcept no
         return 0
     i = lround(info.t * c.inv_h)
     if 0 <= i <= c.nlayers and c.store[i] != NULL:
-        memcpy(c.store[i], u, c.width * c.batch * sizeof(double))
+        memcpy(c.store[i], u, c.nbytes)
     return 0
 
 
-cdef object _block(object a, tuple shape, str name, bint writable):
-    """a as-is if it is a C-contiguous float64 array of this shape, else ValueError."""
-    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or not a.flags.c_contiguous \
+cdef object _block(object a, tuple shape, str name, bint writable, dtype=np.float64):
+    """a as-is if it is a C-contiguous array of this dtype and shape, else ValueError."""
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous \
             or a.shape != shape:
         got = (a.dtype, a.shape) if isinstance(a, np.ndarray) else type(a).__name__
-        raise ValueError(f"{name} must be a C-contiguous float64 array of shape {shape}, got {got}")
+        raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array of shape "
+                         f"{shape}, got {got}")
     if writable and not a.flags.writeable:
         raise ValueError(f"{name} must be writable")
     return a
 
 
-cdef inline double *_ptr(object a):
+cdef inline void *_ptr(object a):
     # const view: read-only arrays (e.g. views of a caller's vector) are fine; callers own writes
-    cdef const double[::1] v = a.reshape(-1)
-    return <double *>&v[0]
+    cdef const unsigned char[::1] v = a.reshape(-1).view(np.uint8)
+    return <void *>&v[0]
 
 
 cdef class LayerApp(VectorApp):
@@ -170,6 +195,8 @@ cdef class LayerApp(VectorApp):
         width, batch: the state block is (width, batch).
         act, bias: ``braidnet._kernels`` activation and bias codes.
         adjoint: False for the primal step, True for the adjoint step.
+        dtype: float64 (default) or float32: the precision of the states, the weights the app
+            points at, and the core's vectors and messages.
     """
     cdef LayerCtx c
     cdef readonly int n_layers
@@ -178,34 +205,46 @@ cdef class LayerApp(VectorApp):
     cdef readonly bint adjoint
     cdef readonly Py_ssize_t layer_size
     cdef list _theta_refs, _state_refs, _store_refs
-    cdef object _first_ref, _work
+    cdef object _first_ref, _work, _dtype
 
     def __cinit__(self, int n_layers, double T, int width, int batch, int act, int bias,
-                  bint adjoint=False):
+                  bint adjoint=False, dtype=np.float64):
         if n_layers < 1 or width < 1 or batch < 1 or not T > 0.0:
             raise ValueError(f"LayerApp needs n_layers, width, batch >= 1 and T > 0, got "
                              f"n_layers={n_layers}, width={width}, batch={batch}, T={T}")
         if not (0 <= act <= 2 and 0 <= bias <= 1):
             raise ValueError(f"unknown activation code {act} or bias code {bias}")
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"LayerApp dtype must be float64 or float32, got {dtype!r}")
+        self._dtype = dt
+        self.single = dt == np.float32
         self.n_layers, self.width, self.batch, self.adjoint = n_layers, width, batch, adjoint
         self.c.adjoint, self.c.act, self.c.bias = adjoint, act, bias
         self.c.width, self.c.batch, self.c.nlayers = width, batch, n_layers
         self.c.nb = width if bias == 0 else 1
         self.layer_size = width * width + self.c.nb
         self.c.inv_h = n_layers / T
-        self.c.theta = <const double **>calloc(n_layers, sizeof(double *))
-        self.c.states = <const double **>calloc(n_layers + 1, sizeof(double *))
-        self.c.store = <double **>calloc(n_layers + 1, sizeof(double *))
+        self.c.nbytes = <size_t>width * batch * dt.itemsize
+        self.c.theta = <const void **>calloc(n_layers, sizeof(void *))
+        self.c.states = <const void **>calloc(n_layers + 1, sizeof(void *))
+        self.c.store = <void **>calloc(n_layers + 1, sizeof(void *))
         if self.c.theta == NULL or self.c.states == NULL or self.c.store == NULL:
             raise MemoryError()
         self._theta_refs = [None] * n_layers
         self._state_refs = [None] * (n_layers + 1)
         self._store_refs = [None] * (n_layers + 1)
-        self._work = np.zeros(width * batch)
+        self._work = np.zeros(width * batch, dt)
         self.c.work = _ptr(self._work)
         self.size = width * batch
         self.ctx = &self.c
-        self.step_fn = _adjoint_step if adjoint else _primal_step
+        if self.single:
+            self.step_fn = _adjoint_step_f32 if adjoint else _primal_step_f32
+        else:
+            self.step_fn = _adjoint_step if adjoint else _primal_step
         self.init_fn = _init
         self.access_fn = _access
 
@@ -229,12 +268,13 @@ cdef class LayerApp(VectorApp):
         return int(i)
 
     def set_layer(self, n, block) -> None:
-        """Point layer n's weights at ``block`` (layer_size float64: W row-major then b); None clears."""
+        """Point layer n's weights at ``block`` (layer_size values of the app's dtype: W row-major
+        then b); None clears."""
         cdef int k = self._index(n, self.n_layers - 1, "layer")
         if block is None:
             self.c.theta[k] = NULL
         else:
-            _block(block, (self.layer_size,), f"the parameters of layer {k}", False)
+            _block(block, (self.layer_size,), f"the parameters of layer {k}", False, self._dtype)
             self.c.theta[k] = _ptr(block)
         self._theta_refs[k] = block
 
@@ -244,7 +284,7 @@ cdef class LayerApp(VectorApp):
         if u is None:
             self.c.states[k] = NULL
         else:
-            _block(u, (self.width, self.batch), f"the primal state at point {k}", False)
+            _block(u, (self.width, self.batch), f"the primal state at point {k}", False, self._dtype)
             self.c.states[k] = _ptr(u)
         self._state_refs[k] = u
 
@@ -257,7 +297,7 @@ cdef class LayerApp(VectorApp):
         if u is None:
             self.c.store[k] = NULL
         else:
-            _block(u, (self.width, self.batch), f"the store of point {k}", True)
+            _block(u, (self.width, self.batch), f"the store of point {k}", True, self._dtype)
             self.c.store[k] = _ptr(u)
         self._store_refs[k] = u
 
@@ -266,36 +306,55 @@ cdef class LayerApp(VectorApp):
         if u is None:
             self.c.first = NULL
         else:
-            _block(u, (self.width, self.batch), "the first vector", False)
+            _block(u, (self.width, self.batch), "the first vector", False, self._dtype)
             self.c.first = _ptr(u)
         self._first_ref = u
+
+
+cdef int _gradient_call(int act, int bias, int width, int batch, double h, const real *W,
+                        const real *u, const real *lam, real *g, real *work) noexcept nogil:
+    return bn_layer_gradient(act, bias, width, batch, h, W, W + width * width, u, lam,
+                             g, g + width * width, work)
 
 
 def layer_gradient(int act, int bias, double h, block, u, lam, grad_block) -> None:
     """Accumulate one layer's parameter gradient: ``grad_block += h (dF/dtheta(u, theta))^T lam``.
 
-    ``block`` and ``grad_block`` are the layer's (W row-major, b) parameter blocks, ``u`` the
-    layer's primal input u_n and ``lam`` the adjoint lambda_{n+1}, both (width, batch) blocks.
+    ``block`` (the layer's (W row-major, b) parameters), the layer's primal input ``u`` = u_n and
+    the adjoint ``lam`` = lambda_{n+1} ((width, batch) blocks) are float64 or float32 alike;
+    ``grad_block`` is float64 always: a float32 layer's gradient is computed in float32, then
+    added.
     """
     if not (0 <= act <= 2 and 0 <= bias <= 1):
         raise ValueError(f"unknown activation code {act} or bias code {bias}")
     if not isinstance(u, np.ndarray) or u.ndim != 2:
         raise ValueError("u must be a 2-D (width, batch) array")
+    dt = u.dtype
+    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"u must be float64 or float32, got {dt}")
     cdef int width = u.shape[0], batch = u.shape[1]
     cdef Py_ssize_t ls = width * width + (width if bias == 0 else 1)
-    _block(block, (ls,), "block", False)
+    _block(block, (ls,), "block", False, dt)
     _block(grad_block, (ls,), "grad_block", True)
-    _block(u, (width, batch), "u", False)
-    _block(lam, (width, batch), "lam", False)
-    work = np.empty(width * batch)
-    cdef double *W = _ptr(block)
-    cdef double *g = _ptr(grad_block)
-    cdef double *up = _ptr(u)
-    cdef double *lp = _ptr(lam)
-    cdef double *wp = _ptr(work)
+    _block(u, (width, batch), "u", False, dt)
+    _block(lam, (width, batch), "lam", False, dt)
+    work = np.empty(width * batch, dt)
+    g = grad_block if dt == np.float64 else np.zeros(ls, dt)
+    cdef void *W = _ptr(block)
+    cdef void *gp = _ptr(g)
+    cdef void *up = _ptr(u)
+    cdef void *lp = _ptr(lam)
+    cdef void *wp = _ptr(work)
+    cdef bint single = dt == np.float32
     cdef int ierr
     with nogil:
-        ierr = bn_layer_gradient(act, bias, width, batch, h, W, W + width * width, up, lp,
-                                 g, g + width * width, wp)
+        if single:
+            ierr = _gradient_call(act, bias, width, batch, h, <float *>W, <float *>up,
+                                  <float *>lp, <float *>gp, <float *>wp)
+        else:
+            ierr = _gradient_call(act, bias, width, batch, h, <double *>W, <double *>up,
+                                  <double *>lp, <double *>gp, <double *>wp)
     if ierr != 0:
         raise ValueError(f"unknown activation code {act} or bias code {bias}")
+    if single:
+        grad_block += g

@@ -2,7 +2,7 @@
 """The C-level face of ``braidnet.braid`` that other Cython modules cimport.
 
 A fast application is a subclass of :class:`VectorApp` whose vectors are contiguous blocks of
-``size`` doubles.  The base class owns the vectors (allocation, copies, sums, norms, buffers: all
+``size`` doubles, or of ``size`` floats when the subclass sets ``single = 1`` in ``__cinit__``.  The base class owns the vectors (allocation, copies, sums, norms, buffers: all
 in C, without the GIL); the subclass supplies C functions for the time step and the initial guess
 (and optionally access and norm) plus a ``ctx`` pointer to its own C data::
 
@@ -28,6 +28,10 @@ in C, without the GIL); the subclass supplies C functions for the time step and 
             self.ctx = &self.data
             self.step_fn = my_step
             self.init_fn = my_init
+
+A single-precision app (``single = 1``) gets float blocks behind the same ``double *`` pointers of
+the callbacks below: its functions cast them to ``float *``.  The base class clones, sums and
+ships float32 bytes (half the message volume) and accumulates the Euclidean norm in double.
 
 The pointers and ``ctx`` are read again at the start of each ``Core.drive()``.  A callback returns 0
 on success; any other value aborts the solve on every rank.  To raise a Python exception from a
@@ -87,6 +91,7 @@ cdef struct Callbacks:
 # The fast app as the nogil callbacks see it: a copy of a VectorApp's fields, taken with the GIL.
 cdef struct FastApp:
     Py_ssize_t size
+    int single         # 1: the vectors hold floats, 0: doubles
     void *ctx
     vstep_fn step
     vinit_fn init
@@ -97,7 +102,8 @@ cdef struct FastApp:
 
 cdef class VectorApp:
     """Base class of fast applications (see the module text)."""
-    cdef readonly Py_ssize_t size   # doubles per vector
+    cdef readonly Py_ssize_t size   # values per vector
+    cdef readonly bint single       # 1: the values are floats (float32), 0: doubles (default)
     cdef void *ctx                  # the subclass's C data, passed to every function below
     cdef vstep_fn step_fn           # required
     cdef vinit_fn init_fn           # required

@@ -52,6 +52,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "init_layers": (0.0, float, "scale w_i of the initial residual weights (paper: 0 or 1e-6)"),
         "init_classifier": (1e-3, float, "scale of the initial classifier weights"),
         "seed": (1, int, "seed of the weight initialisation"),
+        "dtype": ("float64", str, "float64 | float32: precision of the states, MGRIT vectors and messages, and "
+                  "layer kernels (parameters, loss, gradients, norms and the optimiser stay float64)"),
     },
     "braid": {
         "max_levels": (3, int, "MGRIT levels (1 = layer-serial)"),
@@ -109,6 +111,7 @@ CHOICES = {
     ("network", "activation"): ("tanh", "relu", "smoothrelu"),
     ("network", "opening"): ("dense", "pad"),
     ("network", "bias"): ("channel", "scalar"),
+    ("network", "dtype"): ("float64", "float32"),
     ("optimizer", "method"): ("lbfgs", "bfgs", "sd"),
     ("nested", "interpolation"): ("constant", "linear"),
     ("nested", "states"): ("interpolate", "zero"),

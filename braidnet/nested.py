@@ -78,8 +78,12 @@ def interpolate_params(coarse: ResNet, fine: ResNet, theta: np.ndarray, kind: st
 
 
 def interpolate_states(states: np.ndarray, r: int, kind: str = "constant") -> np.ndarray:
-    """Refine a trajectory of N+1 points (N+1, ...) to r N + 1 points by the rule of the module text."""
+    """Refine a trajectory of N+1 points (N+1, ...) to r N + 1 points by the rule of the module text.
+
+    float32 states stay float32 (interpolated in float64, rounded once); any other input gives float64.
+    """
     _check(r, kind)
+    dtype = np.float32 if np.asarray(states).dtype == np.float32 else np.float64
     states = np.asarray(states, dtype=np.float64)
     if states.ndim < 1 or states.shape[0] < 2:
         raise ValueError(f"states must have N+1 >= 2 points along axis 0, got shape {states.shape}")
@@ -89,7 +93,7 @@ def interpolate_states(states: np.ndarray, r: int, kind: str = "constant") -> np
     left = states[:-1]
     for k in range(r):
         fine[k:r * N:r] = left if kind == "constant" or k == 0 else left + (k / r) * (states[1:] - left)
-    return fine
+    return fine.astype(dtype, copy=False)
 
 
 def refine_warm_states(states: Dict[str, Optional[np.ndarray]], r: int,

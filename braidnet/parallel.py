@@ -29,6 +29,12 @@ numbers.
 The cores are built once and driven again at every call (warm restart: the current states are the
 initial guess); only the weights change between drives, read through the pointers the apps hold
 into arrays that are updated in place.
+
+**Precision** (``net.dtype``, docs/design.md section 3): states, adjoints, the cores' vectors and
+messages, the state exchanges and the warm states are in the network's dtype.  The parameters,
+their exchange, gradients, loss, accuracy, regulariser and every reduction stay float64; a float32
+network keeps float32 copies of its layer blocks (own and halo) for the kernels, refreshed by
+:meth:`~ParallelNetwork.set_params`.
 """
 from __future__ import annotations
 
@@ -49,6 +55,9 @@ __all__ = ["ParallelNetwork", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
 #: Tolerance and iteration cap of an "exact" solve (``max_iter=None``), unless ``braid`` sets them.
 DEFAULT_ABS_TOL = 1e-10
 DEFAULT_MAX_ITER = 100
+#: float32 networks: no solve asks for a residual below F32_TOL_FACTOR * eps32 * sqrt(values in the
+#: states), the round-off floor of states of order 1 (a smaller abs_tol is raised to it)
+F32_TOL_FACTOR = 10.0
 
 Key = Tuple[str, int]   # ("W", layer) | ("U", primal point) | ("L", primal point of an adjoint)
 
@@ -176,6 +185,7 @@ class ParallelNetwork:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.n_layers = net.layout.n_layers
         self._act = _kernels.ACTIVATIONS[net.activation]
+        self._dtype = net.dtype         # states and kernels; parameters stay float64
         self._bias = _kernels.BIAS_CHANNEL if net.layout.bias == "channel" else _kernels.BIAS_SCALAR
 
         # ---- MPI work from here on --------------------------------------------------------
@@ -214,8 +224,8 @@ class ParallelNetwork:
         from braidnet.braid import Core
 
         N, T, width = self.n_layers, self.net.T, self.net.width
-        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False)
-        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True)
+        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False, self._dtype)
+        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True, self._dtype)
         self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **self._core_opts)
         self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **self._core_opts)
         self.levels = list(self._primal.level_strides)
@@ -265,6 +275,7 @@ class ParallelNetwork:
         """The local parameters, states and adjoints, and the halo arrays (allocated once: the apps
         keep pointers into them)."""
         L, N, width, ls = self.net.layout, self.n_layers, self.net.width, self.net.layout.layer_size
+        dt = self._dtype
         self._theta = np.zeros(self._counts[self.rank])
         self._theta_set = False
         # Primal states of own points m >= 1 (the final access fills them), adjoints of own adjoint
@@ -272,10 +283,10 @@ class ParallelNetwork:
         # computed here, never taken from the core (see _layerapp on warm restarts).
         (lo, hi), (alo, ahi) = self.point_range, self.adjoint_range
         p1, a1 = max(lo, 1), max(alo, 1)
-        self._U = np.zeros((max(hi - p1 + 1, 0), width, batch))
-        self._Lam = np.zeros((max(ahi - a1 + 1, 0), width, batch))
-        self._u0 = np.zeros((width, batch)) if self.owns_opening else None
-        self._lamN = np.zeros((width, batch)) if self.owns_classifier else None
+        self._U = np.zeros((max(hi - p1 + 1, 0), width, batch), dt)
+        self._Lam = np.zeros((max(ahi - a1 + 1, 0), width, batch), dt)
+        self._u0 = np.zeros((width, batch), dt) if self.owns_opening else None
+        self._lamN = np.zeros((width, batch), dt) if self.owns_classifier else None
         self._state: Dict[int, np.ndarray] = {m: self._U[m - p1] for m in range(p1, hi + 1)}
         self._lam: Dict[int, np.ndarray] = {N - k: self._Lam[k - a1] for k in range(a1, ahi + 1)}
         if self.owns_opening:
@@ -291,15 +302,19 @@ class ParallelNetwork:
                 if kind == "W":
                     self._layer_blocks[i] = np.zeros(ls)
                 elif kind == "U":
-                    self._state[i] = np.zeros((width, batch))
+                    self._state[i] = np.zeros((width, batch), dt)
                 else:
-                    self._lam[i] = np.zeros((width, batch))
+                    self._lam[i] = np.zeros((width, batch), dt)
+        # the kernels' weights: the float64 blocks themselves, or float32 copies (set_params)
+        self._kblocks: Dict[int, np.ndarray] = (
+            self._layer_blocks if dt == np.float64
+            else {n: np.zeros(ls, dt) for n in self._layer_blocks})
 
     def _wire_apps(self) -> None:
         """Hand the primal and adjoint apps their weights, states and store arrays."""
         N = self.n_layers
         (lo, hi), (alo, ahi) = self.point_range, self.adjoint_range
-        for n, blk in self._layer_blocks.items():
+        for n, blk in self._kblocks.items():
             self._papp.set_layer(n, blk)
             self._aapp.set_layer(n, blk)
         for m in range(max(lo, 1), hi + 1):
@@ -323,11 +338,11 @@ class ParallelNetwork:
         self._xv = xv if self.owns_opening else None
         self._tv = tv if self.owns_classifier else None
         needs_u0 = self.owns_opening or ("U", 0) in self._plans["u0"].incoming
-        self._u0v = np.zeros((width, vb)) if needs_u0 else None
+        self._u0v = np.zeros((width, vb), self._dtype) if needs_u0 else None
         # all own points are kept (not only u_N): they are the warm states of a checkpoint
-        self._Uv = np.zeros((max(hi - p1 + 1, 0), width, vb))
-        self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False)
-        for n, blk in self._layer_blocks.items():
+        self._Uv = np.zeros((max(hi - p1 + 1, 0), width, vb), self._dtype)
+        self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False, self._dtype)
+        for n, blk in self._kblocks.items():
             self._vapp.set_layer(n, blk)
         for m in range(p1, hi + 1):
             self._vapp.set_store(m, self._Uv[m - p1])
@@ -417,6 +432,9 @@ class ParallelNetwork:
         np.copyto(self._theta, theta_local)
         self._plans["weights"].run(lambda key: self._layer_blocks[key[1]],
                                    lambda key: self._layer_blocks[key[1]])
+        if self._kblocks is not self._layer_blocks:      # float32: round the weights once
+            for n, blk in self._layer_blocks.items():
+                np.copyto(self._kblocks[n], blk, casting="same_kind")
         self._theta_set = True
         if self.net.layout.opening == "dense" or not self._u0_fresh:
             self._u0_fresh = self._u0v_fresh = False
@@ -476,7 +494,7 @@ class ParallelNetwork:
         self._gradient_layers += self.layer_range[1] - self.layer_range[0]
         for n in range(*self.layer_range):
             s = L.layer_slice(n)
-            layer_gradient(self._act, self._bias, net.h, self._layer_blocks[n], self._state[n],
+            layer_gradient(self._act, self._bias, net.h, self._kblocks[n], self._state[n],
                            self._lam[n + 1], g[s.start - off:s.stop - off])
         if self.owns_opening and L.opening_size:
             g[L.opening_slice] += net.opening_gradient(self._own(L.opening_slice), self._x, self._lam[0])
@@ -507,7 +525,7 @@ class ParallelNetwork:
         """The MGRIT states the next drives warm-start from, whole, for a checkpoint (collective).
 
         Returns ``{"primal": u, "adjoint": lam[, "validation": u_val]}``, each of shape
-        (N+1, width, batch) indexed by primal point (``lam[p]`` = lambda_p), on ``root`` (None
+        (N+1, width, batch) and of the network's dtype, indexed by primal point (``lam[p]`` = lambda_p), on ``root`` (None
         elsewhere) or on every rank (``root=None``).  They are the fine states of each core's last
         final access; a core's warm state is its C-point values, which these contain.  The rows the
         cores never hold (u_0 of the primal and validation cores, lambda_N of the adjoint) are zeros,
@@ -543,9 +561,9 @@ class ParallelNetwork:
         for name, arr in states.items():
             shape = (N + 1, width, cores[name][1])
             a = np.asarray(arr)
-            if a.dtype != np.float64 or a.shape != shape or not np.all(np.isfinite(a)):
-                raise ValueError(f"warm state {name!r} must be a finite float64 array of shape {shape}, "
-                                 f"got {a.dtype} {a.shape}")
+            if a.dtype != self._dtype or a.shape != shape or not np.all(np.isfinite(a)):
+                raise ValueError(f"warm state {name!r} must be a finite {self._dtype.name} array of shape "
+                                 f"{shape}, got {a.dtype} {a.shape}")
             if id(cores[name][0]) in self._driven:
                 raise RuntimeError(f"load_warm_states: the {name} core has been driven already")
         rows = self._warm_rows()
@@ -638,6 +656,12 @@ class ParallelNetwork:
         return {"max_iter": mi, "abs_tol": tol}
 
     def _drive(self, core, opts: dict):
+        if self._dtype == np.float32:
+            # float32 round-off leaves a residual of about eps |u| per value: a tolerance below
+            # that floor would only burn iterations up to max_iter, so it is raised to it
+            n = (self.n_layers + 1) * self.net.width * core.app.batch
+            floor = F32_TOL_FACTOR * float(np.finfo(np.float32).eps) * math.sqrt(n)
+            opts = dict(opts, abs_tol=max(opts["abs_tol"], floor))
         core.set_options(**opts)
         self._driven.add(id(core))
         try:
@@ -684,13 +708,13 @@ class ParallelNetwork:
                        own: List[Optional[np.ndarray]], root: Optional[int]) -> Optional[np.ndarray]:
         """(N+1, width, batch) from every rank's points ``ranges[q]`` (None rows: zeros)."""
         width = self.net.width
-        local = np.zeros((len(own), width, batch))
+        local = np.zeros((len(own), width, batch), self._dtype)
         for i, a in enumerate(own):
             if a is not None:
                 local[i] = a
         counts = [max(h - l + 1, 0) * width * batch for l, h in ranges]
         displs = [l * width * batch if h >= l else 0 for l, h in ranges]
-        full = np.empty((self.n_layers + 1, width, batch)) if root in (None, self.rank) else None
+        full = np.empty((self.n_layers + 1, width, batch), self._dtype) if root in (None, self.rank) else None
         spec = [full, (counts, displs)] if full is not None else None
         if root is None:
             self._xcomm.Allgatherv(local, spec)

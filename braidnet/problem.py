@@ -60,7 +60,7 @@ class Problem:
         return ResNet(self.n_features, self.n_classes, net["width"], layers, T=net["T"],
                       activation=net["activation"], opening="dense" if net["opening"] == "dense" else "pad",
                       bias=net["bias"], gamma_tik=net["gamma_tik"], gamma_ddt=net["gamma_ddt"],
-                      gamma_class=net["gamma_class"])
+                      gamma_class=net["gamma_class"], dtype=net["dtype"])
 
     def initial_params(self, layers: int, seed: Optional[int] = None) -> np.ndarray:
         """The configured initialisation of the ``layers``-layer network (seed: network.seed by default)."""

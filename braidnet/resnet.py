@@ -32,6 +32,13 @@ data sets); they are transposed once, on entry, to ``(n_features, batch)``.
 with nb = width (per-channel bias) or 1 (scalar bias).  Residual layers [a, b) are the contiguous
 slice ``layout.layers_slice(a, b)``, so a rank that owns those layers addresses its share directly.
 
+**Precision** (``dtype``, docs/design.md section 3).  ``"float64"`` (default) or ``"float32"``: the
+dtype of the states, the inputs in the state layout and the residual and opening kernels.  The
+parameters stay float64 (the optimiser's vector); a float32 network rounds them to float32 for its
+kernels at every evaluation, and returns float64 gradients (each layer's computed in float32, then
+widened).  The classifier, the loss, its gradient and lambda_N, the accuracy and the regulariser are
+computed in float64 from the (widened) float32 u_N.
+
 **Regularisation** (the same continuous quantity at every depth N)::
 
     R = gamma_tik/2 * (||W_o||^2 + ||b_o||^2)                                  opening
@@ -61,6 +68,7 @@ from braidnet import _kernels
 log = logging.getLogger(__name__)
 
 ACTIVATIONS = ("tanh", "relu", "smoothrelu")
+DTYPES = ("float64", "float32")
 OPENINGS = ("pad", "dense")
 BIASES = ("channel", "scalar")
 
@@ -205,12 +213,19 @@ class ResNet:
         opening: ``"pad"`` (zero-padding, no parameters) or ``"dense"``.
         bias: ``"channel"`` (one per channel) or ``"scalar"`` (one per layer).
         gamma_tik, gamma_ddt, gamma_class: regularisation weights (module docstring).
+        dtype: ``"float64"`` (default) or ``"float32"``: the precision of the states and kernels
+            (module docstring); parameters and gradients stay float64.
     """
 
     def __init__(self, n_features: int, n_classes: int, width: int, n_layers: int, T: float = 5.0,
                  activation: str = "smoothrelu", opening: str = "pad", bias: str = "channel",
-                 gamma_tik: float = 0.0, gamma_ddt: float = 0.0, gamma_class: float = 0.0) -> None:
+                 gamma_tik: float = 0.0, gamma_ddt: float = 0.0, gamma_class: float = 0.0,
+                 dtype: str = "float64") -> None:
         self.layout = ParamLayout(n_features, width, n_layers, n_classes, opening, bias)
+        if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+            dtype = np.dtype(dtype).name      # numpy.float32 / np.dtype("float32") as the name
+        #: the precision of states and kernels: numpy.float64 or numpy.float32
+        self.dtype = np.dtype(_choice(dtype, "dtype", DTYPES))
         if not np.isfinite(T) or T <= 0:
             raise ValueError(f"T must be a finite number > 0, got T={T!r}")
         self.activation = _choice(activation, "activation", ACTIVATIONS)
@@ -229,7 +244,8 @@ class ResNet:
         return (f"ResNet(n_features={L.n_features}, n_classes={L.n_classes}, width={L.width}, "
                 f"n_layers={L.n_layers}, T={self.T}, activation={self.activation!r}, "
                 f"opening={L.opening!r}, bias={L.bias!r}, gamma_tik={self.gamma_tik}, "
-                f"gamma_ddt={self.gamma_ddt}, gamma_class={self.gamma_class})")
+                f"gamma_ddt={self.gamma_ddt}, gamma_class={self.gamma_class}"
+                + (f", dtype={self.dtype.name!r})" if self.dtype != np.float64 else ")"))
 
     # shorthands
     @property
@@ -273,7 +289,8 @@ class ResNet:
     # ------------------------------------------------------------------------------------------
     # data in the state layout
     def prepare_inputs(self, X) -> np.ndarray:
-        """Validate X (n_samples, n_features) and return it as a (n_features, n_samples) block."""
+        """Validate X (n_samples, n_features) and return it as a (n_features, n_samples) block of
+        the network's dtype."""
         X = np.asarray(X)
         nf = self.layout.n_features
         if X.ndim != 2 or X.shape[1] != nf:
@@ -285,7 +302,7 @@ class ResNet:
         X = X.astype(np.float64, copy=False)
         if not np.all(np.isfinite(X)):
             raise ValueError("X contains NaN or inf")
-        return np.ascontiguousarray(X.T)
+        return np.ascontiguousarray(X.T, dtype=self.dtype)
 
     def prepare_targets(self, Y, n_samples: int) -> np.ndarray:
         """Validate labels and return one-hot targets as a (n_classes, n_samples) block.
@@ -322,10 +339,11 @@ class ResNet:
     # ------------------------------------------------------------------------------------------
     # per-group pieces (reused by the layer-parallel code); all blocks in the state layout
     def opening_forward(self, theta_open: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """u_0 (width, batch) from inputs x (n_features, batch); theta_open = theta[opening_slice]."""
+        """u_0 (width, batch) from inputs x (n_features, batch, the network's dtype);
+        theta_open = theta[opening_slice]."""
         L = self.layout
         if L.opening == "pad":
-            u0 = np.zeros((L.width, x.shape[1]))
+            u0 = np.zeros((L.width, x.shape[1]), self.dtype)
             u0[:L.n_features] = x
             return u0
         W, b = self._open_views(theta_open)
@@ -334,47 +352,52 @@ class ResNet:
     def opening_gradient(self, theta_open: np.ndarray, x: np.ndarray, lam0: np.ndarray) -> np.ndarray:
         """Data gradient of the opening's parameters given lam0 = dJ/du_0 (empty for padding)."""
         L = self.layout
-        g = np.zeros(L.opening_size)
+        g = np.zeros(L.opening_size, self.dtype)
         if L.opening == "dense":
             W, b = self._open_views(theta_open)
             nw = L.width * L.n_features
-            _kernels.opening_gradient(W, b, x, lam0, self._act, g[:nw].reshape(W.shape), g[nw:])
-        return g
+            _kernels.opening_gradient(W, b, x, np.asarray(lam0, self.dtype), self._act,
+                                      g[:nw].reshape(W.shape), g[nw:])
+        return g.astype(np.float64, copy=False)
 
     def _open_views(self, theta_open: np.ndarray):
         L = self.layout
-        theta_open = np.ascontiguousarray(theta_open, dtype=np.float64)
+        theta_open = np.ascontiguousarray(theta_open, dtype=self.dtype)   # float32: rounded once
         if theta_open.shape != (L.opening_size,):
             raise ValueError(f"theta_open must have shape ({L.opening_size},), got {theta_open.shape}")
         nw = L.width * L.n_features
         return theta_open[:nw].reshape(L.width, L.n_features), theta_open[nw:]
 
     def layers_forward(self, theta_layers: np.ndarray, u0: np.ndarray) -> np.ndarray:
-        """All states (N+1, width, batch) from u_0; theta_layers = theta[layers_slice()]."""
+        """All states (N+1, width, batch, the network's dtype) from u_0;
+        theta_layers = theta[layers_slice()]."""
         L = self.layout
-        states = np.empty((L.n_layers + 1,) + u0.shape)
+        states = np.empty((L.n_layers + 1,) + u0.shape, self.dtype)
         states[0] = u0
-        _kernels.net_forward(theta_layers, L.width, L.nb, L.n_layers, self.h, self._act, states)
+        _kernels.net_forward(np.ascontiguousarray(theta_layers, dtype=self.dtype), L.width, L.nb,
+                             L.n_layers, self.h, self._act, states)
         return states
 
     def layers_backward(self, theta_layers: np.ndarray, states: np.ndarray,
                         lamN: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(data gradient of the residual layers, lambda_0) from lambda_N = dJ/du_N."""
+        """(data gradient of the residual layers (float64), lambda_0) from lambda_N = dJ/du_N."""
         L = self.layout
-        lam = np.array(lamN, dtype=np.float64, order="C")
-        g = np.zeros(theta_layers.shape[0])
-        _kernels.net_backward(theta_layers, L.width, L.nb, L.n_layers, self.h, self._act, states,
-                              lam, g)
-        return g, lam
+        lam = np.array(lamN, dtype=self.dtype, order="C")
+        g = np.zeros(theta_layers.shape[0], self.dtype)
+        _kernels.net_backward(np.ascontiguousarray(theta_layers, dtype=self.dtype), L.width, L.nb,
+                              L.n_layers, self.h, self._act, states, lam, g)
+        return g.astype(np.float64, copy=False), lam
 
     def classifier_loss(self, theta_cls: np.ndarray, uN: np.ndarray,
                         targets: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray]:
-        """(loss, data gradient of the classifier's parameters, lambda_N = dJ/du_N).
+        """(loss, data gradient of the classifier's parameters, lambda_N = dJ/du_N), all float64.
 
-        uN is (width, batch), targets the (n_classes, batch) one-hot block of
-        :meth:`prepare_targets`; the loss is the batch mean of the softmax cross-entropy.
+        uN is (width, batch) (float32 is widened: the classifier runs in float64), targets the
+        (n_classes, batch) one-hot block of :meth:`prepare_targets`; the loss is the batch mean of
+        the softmax cross-entropy.
         """
         L = self.layout
+        uN = np.asarray(uN, dtype=np.float64)
         nw = L.n_classes * L.width
         Wc = theta_cls[:nw].reshape(L.n_classes, L.width)
         bc = theta_cls[nw:]

@@ -4,9 +4,11 @@
 Compares braidnet's compiled kernels with the same computation written with numpy matmuls and,
 when importable, PyTorch on the CPU (hand-written backward, and autograd), all in this run.
 Cases: width 8 / batch 5000 (peaks) and width 220 / batch 1000 (Indian Pines), one layer and a
-64-layer net.  Not a test.
+64-layer net (or --cases WIDTH:BATCH ... and --layers N ...), in float64 and/or float32 (--dtype:
+every implementation computes in that precision).  Not a test.
 
     python scripts/bench_resnet.py [--activation smoothrelu tanh] [--repeat 5] [--threads 2]
+    python scripts/bench_resnet.py --dtype float64 float32 --cases 8:5000 32:1000 220:1000 512:1000 --layers 64
 
 Wall-clock times; torch is timed with 1 thread and with its default (or --threads) thread count,
 taking the faster of its hand-written backward and autograd.  braidnet's kernels are single-
@@ -44,12 +46,13 @@ def best_time(fn, repeat: int, min_time: float = 0.2) -> float:
 def make_braidnet(width, batch, N, act, theta, u0):
     from braidnet import _kernels as K
 
-    states = np.empty((N + 1, width, batch))
-    lam = np.empty((width, batch))
+    dt = theta.dtype                       # the kernels run in the precision of their arrays
+    states = np.empty((N + 1, width, batch), dt)
+    lam = np.empty((width, batch), dt)
     grad = np.zeros_like(theta)
-    work = np.empty(width * batch)
+    work = np.empty(width * batch, dt)
     h = 5.0 / N
-    lamN = np.ones((width, batch)) * 1e-3
+    lamN = np.ones((width, batch), dt) * 1e-3
 
     def run():
         states[0] = u0
@@ -79,7 +82,7 @@ def make_numpy(width, batch, N, act, theta, u0):
     bs = [blocks[n, width * width:, None] for n in range(N)]
     s, ds = np_act(act)
     h = 5.0 / N
-    lamN = np.ones((width, batch)) * 1e-3
+    lamN = np.ones((width, batch), theta.dtype) * 1e-3
 
     def run():
         states = [u0]
@@ -115,7 +118,7 @@ def make_torch_manual(torch, width, batch, N, act, theta, u0):
     s, ds = torch_act(torch, act)
     h = 5.0 / N
     u = torch.from_numpy(u0)
-    lamN = torch.ones(width, batch, dtype=torch.float64) * 1e-3
+    lamN = torch.ones(width, batch, dtype=T.dtype) * 1e-3
 
     def run():
         with torch.no_grad():
@@ -139,7 +142,7 @@ def make_torch_autograd(torch, width, batch, N, act, theta, u0):
     s, _ = torch_act(torch, act)
     h = 5.0 / N
     u_in = torch.from_numpy(u0)
-    lamN = torch.ones(width, batch, dtype=torch.float64) * 1e-3
+    lamN = torch.ones(width, batch, dtype=T.dtype) * 1e-3
 
     def run():
         u = u_in.clone().requires_grad_()
@@ -164,6 +167,11 @@ def main() -> None:
     ap.add_argument("--activation", nargs="+", default=["smoothrelu", "tanh"],
                     choices=["smoothrelu", "tanh", "relu"])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--dtype", nargs="+", default=["float64"], choices=["float64", "float32"],
+                    help="precisions to time (every implementation in that precision)")
+    ap.add_argument("--cases", nargs="+", default=["8:5000", "220:1000"], metavar="WIDTH:BATCH",
+                    help="widths and batches (default: peaks 8:5000 and Indian Pines 220:1000)")
+    ap.add_argument("--layers", nargs="+", type=int, default=[1, 64], help="residual layers N")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads of the multi-threaded column (default: torch's own "
                          "default); the other torch column always uses 1 thread.  OpenBLAS (numpy, "
@@ -180,17 +188,22 @@ def main() -> None:
     print(f"numpy {np.__version__}; {torch_info}; {os.cpu_count()} CPUs")
     print("forward + backward (adjoint + parameter gradient), best mean wall time per call; torch = the "
           "faster of its hand-written backward and autograd")
-    hdr = (f"{'act':>10} {'width':>5} {'batch':>5} {'N':>3} | {'braidnet':>10} {'numpy':>10} "
+    try:
+        cases = [tuple(int(v) for v in c.split(":")) for c in args.cases]
+        assert all(len(c) == 2 and min(c) >= 1 for c in cases)
+    except (ValueError, AssertionError):
+        ap.error(f"--cases takes WIDTH:BATCH pairs of positive integers, got {args.cases}")
+    hdr = (f"{'dtype':>7} {'act':>10} {'width':>5} {'batch':>5} {'N':>3} | {'braidnet':>10} {'numpy':>10} "
            f"{'torch x1':>10} {'torch x' + str(t_default):>10} | {'np/bn':>6} {'t1/bn':>6} {'tN/bn':>6} | target")
     print(hdr)
     print("-" * len(hdr))
     results = []
-    for act in args.activation:
-        for width, batch in ((8, 5000), (220, 1000)):
-            for N in (1, 64):
+    for dtype, act in ((d, a) for d in args.dtype for a in args.activation):
+        for width, batch in cases:
+            for N in args.layers:
                 rng = np.random.default_rng(0)
-                theta = rng.uniform(-1, 1, N * (width * width + width)) / np.sqrt(width)
-                u0 = rng.standard_normal((width, batch))
+                theta = (rng.uniform(-1, 1, N * (width * width + width)) / np.sqrt(width)).astype(dtype)
+                u0 = rng.standard_normal((width, batch)).astype(dtype)
                 tb = best_time(make_braidnet(width, batch, N, act, theta, u0), args.repeat)
                 tn = best_time(make_numpy(width, batch, N, act, theta, u0), args.repeat)
                 tt = {}
@@ -209,7 +222,7 @@ def main() -> None:
                     got = tn / tb
                     verdict = f"np/bn >= 1: {'met' if got >= 1.0 else 'MISSED'} ({got:.2f})"
                 results.append(verdict)
-                print(f"{act:>10} {width:>5} {batch:>5} {N:>3} | {tb * 1e3:8.3f}ms {tn * 1e3:8.3f}ms "
+                print(f"{dtype:>7} {act:>10} {width:>5} {batch:>5} {N:>3} | {tb * 1e3:8.3f}ms {tn * 1e3:8.3f}ms "
                       f"{t1 * 1e3:8.3f}ms {tN * 1e3:8.3f}ms | {tn / tb:6.2f} {t1 / tb:6.2f} {tN / tb:6.2f} | "
                       f"{verdict}", flush=True)
     print("ratios > 1: braidnet faster.  Targets (issue 3): at width 8 at least 2x faster than torch "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the SIMD kernels of braidnet._kernels (braidnet/kernels/bn_kernels.c) with their stand-alone
-# C test (test_kernels.c: no Python, no BLAS) under AddressSanitizer + UBSan, -Wall -Wextra -Werror,
-# twice: as the extension builds them (x86-64-v3 clone picked by CPU features where GCC makes one)
+# C test (test_kernels.c: no Python, no BLAS; the double kernels and their float twins) under
+# AddressSanitizer + UBSan, -Wall -Wextra -Werror, twice: as the extension builds them (x86-64-v3 clone picked by CPU features where GCC makes one)
 # and baseline-only (-DBN_NO_CLONES), then run both.  Quiet on success; exits non-zero on failure.
 # The kernels are compiled at -O3 like the extension: below -O2 GCC does not contract a*b+c into
 # FMAs, so the arithmetic would not be the one that ships.

@@ -1,17 +1,19 @@
-# Fast applications: VectorApp, whose vectors are malloc'd blocks of `size` doubles, and its box,
-# whose callbacks run without the GIL.  (Included by braidnet/braid.pyx.)
+# Fast applications: VectorApp, whose vectors are malloc'd blocks of `size` doubles (or floats, with
+# `single`), and its box, whose callbacks run without the GIL.  (Included by braidnet/braid.pyx.)
 
 cdef class VectorApp:
-    """Base class of fast applications whose vectors are blocks of ``size`` doubles.
+    """Base class of fast applications whose vectors are blocks of ``size`` doubles (or floats).
 
     Subclass it in Cython and set ``size``, ``ctx``, ``step_fn`` and ``init_fn`` (and optionally
-    ``access_fn``, ``norm_fn``) in ``__cinit__``; see ``braidnet/braid.pxd``.  The base class
-    supplies clone, free, sum, the Euclidean norm and the buffer callbacks in C.
+    ``access_fn``, ``norm_fn``, and ``single = 1`` for float32 vectors) in ``__cinit__``; see
+    ``braidnet/braid.pxd``.  The base class supplies clone, free, sum, the Euclidean norm
+    (accumulated in double) and the buffer callbacks in C.
     """
 
     def __cinit__(self, *args, **kwargs):
         # Subclass __cinit__ arguments reach here too: accept and ignore them.
         self.size = 0
+        self.single = 0
         self.ctx = NULL
         self.step_fn = NULL
         self.init_fn = NULL
@@ -31,12 +33,16 @@ cdef class VectorApp:
             raise exc
         raise BraidError(code, f"{type(self).__name__}: {what} returned error code {code}")
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the app's vectors: float32 when ``single``, else float64."""
+        return np.dtype(np.float32 if self.single else np.float64)
+
     def init_vector(self, double t) -> np.ndarray:
-        """The initial guess at time t, from init_fn (a new array of ``size`` doubles)."""
+        """The initial guess at time t, from init_fn (a new array of ``size`` values of ``dtype``)."""
         self._check()
-        u = np.zeros(self.size)
-        cdef double[::1] uv = u
-        cdef int ierr = self.init_fn(self.ctx, t, &uv[0])
+        u = np.zeros(self.size, self.dtype)
+        cdef int ierr = self.init_fn(self.ctx, t, _vdata(u))
         if ierr != 0:
             self._raise(ierr, "init")
         return u
@@ -44,14 +50,14 @@ cdef class VectorApp:
     def step_vector(self, u, double tstart, double tstop, int level=0, int index=0) -> np.ndarray:
         """One step of step_fn from tstart to tstop on a copy of u (returned); iter 0, done 0."""
         self._check()
-        out = np.array(u, dtype=np.float64, copy=True).reshape(-1)
+        out = np.array(u, dtype=self.dtype, copy=True).reshape(-1)
         if out.shape[0] != self.size:
             raise ValueError(f"u has {out.shape[0]} entries, the app's vectors {self.size}")
-        cdef double[::1] uv = out
+        cdef double *up = _vdata(out)
         cdef StepInfo info
         info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
         info.iter, info.done, info.app = 0, 0, <void *>self
-        cdef int ierr = self.step_fn(self.ctx, &uv[0], &uv[0], &info)
+        cdef int ierr = self.step_fn(self.ctx, up, up, &info)
         if ierr != 0:
             self._raise(ierr, "step")
         return out
@@ -67,7 +73,7 @@ cdef class VectorApp:
         if calls < 1 or repeats < 1:
             raise ValueError(f"calls and repeats must be >= 1, got calls={calls}, repeats={repeats}")
         u = self.init_vector(tstart)
-        cdef double[::1] uv = u
+        cdef double *up = _vdata(u)
         cdef StepInfo info
         cdef Py_ssize_t k
         cdef int ierr = 0
@@ -78,7 +84,7 @@ cdef class VectorApp:
             t0 = time.perf_counter()
             with nogil:
                 for k in range(calls):
-                    ierr = self.step_fn(self.ctx, &uv[0], &uv[0], &info)
+                    ierr = self.step_fn(self.ctx, up, up, &info)
                     if ierr != 0:
                         break
             best = min(best, time.perf_counter() - t0)
@@ -89,16 +95,23 @@ cdef class VectorApp:
     def norm_vector(self, u) -> float:
         """The spatial norm the core uses (norm_fn, or Euclidean)."""
         self._check()
-        cdef double[::1] uv = np.ascontiguousarray(u, dtype=np.float64).reshape(-1)
-        if uv.shape[0] != self.size:
-            raise ValueError(f"u has {uv.shape[0]} entries, the app's vectors {self.size}")
+        v = np.ascontiguousarray(u, dtype=self.dtype).reshape(-1)
+        if v.shape[0] != self.size:
+            raise ValueError(f"u has {v.shape[0]} entries, the app's vectors {self.size}")
         cdef FastApp a
         cdef double n = 0.0
-        a.size, a.ctx, a.norm = self.size, self.ctx, self.norm_fn
-        cdef int ierr = _fast_norm_of(&a, &uv[0], &n)
+        a.size, a.single, a.ctx, a.norm = self.size, self.single, self.ctx, self.norm_fn
+        cdef int ierr = _fast_norm_of(&a, _vdata(v), &n)
         if ierr != 0:
             self._raise(ierr, "norm")
         return n
+
+
+cdef double *_vdata(object a) except NULL:
+    """The data of a contiguous 1-D float64 or float32 array, as the callbacks' double pointer
+    (a float block for a single-precision app)."""
+    cdef const unsigned char[::1] bytes_ = a.view(np.uint8)
+    return <double *>&bytes_[0]
 
 
 cdef int store_error(void *app, object exc) noexcept:
@@ -127,17 +140,27 @@ cdef int store_error_message(void *app, const char *msg) noexcept nogil:
 
 cdef inline int _fast_norm_of(FastApp *a, const double *u, double *norm) noexcept nogil:
     cdef Py_ssize_t i
-    cdef double s = 0.0
+    cdef double s = 0.0, x
+    cdef const float *uf = <const float *>u
     if a.norm != NULL:
         return a.norm(a.ctx, u, a.size, norm)
-    for i in range(a.size):
-        s += u[i] * u[i]
+    if a.single:            # float32 vectors: the sum of squares in double
+        for i in range(a.size):
+            x = uf[i]
+            s += x * x
+    else:
+        for i in range(a.size):
+            s += u[i] * u[i]
     norm[0] = sqrt(s)
     return 0
 
 
+cdef inline size_t _fast_bytes(FastApp *a) noexcept nogil:
+    return a.size * (sizeof(float) if a.single else sizeof(double))
+
+
 cdef double *_fast_alloc(FastApp *a) noexcept nogil:
-    return <double *>malloc(a.size * sizeof(double))
+    return <double *>malloc(_fast_bytes(a))
 
 
 # What the callbacks reach through braid_App: the FastApp first (so that braid_App is also a
@@ -190,7 +213,7 @@ cdef braid_Int _v_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcep
         if BRAIDNET_CORE_IS_BUNDLED:
             free(u)
             return ierr
-        memset(u, 0, a.size * sizeof(double))   # LLNL XBraid uses the vector anyway: zeros
+        memset(u, 0, _fast_bytes(a))   # LLNL XBraid uses the vector anyway: zeros
     u_ptr[0] = <braid_Vector>u
     return ierr
 
@@ -200,7 +223,7 @@ cdef braid_Int _v_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noex
     v_ptr[0] = <braid_Vector>v
     if v == NULL:
         return _fast_fail(a, BRAID_ERROR_MEMORY)
-    memcpy(v, <double *>u, a.size * sizeof(double))
+    memcpy(v, <double *>u, _fast_bytes(a))
     return 0
 
 cdef braid_Int _v_free(braid_App app, braid_Vector u) noexcept nogil:
@@ -212,7 +235,18 @@ cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Rea
     cdef FastApp *a = <FastApp *>app
     cdef const double *xp = <const double *>x
     cdef double *yp = <double *>y
+    cdef const float *xf = <const float *>x
+    cdef float *yf = <float *>y
+    cdef float af = <float>alpha, bf = <float>beta
     cdef Py_ssize_t i
+    if a.single:            # float32 vectors, float32 arithmetic (the core's alpha, beta: +-1, 0)
+        if beta == 0.0:
+            for i in range(a.size):
+                yf[i] = af * xf[i]
+        else:
+            for i in range(a.size):
+                yf[i] = af * xf[i] + bf * yf[i]
+        return 0
     if beta == 0.0:
         for i in range(a.size):
             yp[i] = alpha * xp[i]
@@ -242,11 +276,11 @@ cdef braid_Int _v_access(braid_App app, braid_Vector u, braid_AccessStatus statu
     return _fast_fail(a, a.access(a.ctx, <const double *>u, &info))
 
 cdef braid_Int _v_bufsize(braid_App app, braid_Int *size_ptr, braid_BufferStatus status) noexcept nogil:
-    size_ptr[0] = <braid_Int>((<FastApp *>app).size * sizeof(double))
+    size_ptr[0] = <braid_Int>_fast_bytes(<FastApp *>app)
     return 0
 
 cdef braid_Int _v_bufpack(braid_App app, braid_Vector u, void *buffer, braid_BufferStatus status) noexcept nogil:
-    memcpy(buffer, <void *>u, (<FastApp *>app).size * sizeof(double))
+    memcpy(buffer, <void *>u, _fast_bytes(<FastApp *>app))
     return 0
 
 cdef braid_Int _v_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
@@ -256,7 +290,7 @@ cdef braid_Int _v_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
     u_ptr[0] = <braid_Vector>u
     if u == NULL:
         return _fast_fail(a, BRAID_ERROR_MEMORY)
-    memcpy(u, buffer, a.size * sizeof(double))
+    memcpy(u, buffer, _fast_bytes(a))
     return 0
 
 
@@ -272,6 +306,7 @@ cdef class _FastBox(_Box):
         cdef VectorApp v = <VectorApp>self.app
         v._check()
         self.state.fast.size = v.size
+        self.state.fast.single = v.single
         self.state.fast.ctx = v.ctx
         self.state.fast.step = v.step_fn
         self.state.fast.init = v.init_fn

@@ -4,7 +4,11 @@
    Checked on its own by test_kernels.c (scripts/check_kernels.sh).  The BLAS path for wide layers
    and the Python-facing API stay in _kernels.pyx.
 
-   Layout: a state block is ONE C-contiguous row-major (width, batch) array of doubles (row c holds
+   Every kernel exists twice, with the same contract: for double (the names below) and for float
+   (the same name with _f32: bn_c_update_f32, ..., every pointer a float *; h stays a double and is
+   rounded to float once).  Both are one source, bn_kernels_real.h, compiled once per type.
+
+   Layout: a state block is ONE C-contiguous row-major (width, batch) array of values (row c holds
    channel c of every sample); W is row-major (width, width); b holds `width` entries (scalar == 0,
    one bias per channel) or 1 entry (scalar != 0, b[0] for every channel).
 
@@ -15,7 +19,9 @@
    tanh is the kernels' own vectorised one (bn_c_tanh): at most BN_TANH_ULP ulp from the exact
    tanh (ulp of the result; glibc's scalar tanh is itself up to 2 ulp off, so the two differ by up
    to 4 ulp), NaN propagates, tanh(+-0) = +-0, tanh(+-inf) = +-1.  The activation derivative for
-   tanh is 1 - t*t of that same t.
+   tanh is 1 - t*t of that same t.  float's tanh (and 1 - t*t) is computed in double by bn_c_tanh's
+   code and rounded to float once: within 0.5 ulp + BN_TANH_ULP double ulp (< BN_TANH_ULP_F32 float
+   ulp) of the exact value, i.e. correctly rounded or next to it.
 
    All functions run without locks or allocation (scratch lives on the stack, under 40 KiB) and
    are safe to call from several threads.  With GCC on x86-64 Linux each has an AVX2/FMA
@@ -27,6 +33,7 @@
 #define BN_ETA 0.1        /* smoothed-ReLU half width (LPT) */
 #define BN_FUSED_MAX 32   /* widest layer the fused kernels accept (bn_fused_forward/backward) */
 #define BN_TANH_ULP 2.5   /* bound of bn_c_tanh's error, in ulp of the exact tanh (measured: 2.49) */
+#define BN_TANH_ULP_F32 0.501  /* bound of bn_c_tanh_f32's error, in float ulp: 0.5 + 2.5 * 2^-29 */
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +64,18 @@ void bn_fused_forward(int act, int m, int batch, int scalar, double h, const dou
 void bn_fused_backward(int act, int m, int batch, int scalar, double h, const double *W,
                        const double *b, const double *u, const double *lam_in, double *lam_out,
                        double *gW, double *gb);
+
+/* The float twins of the five functions above (same contracts). */
+void bn_c_update_f32(int act, int width, int batch, int scalar, double h, const float *b,
+                     const float *z, const float *in, float *out);
+void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float *b, float *z,
+                    const float *lam);
+void bn_c_tanh_f32(int n, const float *x, float *y);
+void bn_fused_forward_f32(int act, int m, int batch, int scalar, double h, const float *W,
+                          const float *b, const float *u_in, float *u_out);
+void bn_fused_backward_f32(int act, int m, int batch, int scalar, double h, const float *W,
+                           const float *b, const float *u, const float *lam_in, float *lam_out,
+                           float *gW, float *gb);
 
 #ifdef __cplusplus
 }

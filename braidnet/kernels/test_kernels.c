@@ -1,7 +1,9 @@
 /* Stand-alone test of bn_kernels.c (no Python, no BLAS): the fused forward / backward kernels, the
    element-wise passes of the BLAS path and the vectorised tanh against plain loops written here,
    with random inputs, for every activation and bias kind, several widths and batch sizes (odd
-   ones, and either side of the column-tile boundaries).  Exits 1 on any failure.
+   ones, and either side of the column-tile boundaries), in both precisions: every test runs once
+   on the double kernels and once on their float twins (bn_*_f32; inputs rounded to float, the
+   reference computed in double from those inputs, the tolerance RTOL_F32).  Exits 1 on any failure.
 
    Build and run (scripts/check_kernels.sh does this under AddressSanitizer + UBSan, with and
    without -DBN_NO_CLONES):
@@ -22,9 +24,11 @@
 #include <string.h>
 
 #define RTOL 1e-13
+#define RTOL_F32 1e-5      /* float (eps 6e-8): the same magnitude bound; measured worst 4e-7 */
 #define GLIBC_TANH_ULP 2.0 /* glibc's documented bound for its double tanh */
 
 static int failures = 0, checks = 0, verbose = 0;
+static int use_f32 = 0;   /* 1: the k_* wrappers below run the float kernels */
 
 /* ---- random numbers (xorshift64*, Box-Muller) ------------------------------------------------- */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -44,9 +48,11 @@ static double *alloc(size_t n) { /* exact size, so ASan catches any access past 
     if (!p) { fprintf(stderr, "test_kernels: out of memory\n"); exit(2); }
     return p;
 }
+/* a value the kernels under test take exactly (rounded to float in the float pass) */
+static double exact(double x) { return use_f32 ? (double)(float)x : x; }
 static double *randn(size_t n, double scale) {
     double *p = alloc(n);
-    for (size_t i = 0; i < n; i++) p[i] = scale * nrand();
+    for (size_t i = 0; i < n; i++) p[i] = exact(scale * nrand());
     return p;
 }
 static double *dup(const double *a, size_t n) {
@@ -75,12 +81,98 @@ static double d2bound(int act) { return act == 0 ? 0.8 : act == 1 ? 0.0 : 0.5 / 
 
 static const char *ACT_NAME[3] = {"tanh", "relu", "smoothrelu"};
 
+/* ---- the kernels in the precision under test ---------------------------------------------------
+   k_* call the double kernel, or (use_f32) the float one on float copies of the arguments (one
+   copy per distinct pointer, so in-place calls stay in place), copying the outputs back and
+   checking that the float copies of the inputs were left alone. */
+static float *to_f(const double *a, size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) { fprintf(stderr, "test_kernels: out of memory\n"); exit(2); }
+    for (size_t i = 0; i < n; i++) p[i] = (float)a[i];
+    return p;
+}
+static void from_f(double *a, const float *f, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] = f[i];
+}
+static void f_unchanged(const char *what, const float *f, const double *a, size_t n) {
+    checks++;
+    for (size_t i = 0; i < n; i++)
+        if (f[i] != (float)a[i]) {
+            failures++;
+            fprintf(stderr, "FAIL %s (float): an input array was modified\n", what);
+            return;
+        }
+}
+
+static void k_fused_forward(int act, int m, int batch, int scalar, double h, const double *W,
+                            const double *b, const double *u_in, double *u_out) {
+    if (!use_f32) { bn_fused_forward(act, m, batch, scalar, h, W, b, u_in, u_out); return; }
+    size_t n = (size_t)m * batch, nb = scalar ? 1 : m;
+    float *Wf = to_f(W, (size_t)m * m), *bf = to_f(b, nb), *uf = to_f(u_in, n);
+    float *of = u_out == u_in ? uf : to_f(u_out, n);
+    bn_fused_forward_f32(act, m, batch, scalar, h, Wf, bf, uf, of);
+    f_unchanged("fused_forward W", Wf, W, (size_t)m * m);
+    f_unchanged("fused_forward b", bf, b, nb);
+    if (of != uf) f_unchanged("fused_forward u", uf, u_in, n);
+    from_f(u_out, of, n);
+    if (of != uf) free(of);
+    free(Wf); free(bf); free(uf);
+}
+
+static void k_fused_backward(int act, int m, int batch, int scalar, double h, const double *W,
+                             const double *b, const double *u, const double *lam_in,
+                             double *lam_out, double *gW, double *gb) {
+    if (!use_f32) { bn_fused_backward(act, m, batch, scalar, h, W, b, u, lam_in, lam_out, gW, gb); return; }
+    size_t n = (size_t)m * batch, mm = (size_t)m * m, nb = scalar ? 1 : m;
+    float *Wf = to_f(W, mm), *bf = to_f(b, nb), *uf = to_f(u, n), *lf = to_f(lam_in, n);
+    float *of = lam_out == NULL ? NULL : lam_out == lam_in ? lf : to_f(lam_out, n);
+    float *gWf = gW ? to_f(gW, mm) : NULL, *gbf = gb ? to_f(gb, nb) : NULL;
+    bn_fused_backward_f32(act, m, batch, scalar, h, Wf, bf, uf, lf, of, gWf, gbf);
+    f_unchanged("fused_backward W", Wf, W, mm);
+    f_unchanged("fused_backward b", bf, b, nb);
+    f_unchanged("fused_backward u", uf, u, n);
+    if (of != lf) f_unchanged("fused_backward lam_in", lf, lam_in, n);
+    if (of) from_f(lam_out, of, n);
+    if (gWf) { from_f(gW, gWf, mm); free(gWf); }
+    if (gbf) { from_f(gb, gbf, nb); free(gbf); }
+    if (of && of != lf) free(of);
+    free(Wf); free(bf); free(uf); free(lf);
+}
+
+static void k_c_update(int act, int m, int batch, int scalar, double h, const double *b,
+                       const double *z, const double *in, double *out) {
+    if (!use_f32) { bn_c_update(act, m, batch, scalar, h, b, z, in, out); return; }
+    size_t n = (size_t)m * batch, nb = scalar ? 1 : m;
+    float *bf = to_f(b, nb), *zf = to_f(z, n), *inf = in ? to_f(in, n) : NULL;
+    float *of = out == z ? zf : to_f(out, n);
+    bn_c_update_f32(act, m, batch, scalar, h, bf, zf, inf, of);
+    f_unchanged("c_update b", bf, b, nb);
+    if (of != zf) f_unchanged("c_update z", zf, z, n);
+    if (inf) { f_unchanged("c_update in", inf, in, n); free(inf); }
+    from_f(out, of, n);
+    if (of != zf) free(of);
+    free(bf); free(zf);
+}
+
+static void k_c_deriv(int act, int m, int batch, int scalar, const double *b, double *z,
+                      const double *lam) {
+    if (!use_f32) { bn_c_deriv(act, m, batch, scalar, b, z, lam); return; }
+    size_t n = (size_t)m * batch, nb = scalar ? 1 : m;
+    float *bf = to_f(b, nb), *zf = to_f(z, n), *lf = to_f(lam, n);
+    bn_c_deriv_f32(act, m, batch, scalar, bf, zf, lf);
+    f_unchanged("c_deriv b", bf, b, nb);
+    f_unchanged("c_deriv lam", lf, lam, n);
+    from_f(z, zf, n);
+    free(bf); free(zf); free(lf);
+}
+
 static void check(const char *what, int act, int m, int batch, int scalar, const double *got,
                   const double *ref, const double *mag, size_t n) {
     size_t bad = 0, first = 0;
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
-        double err = fabs(got[i] - ref[i]), tol = RTOL * mag[i] + DBL_MIN;
+        double err = fabs(got[i] - ref[i]);
+        double tol = use_f32 ? RTOL_F32 * mag[i] + FLT_MIN : RTOL * mag[i] + DBL_MIN;
         if (!(err <= tol)) { /* also catches NaN */
             if (!bad) first = i;
             bad++;
@@ -90,12 +182,13 @@ static void check(const char *what, int act, int m, int batch, int scalar, const
     checks++;
     if (bad) {
         failures++;
-        fprintf(stderr, "FAIL %s act=%s width=%d batch=%d bias=%s: %zu of %zu entries off; "
-                "first [%zu] got %.17g want %.17g (mag %.3g)\n", what, ACT_NAME[act], m, batch,
-                scalar ? "scalar" : "channel", bad, n, first, got[first], ref[first], mag[first]);
+        fprintf(stderr, "FAIL %s%s act=%s width=%d batch=%d bias=%s: %zu of %zu entries off; "
+                "first [%zu] got %.17g want %.17g (mag %.3g)\n", what, use_f32 ? " (float)" : "",
+                ACT_NAME[act], m, batch, scalar ? "scalar" : "channel", bad, n, first, got[first],
+                ref[first], mag[first]);
     } else if (verbose > 1) {
-        printf("ok %s act=%s width=%d batch=%d scalar=%d (worst err/mag %.2e)\n", what,
-               ACT_NAME[act], m, batch, scalar, worst);
+        printf("ok %s%s act=%s width=%d batch=%d scalar=%d (worst err/mag %.2e)\n", what,
+               use_f32 ? " (float)" : "", ACT_NAME[act], m, batch, scalar, worst);
     }
 }
 
@@ -126,7 +219,7 @@ static void ref_z(int m, int batch, int scalar, const double *W, const double *b
 static void test_forward(int act, int m, int batch, int scalar) {
     size_t n = (size_t)m * batch;
     int nb = scalar ? 1 : m;
-    double h = 0.1 + 0.5 * urand();
+    double h = exact(0.1 + 0.5 * urand());
     double *W = randn((size_t)m * m, 1.0 / sqrt(m)), *b = randn(nb, 0.3), *u = randn(n, 1.0);
     double *Wc = dup(W, (size_t)m * m), *bc = dup(b, nb), *uc = dup(u, n);
     double *z = alloc(n), *zmag = alloc(n), *ref = alloc(n), *mag = alloc(n), *out = alloc(n);
@@ -136,12 +229,12 @@ static void test_forward(int act, int m, int batch, int scalar) {
         ref[i] = u[i] + h * s;
         mag[i] = fabs(u[i]) + h * (fabs(s) + zmag[i]);
     }
-    bn_fused_forward(act, m, batch, scalar, h, W, b, u, out);
+    k_fused_forward(act, m, batch, scalar, h, W, b, u, out);
     check("fused_forward", act, m, batch, scalar, out, ref, mag, n);
     check_unchanged("fused_forward", W, Wc, (size_t)m * m);
     check_unchanged("fused_forward", b, bc, nb);
     check_unchanged("fused_forward", u, uc, n);
-    bn_fused_forward(act, m, batch, scalar, h, W, b, u, u); /* in place */
+    k_fused_forward(act, m, batch, scalar, h, W, b, u, u); /* in place */
     check("fused_forward in place", act, m, batch, scalar, u, ref, mag, n);
     free(W); free(b); free(u); free(Wc); free(bc); free(uc);
     free(z); free(zmag); free(ref); free(mag); free(out);
@@ -151,7 +244,7 @@ static void test_forward(int act, int m, int batch, int scalar) {
 static void test_backward(int act, int m, int batch, int scalar) {
     size_t n = (size_t)m * batch, mm = (size_t)m * m;
     int nb = scalar ? 1 : m;
-    double h = 0.1 + 0.5 * urand();
+    double h = exact(0.1 + 0.5 * urand());
     double *W = randn(mm, 1.0 / sqrt(m)), *b = randn(nb, 0.3), *u = randn(n, 1.0);
     double *lam = randn(n, 1.0), *gW0 = randn(mm, 1.0), *gb0 = randn(nb, 1.0);
     double *Wc = dup(W, mm), *bc = dup(b, nb), *uc = dup(u, n), *lamc = dup(lam, n);
@@ -196,7 +289,7 @@ static void test_backward(int act, int m, int batch, int scalar) {
 
     /* 1. everything, out of place */
     double *lout = alloc(n), *gW = dup(gW0, mm), *gb = dup(gb0, nb);
-    bn_fused_backward(act, m, batch, scalar, h, W, b, u, lam, lout, gW, gb);
+    k_fused_backward(act, m, batch, scalar, h, W, b, u, lam, lout, gW, gb);
     check("fused_backward lam_out", act, m, batch, scalar, lout, lref, lmag, n);
     check("fused_backward gW", act, m, batch, scalar, gW, gWref, gWmag, mm);
     check("fused_backward gb", act, m, batch, scalar, gb, gbref, gbmag, nb);
@@ -207,19 +300,19 @@ static void test_backward(int act, int m, int batch, int scalar) {
     /* 2. gradient only (lam_out NULL) */
     memcpy(gW, gW0, mm * sizeof(double));
     memcpy(gb, gb0, nb * sizeof(double));
-    bn_fused_backward(act, m, batch, scalar, h, W, b, u, lam, NULL, gW, gb);
+    k_fused_backward(act, m, batch, scalar, h, W, b, u, lam, NULL, gW, gb);
     check("fused_backward (gradient only) gW", act, m, batch, scalar, gW, gWref, gWmag, mm);
     check("fused_backward (gradient only) gb", act, m, batch, scalar, gb, gbref, gbmag, nb);
     check_unchanged("fused_backward (gradient only)", lam, lamc, n);
     /* 3. adjoint only, in place (lam_out == lam_in, gW = gb = NULL) */
     double *l2 = dup(lam, n);
-    bn_fused_backward(act, m, batch, scalar, h, W, b, u, l2, l2, NULL, NULL);
+    k_fused_backward(act, m, batch, scalar, h, W, b, u, l2, l2, NULL, NULL);
     check("fused_backward (adjoint in place)", act, m, batch, scalar, l2, lref, lmag, n);
     /* 4. everything, in place: what net_backward does */
     memcpy(l2, lam, n * sizeof(double));
     memcpy(gW, gW0, mm * sizeof(double));
     memcpy(gb, gb0, nb * sizeof(double));
-    bn_fused_backward(act, m, batch, scalar, h, W, b, u, l2, l2, gW, gb);
+    k_fused_backward(act, m, batch, scalar, h, W, b, u, l2, l2, gW, gb);
     check("fused_backward (in place) lam", act, m, batch, scalar, l2, lref, lmag, n);
     check("fused_backward (in place) gW", act, m, batch, scalar, gW, gWref, gWmag, mm);
     check("fused_backward (in place) gb", act, m, batch, scalar, gb, gbref, gbmag, nb);
@@ -234,7 +327,7 @@ static void test_backward(int act, int m, int batch, int scalar) {
 static void test_elementwise(int act, int m, int batch, int scalar) {
     size_t n = (size_t)m * batch;
     int nb = scalar ? 1 : m;
-    double h = 0.1 + 0.5 * urand();
+    double h = exact(0.1 + 0.5 * urand());
     double *b = randn(nb, 0.3), *z = randn(n, 1.0), *u = randn(n, 1.0), *lam = randn(n, 1.0);
     double *zc = dup(z, n), *uc = dup(u, n), *lamc = dup(lam, n);
     double *ref = alloc(n), *mag = alloc(n), *out = alloc(n);
@@ -246,12 +339,12 @@ static void test_elementwise(int act, int m, int batch, int scalar) {
             ref[i] = u[i] + h * s;
             mag[i] = fabs(u[i]) + h * (fabs(s) + fabs(z[i]) + fabs(b[scalar ? 0 : c]));
         }
-    bn_c_update(act, m, batch, scalar, h, b, z, u, out);
+    k_c_update(act, m, batch, scalar, h, b, z, u, out);
     check("c_update", act, m, batch, scalar, out, ref, mag, n);
     check_unchanged("c_update", z, zc, n);
     check_unchanged("c_update", u, uc, n);
     double *z2 = dup(z, n);
-    bn_c_update(act, m, batch, scalar, h, b, z2, u, z2);
+    k_c_update(act, m, batch, scalar, h, b, z2, u, z2);
     check("c_update (z == out)", act, m, batch, scalar, z2, ref, mag, n);
     /* in == NULL: out = sigma(z + b) (the opening layer), in place */
     for (int c = 0; c < m; c++)
@@ -262,7 +355,7 @@ static void test_elementwise(int act, int m, int batch, int scalar) {
             mag[i] = fabs(ref[i]) + fabs(z[i]) + fabs(b[scalar ? 0 : c]);
         }
     memcpy(z2, z, n * sizeof(double));
-    bn_c_update(act, m, batch, scalar, 0.0, b, z2, NULL, z2);
+    k_c_update(act, m, batch, scalar, 0.0, b, z2, NULL, z2);
     check("c_update (in NULL)", act, m, batch, scalar, z2, ref, mag, n);
     /* z <- sigma'(z + b) * lam */
     for (int c = 0; c < m; c++)
@@ -273,7 +366,7 @@ static void test_elementwise(int act, int m, int batch, int scalar) {
             mag[i] = (fabs(d) + d2bound(act) * (fabs(z[i]) + fabs(b[scalar ? 0 : c]))) * fabs(lam[i]);
         }
     memcpy(z2, z, n * sizeof(double));
-    bn_c_deriv(act, m, batch, scalar, b, z2, lam);
+    k_c_deriv(act, m, batch, scalar, b, z2, lam);
     check("c_deriv", act, m, batch, scalar, z2, ref, mag, n);
     check_unchanged("c_deriv", lam, lamc, n);
     free(b); free(z); free(u); free(lam); free(zc); free(uc); free(lamc);
@@ -351,15 +444,75 @@ static void test_tanh(void) {
     free(x); free(y); free(y2);
 }
 
+/* float tanh: within BN_TANH_ULP_F32 float ulp of the exact value (libm's double tanh, whose error
+   is far below a float ulp), tails and in place as for double, special values exact */
+static double ulpf_of(double t) { /* spacing of floats at |t| */
+    int e;
+    double a = fabs(t);
+    if (a < FLT_MIN) return 0x1p-149;
+    frexp(a, &e);
+    return ldexp(1.0, e - FLT_MANT_DIG);
+}
+
+static void test_tanh_f32(void) {
+    static const double range[] = {1e-30, 1e-4, 0.1, 0.5, 1.0, 2.0, 5.0, 9.0, 20.0, 400.0};
+    const int N = 100003;
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *y2 = malloc(17 * sizeof(float));
+    double worst = 0.0;
+    if (!x || !y || !y2) { fprintf(stderr, "test_kernels: out of memory\n"); exit(2); }
+    for (size_t r = 0; r < sizeof range / sizeof range[0]; r++) {
+        for (int i = 0; i < N; i++) x[i] = (float)((2.0 * urand() - 1.0) * range[r]);
+        bn_c_tanh_f32(N, x, y);
+        for (int i = 0; i < N; i++) {
+            double t = tanh((double)x[i]), e = fabs((double)y[i] - t) / ulpf_of(t);
+            if (e > worst) worst = e;
+        }
+        for (int n = 1; n <= 17; n++) { /* every tail length, and y == x */
+            memcpy(y2, x, n * sizeof(float));
+            bn_c_tanh_f32(n, y2, y2);
+            checks++;
+            if (memcmp(y2, y, n * sizeof(float)) != 0) {
+                failures++;
+                fprintf(stderr, "FAIL tanh (float): n=%d in place differs from the long run\n", n);
+            }
+        }
+    }
+    checks++;
+    if (!(worst <= BN_TANH_ULP_F32)) {
+        failures++;
+        fprintf(stderr, "FAIL tanh (float): %.4f ulp from tanh, documented bound %.3f\n", worst,
+                BN_TANH_ULP_F32);
+    }
+    if (verbose)
+        printf("tanh (float): max %.4f ulp from the exact value (bound %.3f)\n", worst, BN_TANH_ULP_F32);
+    const float sx[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0x1p-149f, -0x1p-149f, FLT_MIN,
+                        1e-30f, -1e-30f, 9.0f, 20.0f, 1e30f, -1e30f, FLT_MAX};
+    const int ns = (int)(sizeof sx / sizeof sx[0]);
+    float sy[sizeof sx / sizeof sx[0]];
+    bn_c_tanh_f32(ns, sx, sy);
+    for (int i = 0; i < ns; i++) {
+        float want = (float)tanh((double)sx[i]);
+        int ok = isnan(want) ? isnan(sy[i]) : (sy[i] == want && signbit(sy[i]) == signbit(want));
+        checks++;
+        if (!ok) {
+            failures++;
+            fprintf(stderr, "FAIL tanh (float)(%.9g) = %.9g, want %.9g\n", sx[i], sy[i], want);
+        }
+    }
+    free(x); free(y); free(y2);
+}
+
 /* column tile of the fused kernels (as bn_tile_cols in bn_kernels.c): batches either side of it */
 static int tile_cols(int m) {
-    int t = (2048 / m) & ~7;
+    int t = ((use_f32 ? 4096 : 2048) / m) & ~7;
     return t > 256 ? 256 : t;
 }
+
 
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-v")) verbose++;
+    for (use_f32 = 0; use_f32 <= 1; use_f32++) {
     static const int widths[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 24, 31, BN_FUSED_MAX};
     static const int small_batches[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 64, 65, 300};
     for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
@@ -388,7 +541,10 @@ int main(int argc, char **argv) {
             for (size_t w = 0; w < sizeof ew_widths / sizeof ew_widths[0]; w++)
                 for (size_t i = 0; i < sizeof ew_batches / sizeof ew_batches[0]; i++)
                     test_elementwise(act, ew_widths[w], ew_batches[i], scalar);
+    }
+    use_f32 = 0;
     test_tanh();
+    test_tanh_f32();
     if (failures) {
         fprintf(stderr, "test_kernels: %d of %d checks FAILED\n", failures, checks);
         return 1;
