@@ -15,13 +15,23 @@ Measures, each in its own process with one BLAS thread per rank:
 2. a performance model fitted to those times (module ``fit_model``), and its predicted speedup of
    layer-parallel over layer-serial training at 16-1024 ranks for 1024 and 4096 layers, with the
    crossover (fewest ranks at which layer-parallel is faster);
-3. the TorchBraid comparison setting: layer-parallel forward + backward (2 primal + 2 adjoint
-   iterations; width 8, batch 5000, 64 layers, cfactor 4, 3 levels; F-relaxation on the finest level,
-   and FCF) on 1 and 2 ranks, as a ratio to a serial PyTorch forward + backward (autograd) of the same
-   network, next to TorchBraid's published ratios and our target (half of them).
+3. braidnet against TorchBraid at equal work: layer-parallel forward + backward of one network with
+   the same weights and data on both sides (64 layers, ReLU, widths 8 with batch 5000 and 220 with
+   batch 1000; 3 levels, cfactor 4, exactly 2 primal + 2 adjoint MGRIT iterations: tolerance 0 and
+   max_iter 2 on both sides, no early stop), settings "F+skip" (F-relaxation on the finest level, FCF
+   on the coarse ones, the first down-cycle skipped: TorchBraid's MNIST example) and "FCF" (every
+   level, no skip), on 1 and 2 ranks, one thread per rank: best time per pass, TorchBraid's over
+   braidnet's, and each side's relative gradient error after one cold pass against the exact float64
+   serial gradient; also the serial forward + backward of braidnet (``braidnet.resnet``) and of
+   PyTorch autograd in float64 and float32 (one thread).  TorchBraid runs in its own interpreter
+   (``--torchbraid-python``; not on PyPI: the recipe is below); without it one line says so and only
+   braidnet's side is measured.  What this braidnet offers towards TorchBraid's settings is asked of
+   it, not assumed (``braidnet_equal_work_options``: a float32 ``dtype``, a skip at every drive as
+   XBraid does, XBraid's final FC relaxation) and used when there; the output lists what still differs.
 
     python scripts/bench_parallel.py [--ranks 1 2 4] [--problems peaks pines] [--iterations 4]
-                                     [--activation smoothrelu] [--json results.json] [--no-torch]
+                                     [--activation smoothrelu] [--json results.json]
+                                     [--parts training torchbraid] [--torchbraid-python PY] [--dtype float64]
 
 Timings on a loaded or oversubscribed machine are upper bounds; the model's fit says how well it
 describes them (the ``model`` column next to each measured time).
@@ -55,10 +65,31 @@ T_FINAL = 5.0
 # weighted cost of one layer step (braidnet.work.COST): primal 1 GEMM, adjoint 2, layer gradient 2;
 # a serial iteration costs N per forward and 4N per backward (adjoint + gradient)
 W_FWD, W_BWD = 1, 4
-# TorchBraid (Cyr et al.) on the same setting, layer-parallel time / serial PyTorch time
-TORCHBRAID = {("F", 1): 5.6, ("F", 2): 3.2, ("FCF", 1): 8.1, ("FCF", 2): 5.0}
-TB_BRAID = {"F": dict(max_levels=3, cfactor=4, nrelax=[0, 1, 1], min_coarse=2),
-            "FCF": dict(max_levels=3, cfactor=4, nrelax=1, min_coarse=2)}
+# The TorchBraid comparison: 64 layers, 3 levels, cfactor 4, exactly 2 primal + 2 adjoint MGRIT
+# iterations (tolerance 0 on both sides), widths 8 (batch 5000, peaks) and 220 (batch 1000)
+TB_LAYERS, TB_LEVELS, TB_CFACTOR, TB_ITERATIONS = 64, 3, 4, 2
+TB_PROBLEMS = {8: dict(batch=5000, features=2, classes=5, data="peaks"),
+               220: dict(batch=1000, features=220, classes=16, data="random")}
+# "F + skip": F-relaxation on the finest level, FCF on the coarse ones, the first down-cycle skipped
+# (TorchBraid's MNIST example); "FCF": FCF on every level, no skip
+TB_SETTINGS = {"F+skip": dict(nrelax=[0, 1, 1], skip=1), "FCF": dict(nrelax=1, skip=0)}
+TB_PIECES = ("Wo", "bo", "Wl", "bl", "Wc", "bc")
+TB_RECIPE = """\
+TorchBraid is not on PyPI.  Build it into its own environment (Python 3.11, CPU torch; ~1 min on 2 cores):
+
+    git clone https://github.com/XBraid/xbraid                # tested at 52178c8
+    git clone https://github.com/Multilevel-NN/torchbraid     # tested at 29b42ce
+    python3.11 -m venv tbenv && . tbenv/bin/activate
+    pip install torch==2.13.0 mpich mpi4py cython numpy       # CPU torch: add --index-url
+                                                               # https://download.pytorch.org/whl/cpu if pip
+                                                               # would pull the CUDA wheels
+    git clone xbraid torchbraid/src/xbraid                    # else its setup.py clones it
+    mkdir shim && : > shim/mpi-ext.h                           # MPICH lacks this Open MPI header
+    (cd torchbraid && CFLAGS=-I$PWD/../shim pip install --no-build-isolation --no-deps .)
+
+then pass --torchbraid-python tbenv/bin/python (or set BRAIDNET_TORCHBRAID_PYTHON); its mpiexec (the
+one beside that interpreter) launches TorchBraid's ranks.
+"""
 
 
 # =============================================================================================
@@ -192,63 +223,314 @@ def worker_counts(a) -> Dict[str, Any]:
     return {"kind": "counts", "depths": out}
 
 
-def _smoothrelu_torch(torch, z, eta=0.1):
-    q = torch.clamp(z, -eta, eta) + eta
-    return q * q * (0.25 / eta) + torch.relu(z - eta)
+# ---------------------------------------------------------------------------------------------
+# the TorchBraid comparison: one network, its weights and data in a .npz file that every worker
+# (braidnet's in this interpreter, TorchBraid's and PyTorch's in the TorchBraid one) loads
 
-
-def worker_torch(a) -> Dict[str, Any]:
-    """Serial PyTorch forward + backward (autograd) of the TorchBraid-setting network, one thread."""
-    import torch
-
-    torch.set_num_threads(1)
-    net, X, y, theta = make_problem("peaks", a.activation)
+def _tb_pieces(net, theta) -> Dict[str, np.ndarray]:
+    """A parameter (or gradient) vector of ``net`` as named arrays: Wo (width, F), bo, Wl (N, width,
+    width), bl (N, width), Wc (C, width), bc: the layout both sides build their layers from."""
     L = net.layout
-    th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
-    x = torch.from_numpy(np.ascontiguousarray(X.T))
-    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    act = {"tanh": torch.tanh, "relu": torch.relu,
-           "smoothrelu": lambda z: _smoothrelu_torch(torch, z)}[a.activation]
-    w, N, h = L.width, L.n_layers, net.h
-    so, sc = L.opening_slice, L.classifier_slice
-    nw = w * w
-
-    def run():
-        Wo = th[so][: w * L.n_features].reshape(w, L.n_features)
-        bo = th[so][w * L.n_features:]
-        u = act(Wo @ x + bo[:, None])
-        layers = th[L.layers_slice()].reshape(N, -1)
-        for n in range(N):
-            u = u + h * act(layers[n, :nw].reshape(w, w) @ u + layers[n, nw:][:, None])
-        Wc = th[sc][: L.n_classes * w].reshape(L.n_classes, w)
-        bc = th[sc][L.n_classes * w:]
-        z = (Wc @ u + bc[:, None]).T
-        loss = torch.nn.functional.cross_entropy(z, yt)
-        th.grad = None
-        loss.backward()
-        return float(loss)
-
-    return {"kind": "torch", "seconds": _best(run, a.repeat), "threads": torch.get_num_threads()}
+    Wo, bo = L.opening_view(theta)
+    Wl, bl = L.layers_view(theta)
+    Wc, bc = L.classifier_view(theta)
+    return {k: np.ascontiguousarray(v) for k, v in
+            dict(Wo=Wo, bo=bo, Wl=Wl, bl=bl, Wc=Wc, bc=bc).items()}
 
 
-def worker_tb(a) -> Optional[Dict[str, Any]]:
-    """Layer-parallel forward + backward in the TorchBraid setting (relaxation ``a.relax``)."""
+def _rel_error(g: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]) -> float:
+    """||g - ref|| / ||ref|| over all the pieces (float64)."""
+    num = sum(float(np.sum((np.asarray(g[k], dtype=np.float64) - ref[k]) ** 2)) for k in TB_PIECES)
+    den = sum(float(np.sum(ref[k] ** 2)) for k in TB_PIECES)
+    return math.sqrt(num / den)
+
+
+def _tb_net(width: int, batch: int, activation: str, seed: int = 0):
+    """(net, X, y, theta) of the comparison: 64 layers, no regularisation (the loss is the batch mean
+    of the softmax cross-entropy on both sides), width 8 on peaks or width 220 on random data of the
+    Indian Pines shape."""
+    from braidnet import datasets
+    from braidnet.resnet import ResNet
+
+    p = TB_PROBLEMS[width]
+    if p["data"] == "peaks":
+        X, y, _, _ = datasets.peaks(batch, 0, seed=seed)
+    else:
+        rng = np.random.default_rng(seed)
+        X = rng.random((batch, p["features"]))
+        y = rng.integers(0, p["classes"], batch)
+    net = ResNet(p["features"], p["classes"], width, TB_LAYERS, T=T_FINAL, activation=activation,
+                 opening="dense")
+    theta = net.init_params(seed=seed + 1, scale_opening=1.0, scale_layers=2.0 / math.sqrt(width),
+                            scale_classifier=1.0)
+    theta[net.layout.layers_slice()] -= 1.0 / math.sqrt(width)
+    return net, np.ascontiguousarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64), theta
+
+
+def _tb_load(path: str):
+    d = np.load(path)
+    meta = json.loads(str(d["meta"]))
+    return meta, d["X"], d["y"], {k: d[k] for k in TB_PIECES}, {k: d["ref_" + k] for k in TB_PIECES}
+
+
+def worker_tbprep(a) -> Dict[str, Any]:
+    """Write the comparison's network, weights, data and exact float64 gradient (braidnet's serial
+    ResNet) to ``a.data``; time braidnet's serial forward + backward of it."""
+    net, X, y, theta = _tb_net(a.width, a.batch, a.activation)
+    loss, grad = net.loss_and_gradient(theta, X, y, regularize=False)
+    meta = dict(width=a.width, batch=a.batch, layers=TB_LAYERS, T=T_FINAL, activation=a.activation,
+                features=net.layout.n_features, classes=net.layout.n_classes, loss=loss)
+    pieces = _tb_pieces(net, theta)
+    refs = {"ref_" + k: v for k, v in _tb_pieces(net, grad).items()}
+    np.savez(a.data, meta=json.dumps(meta), X=X, y=y, **pieces, **refs)
+    sec = _best(lambda: net.loss_and_gradient(theta, X, y, regularize=False), a.repeat)
+    return {"kind": "tbprep", "loss": loss, "seconds": sec}
+
+
+def braidnet_equal_work_options() -> Dict[str, Any]:
+    """What this braidnet offers towards TorchBraid's settings, found by asking it (not assumed):
+    ``dtype`` (the ResNet/ParallelNetwork argument, float32 support), ``skip_every`` (a core option
+    that skips the first down-cycle at every drive, as XBraid does) and ``final_fc`` (XBraid's
+    final FC relaxation), each None when this braidnet lacks it."""
+    import inspect
+    import re
+    from braidnet import braid as _braid
+    from braidnet.parallel import ParallelNetwork
+    from braidnet.resnet import ResNet
+
+    out: Dict[str, Any] = {"dtype": None, "skip_every": None, "final_fc": None}
+    for cls in (ResNet, ParallelNetwork):
+        if "dtype" in inspect.signature(cls.__init__).parameters:
+            out["dtype"] = cls.__name__
+            break
+    try:
+        _braid.check_options(0.0, 1.0, 1, __probe__=1)
+        names: List[str] = []
+    except ValueError as e:
+        m = re.search(r"allowed: (.*)$", str(e))
+        names = [n.strip() for n in m.group(1).split(",")] if m else []
+
+    def accepted(**opt) -> bool:
+        try:
+            _braid.check_options(0.0, 1.0, 1, **opt)
+            return True
+        except (ValueError, TypeError):
+            return False
+
+    for n in names:
+        if "final" in n and accepted(**{n: True}):
+            out["final_fc"] = {n: True}
+        elif "skip" in n and n != "skip" and accepted(**{n: True}):
+            out["skip_every"] = {n: True}
+    if out["skip_every"] is None:            # or as a value of skip itself
+        for v in ("every", "always", "all", "xbraid", 2):
+            if accepted(skip=v):
+                out["skip_every"] = {"skip": v}
+                break
+    return out
+
+
+def _braidnet_tb_braid(setting: str, found: Dict[str, Any]) -> Dict[str, Any]:
+    s = TB_SETTINGS[setting]
+    braid = dict(max_levels=TB_LEVELS, cfactor=TB_CFACTOR, min_coarse=2, nrelax=s["nrelax"], skip=s["skip"],
+                 abs_tol=0.0, max_iter=TB_ITERATIONS)
+    if s["skip"] and found["skip_every"]:
+        braid.update(found["skip_every"])
+    if found["final_fc"]:
+        braid.update(found["final_fc"])
+    return braid
+
+
+def worker_tblp(a) -> Optional[Dict[str, Any]]:
+    """braidnet's layer-parallel forward + backward of the comparison network (exactly 2 + 2 MGRIT
+    iterations): the gradient error after one cold pass, then the best time per pass."""
     from mpi4py import MPI
     from braidnet.parallel import ParallelNetwork
 
     comm = MPI.COMM_WORLD
-    net, X, y, theta = make_problem("peaks", a.activation)
-    with ParallelNetwork(net, X, y, comm=comm, braid=dict(TB_BRAID[a.relax])) as pn:
-        pn.set_params(pn.scatter(theta))
+    meta, X, y, pieces, ref = _tb_load(a.data)
+    found = braidnet_equal_work_options()
+    net, _, _, theta = _tb_net(meta["width"], meta["batch"], meta["activation"])
+    for k in TB_PIECES:                 # the weights in the file are the ones compared
+        assert np.array_equal(_tb_pieces(net, theta)[k], pieces[k])
+    kw: Dict[str, Any] = {}
+    if a.dtype != "float64":
+        if found["dtype"] is None:
+            raise SystemExit(f"braidnet here has no dtype argument; cannot run {a.dtype}")
+        if found["dtype"] == "ResNet":
+            net = type(net)(net.layout.n_features, net.layout.n_classes, net.width, net.n_layers, T=net.T,
+                            activation=net.activation, opening="dense", dtype=a.dtype)
+        else:
+            kw["dtype"] = a.dtype
+    braid = _braidnet_tb_braid(a.relax, found)
+    with ParallelNetwork(net, X, y, comm=comm, braid=braid, **kw) as pn:
+        x = pn.scatter(theta)
+        iters = []
 
         def run():
-            pn.forward(max_iter=2)
-            pn.backward(max_iter=2)
+            pn.set_params(x)
+            f = pn.forward(max_iter=TB_ITERATIONS, abs_tol=0.0)
+            g, b = pn.backward(max_iter=TB_ITERATIONS, abs_tol=0.0)
+            iters.append((f["iterations"], b["iterations"]))
+            return g
 
+        g = pn.gather(run())
         sec = _best(run, a.repeat, comm=comm)
+        # XBraid skips the first down-cycle at every drive; without an option for that, new cores
+        # before every pass (restart) do the same work (plus the cores' set-up)
+        sec_restart = None
+        if TB_SETTINGS[a.relax]["skip"] and not found["skip_every"]:
+            def run_restart():
+                pn.restart()
+                run()
+            sec_restart = _best(run_restart, a.repeat, comm=comm)
     if comm.Get_rank():
         return None
-    return {"kind": "tb", "relax": a.relax, "ranks": comm.Get_size(), "seconds": sec}
+    return {"kind": "tblp", "relax": a.relax, "ranks": comm.Get_size(), "dtype": a.dtype, "seconds": sec,
+            "seconds_restart": sec_restart, "grad_error": _rel_error(_tb_pieces(net, g), ref),
+            "iterations": sorted(set(iters)), "braid": braid, "found": found}
+
+
+def _torch_activation(torch, name: str):
+    def smoothrelu(z, eta=0.1):
+        q = torch.clamp(z, -eta, eta) + eta
+        return q * q * (0.25 / eta) + torch.relu(z - eta)
+    return {"tanh": torch.tanh, "relu": torch.relu, "smoothrelu": smoothrelu}[name]
+
+
+def worker_torchserial(a) -> Dict[str, Any]:
+    """Serial PyTorch (autograd) forward + backward of the comparison network, float64 and float32,
+    one thread: time per pass and gradient error against braidnet's exact float64 one."""
+    import torch
+
+    torch.set_num_threads(1)
+    meta, X, y, pieces, ref = _tb_load(a.data)
+    act = _torch_activation(torch, meta["activation"])
+    h = meta["T"] / meta["layers"]
+    out: Dict[str, Any] = {"kind": "torchserial", "threads": torch.get_num_threads(), "torch": torch.__version__}
+    for dtype in ("float64", "float32"):
+        dt = getattr(torch, dtype)
+        P = {k: torch.tensor(v, dtype=dt, requires_grad=True) for k, v in pieces.items()}
+        x = torch.from_numpy(X).to(dt)
+        yt = torch.from_numpy(y)
+        N = meta["layers"]
+
+        def run():
+            for p in P.values():
+                p.grad = None
+            u = act(x @ P["Wo"].T + P["bo"])
+            for n in range(N):
+                u = u + h * act(u @ P["Wl"][n].T + P["bl"][n])
+            loss = torch.nn.functional.cross_entropy(u @ P["Wc"].T + P["bc"], yt)
+            loss.backward()
+            return loss
+
+        run()
+        err = _rel_error({k: p.grad.numpy() for k, p in P.items()}, ref)
+        out[dtype] = {"seconds": _best(run, a.repeat), "grad_error": err}
+    return out
+
+
+def worker_torchbraid(a) -> Optional[Dict[str, Any]]:
+    """TorchBraid's layer-parallel forward + backward of the comparison network (run in TorchBraid's
+    interpreter): its own LayerParallel with the network's weights, the opening layer on rank 0 and
+    the classifier and loss there too (as its MNIST example composes them), exactly 2 + 2 iterations
+    (tolerance 0), the setting's relaxation and skip; XBraid's final FC relaxation stays on (TorchBraid
+    always sets it).  Gradient error after one cold pass, then the best time per pass."""
+    import torch
+    import torch.nn as nn
+    import torchbraid
+    from mpi4py import MPI
+
+    torch.set_num_threads(1)
+    dt = getattr(torch, a.dtype)
+    torch.set_default_dtype(dt)
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    meta, X, y, pieces, ref = _tb_load(a.data)
+    act = _torch_activation(torch, meta["activation"])
+    w, F, C, N = meta["width"], meta["features"], meta["classes"], meta["layers"]
+
+    class Step(nn.Module):          # TorchBraid takes u + dt * layer(u)
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(w, w)
+
+        def forward(self, u):
+            return act(self.lin(u))
+
+    class Opening(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(F, w)
+
+        def forward(self, x):
+            return act(self.lin(x))
+
+    lp = torchbraid.LayerParallel(comm, Step, N, meta["T"], max_fwd_levels=TB_LEVELS,
+                                  max_bwd_levels=TB_LEVELS, max_iters=TB_ITERATIONS)
+    lp.setPrintLevel(0, True)
+    lp.setPrintLevel(0, False)
+    lp.setCFactor(TB_CFACTOR)
+    lp.setMinCoarse(2)
+    lp.setFwdMaxIters(TB_ITERATIONS)
+    lp.setBwdMaxIters(TB_ITERATIONS)
+    lp.fwd_app.setAbsTol(0.0)           # never met: exactly max_iters iterations
+    lp.bwd_app.setAbsTol(0.0)
+    s = TB_SETTINGS[a.relax]
+    lp.setNumRelax(1)                   # FCF on every level ...
+    lp.setNumRelax(s["nrelax"][0] if isinstance(s["nrelax"], list) else s["nrelax"], level=0)  # ... or F on the finest
+    lp.setSkipDowncycle(bool(s["skip"]))
+    compose = lp.comp_op()
+    opening = compose(Opening)
+    close = compose(nn.Linear, w, C)
+    crit = nn.CrossEntropyLoss()
+    with torch.no_grad():
+        if rank == 0:
+            opening.lin.weight.copy_(torch.from_numpy(pieces["Wo"]))
+            opening.lin.bias.copy_(torch.from_numpy(pieces["bo"]))
+            close.weight.copy_(torch.from_numpy(pieces["Wc"]))
+            close.bias.copy_(torch.from_numpy(pieces["bc"]))
+        local = {}
+        for g, m in lp.fwd_app.layer_dict.items():
+            lin = next(mm for mm in m.modules() if isinstance(mm, nn.Linear))
+            lin.weight.copy_(torch.from_numpy(pieces["Wl"][g]))
+            lin.bias.copy_(torch.from_numpy(pieces["bl"][g]))
+            local[g] = lin
+    params = list(lp.parameters()) + (list(opening.parameters()) + list(close.parameters()) if rank == 0 else [])
+    x = torch.from_numpy(X).to(dt)
+    yt = torch.from_numpy(y)
+    lp.train()
+
+    def run():
+        for p in params:
+            p.grad = None
+        out = compose(opening, x)
+        out = lp(out)
+        out = compose(close, out)
+        loss = compose(crit, out, yt)
+        loss.backward()
+        return loss
+
+    run()
+    mine = {g: (lin.weight.grad.double().numpy().copy(), lin.bias.grad.double().numpy().copy())
+            for g, lin in local.items()}
+    iters = (lp.getFwdStats()[0], lp.getBwdStats()[0])
+    alls = comm.gather(mine, root=0)
+    err = None
+    if rank == 0:
+        G = {"Wo": opening.lin.weight.grad.double().numpy(), "bo": opening.lin.bias.grad.double().numpy(),
+             "Wc": close.weight.grad.double().numpy(), "bc": close.bias.grad.double().numpy(),
+             "Wl": np.full((N, w, w), np.nan), "bl": np.full((N, w), np.nan)}
+        for part in alls:
+            for g, (gw, gb) in part.items():
+                G["Wl"][g], G["bl"][g] = gw, gb
+        err = _rel_error(G, ref)
+    sec = _best(run, a.repeat, comm=comm)
+    if rank:
+        return None
+    return {"kind": "torchbraid", "relax": a.relax, "ranks": comm.Get_size(), "dtype": a.dtype,
+            "seconds": sec, "grad_error": err, "iterations": [list(iters)], "torch": torch.__version__}
 
 
 def _best(fn, repeat: int, min_time: float = 0.3, comm=None) -> float:
@@ -278,27 +560,31 @@ def _best(fn, repeat: int, min_time: float = 0.3, comm=None) -> float:
 
 
 WORKERS = {"serial": worker_serial, "parallel": worker_parallel, "counts": worker_counts,
-           "torch": worker_torch, "tb": worker_tb}
+           "tbprep": worker_tbprep, "tblp": worker_tblp, "torchserial": worker_torchserial,
+           "torchbraid": worker_torchbraid}
 
 
 # =============================================================================================
 # driver
 
-def _mpiexec() -> str:
-    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+def _mpiexec(python: str = sys.executable) -> str:
+    """The mpiexec beside ``python`` (its environment's MPI), else the one on PATH."""
+    cand = os.path.join(os.path.dirname(python), "mpiexec")
     exe = cand if os.path.exists(cand) else shutil.which("mpiexec")
     if exe is None:
         raise SystemExit("bench_parallel: no mpiexec beside the interpreter or on PATH")
     return exe
 
 
-def launch(nprocs: int, worker: str, args: argparse.Namespace, *extra: str) -> Dict[str, Any]:
+def launch(nprocs: int, worker: str, args: argparse.Namespace, *extra: str, python: str = sys.executable,
+           timeout: Optional[float] = None) -> Dict[str, Any]:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [_mpiexec(), "-n", str(nprocs), sys.executable, os.path.abspath(__file__), "--worker", worker,
+    cmd = [_mpiexec(python), "-n", str(nprocs), python, os.path.abspath(__file__), "--worker", worker,
            "--activation", args.activation, "--iterations", str(args.iterations), "--warmup", str(args.warmup),
            "--repeat", str(args.repeat), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or args.timeout, env=env,
+                          cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
     if proc.returncode or len(lines) != 1:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -370,8 +656,119 @@ def _predictions(model, label, serial_step, counts, trials, forwards, a) -> List
     return preds
 
 
+def _torchbraid_python(a) -> tuple:
+    """(interpreter that runs TorchBraid and PyTorch, or None; why not)."""
+    cands = [a.torchbraid_python] if a.torchbraid_python else [sys.executable]
+    for py in cands:
+        try:
+            proc = subprocess.run([py, "-c", "import torch, torchbraid, mpi4py"], capture_output=True, text=True,
+                                  timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, f"{py}: {e}"
+        if proc.returncode == 0:
+            return py, ""
+        return None, f"{py} cannot import torch, torchbraid and mpi4py ({proc.stderr.strip().splitlines()[-1]})"
+    return None, "no interpreter"
+
+
+def torchbraid_comparison(a) -> Dict[str, Any]:
+    """braidnet against TorchBraid at equal work; see the module docstring (3.)."""
+    import tempfile
+
+    from braidnet import __version__ as bn_version
+    found = braidnet_equal_work_options()
+    py, why = _torchbraid_python(a)
+    print(f"== TorchBraid comparison: layer-parallel forward + backward, {TB_LAYERS} layers, {a.tb_activation}, "
+          f"{TB_LEVELS} levels, cfactor {TB_CFACTOR}, exactly {TB_ITERATIONS} primal + {TB_ITERATIONS} adjoint "
+          f"iterations (tolerance 0 on both sides), one thread per rank; the same weights and data on both "
+          f"sides; ms per pass (best of {a.repeat}); gradient error: relative, after one cold pass, against "
+          f"the exact float64 serial gradient")
+    if py is None:
+        print(f"   TorchBraid could not be run: {why}.  It is not on PyPI: see the recipe in "
+              f"`python scripts/bench_parallel.py --help` and pass --torchbraid-python.  Only braidnet's side "
+              f"is measured below.")
+    bn_dtype = a.dtype
+    if a.dtype != "float64" and found["dtype"] is None:
+        print(f"   braidnet {bn_version} has no {a.dtype} mode (no dtype argument): braidnet runs float64")
+        bn_dtype = "float64"
+    notes = [f"braidnet {bn_version} computes in {bn_dtype}; TorchBraid in float32 (its MPI buffers are float32: "
+             f"in float64 it hangs on 2 ranks) and in float64 on {', '.join(map(str, a.tb_float64_ranks)) or 'no'} "
+             f"rank(s)"]
+    if found["skip_every"]:
+        notes.append(f"skip: braidnet option {found['skip_every']} skips at every drive, as XBraid does")
+    else:
+        notes.append("skip: braidnet skips the first down-cycle on a core's first drive only, XBraid (TorchBraid) "
+                     "on every drive; 'braidnet' below reuses its cores (its warm passes do the skipped work), "
+                     "'new cores' restarts them before each pass (skip every pass, plus their set-up): "
+                     "the equal-work time")
+    if found["final_fc"]:
+        notes.append(f"final FC relaxation: braidnet option {found['final_fc']} on, as TorchBraid has it")
+    else:
+        notes.append("final FC relaxation: TorchBraid does it after the last iteration of both solves "
+                     "(always on); braidnet has no such option (it does less work there)")
+    for n in notes:
+        print("   " + n)
+    out: Dict[str, Any] = {"activation": a.tb_activation, "found": found, "notes": notes, "python": py,
+                           "braidnet_dtype": bn_dtype, "problems": []}
+    tmp = tempfile.mkdtemp(prefix="bench_tb_")
+    try:
+        for width in a.tb_widths:
+            batch = TB_PROBLEMS[width]["batch"]
+            data = os.path.join(tmp, f"w{width}.npz")
+            common = ("--activation", a.tb_activation, "--data", data)
+            prep = launch(1, "tbprep", a, *common, "--width", str(width), "--batch", str(batch))
+            ser = launch(1, "torchserial", a, *common, python=py) if py else None
+            line = f"\n   width {width}, batch {batch}: serial forward + backward: braidnet {prep['seconds'] * 1e3:.1f} ms"
+            if ser:
+                line += (f", PyTorch {ser['torch']} float64 {ser['float64']['seconds'] * 1e3:.1f} ms, float32 "
+                         f"{ser['float32']['seconds'] * 1e3:.1f} ms (1 thread; gradient errors "
+                         f"{ser['float64']['grad_error']:.1e}, {ser['float32']['grad_error']:.1e})")
+            print(line)
+            print(f"   {'setting':>7} {'ranks':>5} {'braidnet':>9} {'new cores':>9} {'TB f32':>9} {'TB/bn':>6} "
+                  f"{'TB f64':>9} {'TB/bn':>6}   {'gradient error: braidnet':>24} {'TB f32':>8} {'TB f64':>8}  iterations")
+            rows = []
+            for setting in a.tb_settings:
+                for P in a.tb_ranks:
+                    bn = launch(P, "tblp", a, *common, "--relax", setting, "--dtype", bn_dtype)
+                    tb = {}
+                    if py:
+                        for dt in ("float32", "float64") if P in a.tb_float64_ranks else ("float32",):
+                            try:
+                                tb[dt] = launch(P, "torchbraid", a, *common, "--relax", setting, "--dtype", dt,
+                                                python=py, timeout=a.tb_timeout)
+                            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                                tb[dt] = {"failed": str(e).strip().splitlines()[-1][:200]}
+                    ref = bn["seconds_restart"] or bn["seconds"]
+
+                    def ms(r):
+                        return f"{r['seconds'] * 1e3:9.1f}" if r and "seconds" in r else f"{'-':>9}"
+
+                    def ratio(r):
+                        return f"{r['seconds'] / ref:6.2f}" if r and "seconds" in r else f"{'-':>6}"
+
+                    def err(r):
+                        return f"{r['grad_error']:8.1e}" if r and r.get("grad_error") is not None else f"{'-':>8}"
+                    its = {"braidnet": bn["iterations"], **{f"TB {k}": v.get("iterations") for k, v in tb.items()}}
+                    restart = f"{bn['seconds_restart'] * 1e3:9.1f}" if bn["seconds_restart"] else f"{'-':>9}"
+                    print(f"   {setting:>7} {P:>5} {bn['seconds'] * 1e3:9.1f} {restart} {ms(tb.get('float32'))} "
+                          f"{ratio(tb.get('float32'))} {ms(tb.get('float64'))} {ratio(tb.get('float64'))}   "
+                          f"{bn['grad_error']:24.1e} {err(tb.get('float32'))} {err(tb.get('float64'))}  {its}")
+                    for k, v in tb.items():
+                        if "failed" in v:
+                            print(f"           TorchBraid {k} on {P} ranks failed: {v['failed']}")
+                    rows.append({"setting": setting, "ranks": P, "braidnet": bn, "torchbraid": tb})
+            out["problems"].append({"width": width, "batch": batch, "braidnet_serial": prep, "torch_serial": ser,
+                                    "rows": rows})
+        print("   (TB/bn: TorchBraid's time over braidnet's equal-work time ('new cores' where given); > 1: braidnet "
+              "faster)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=TB_RECIPE,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--problems", nargs="*", default=["peaks", "pines"], choices=sorted(PROBLEMS))
     ap.add_argument("--iterations", type=int, default=4, help="timed optimisation iterations")
@@ -387,14 +784,35 @@ def main() -> int:
                          "per-message overhead on a quiet cluster); negative: fitted only")
     ap.add_argument("--cluster-bandwidth", type=float, default=1e10,
                     help="bytes per second of a message in that prediction (default 10 GB/s)")
-    ap.add_argument("--no-torch", action="store_true", help="skip the TorchBraid comparison")
+    ap.add_argument("--parts", nargs="+", default=["training", "torchbraid"], choices=["training", "torchbraid"],
+                    help="what to measure: serial vs parallel training and the model; the TorchBraid comparison")
+    ap.add_argument("--no-torch", action="store_true", help="skip the TorchBraid comparison (= --parts training)")
+    ap.add_argument("--torchbraid-python", default=os.environ.get("BRAIDNET_TORCHBRAID_PYTHON"),
+                    help="interpreter with torch and torchbraid (default: $BRAIDNET_TORCHBRAID_PYTHON, else this "
+                         "one); TorchBraid's ranks run under the mpiexec beside it")
+    ap.add_argument("--tb-widths", type=int, nargs="+", default=[8, 220], choices=sorted(TB_PROBLEMS))
+    ap.add_argument("--tb-ranks", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--tb-settings", nargs="+", default=list(TB_SETTINGS), choices=list(TB_SETTINGS))
+    ap.add_argument("--tb-activation", default="relu", choices=["tanh", "relu", "smoothrelu"],
+                    help="activation of the comparison network (TorchBraid's examples use ReLU)")
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                    help="braidnet's precision in the comparison (float32 where this braidnet has it)")
+    ap.add_argument("--tb-float64-ranks", type=int, nargs="*", default=[1],
+                    help="also run TorchBraid in float64 on these rank counts (default 1: on 2 ranks TorchBraid "
+                         "29b42ce hangs in float64, its MPI buffers being float32)")
+    ap.add_argument("--tb-timeout", type=float, default=300.0, help="seconds per TorchBraid launch")
     ap.add_argument("--json", help="also write every measurement and prediction here")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per launch")
     # worker mode (internal)
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--problem", default="peaks", help=argparse.SUPPRESS)
-    ap.add_argument("--relax", default="F", help=argparse.SUPPRESS)
+    ap.add_argument("--relax", default="F+skip", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--width", type=int, default=8, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=5000, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.no_torch:
+        a.parts = [p for p in a.parts if p != "torchbraid"]
 
     if a.worker:
         res = WORKERS[a.worker](a)
@@ -405,10 +823,13 @@ def main() -> int:
     t_start = time.time()
     out: Dict[str, Any] = {"activation": a.activation, "cores": a.cores, "iterations": a.iterations,
                            "problems": {}, "torchbraid": None}
-    print(f"bench_parallel: {a.activation}, {a.iterations} timed iterations after {a.warmup}, one BLAS "
-          f"thread per rank, {a.cores} cores (ranks > cores are oversubscribed)\n")
-    counts = launch(1, "counts", a, "--depths", *map(str, a.depths))["depths"]
-    for name in a.problems:
+    training = "training" in a.parts
+    print(f"bench_parallel: {os.cpu_count()} cores, load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if training:
+        print(f"training: {a.activation}, {a.iterations} timed iterations after {a.warmup}, one BLAS thread per "
+              f"rank, {a.cores} cores (ranks > cores are oversubscribed)\n")
+    counts = launch(1, "counts", a, "--depths", *map(str, a.depths))["depths"] if training else []
+    for name in a.problems if training else []:
         p = PROBLEMS[name]
         ser = launch(1, "serial", a, "--problem", name)
         par = [launch(P, "parallel", a, "--problem", name) for P in a.ranks]
@@ -450,30 +871,10 @@ def main() -> int:
         out["problems"][name]["predictions"] = preds
         print()
 
-    if not a.no_torch:
-        try:
-            tor = launch(1, "torch", a)
-        except RuntimeError as e:
-            if "No module named 'torch'" not in str(e):
-                raise
-            tor = None
-            print("TorchBraid setting: torch is not installed; skipped")
-        if tor is not None:
-            rows = []
-            print(f"== TorchBraid setting: width 8, batch 5000, 64 layers, cfactor 4, 3 levels, 2 primal + 2 "
-                  f"adjoint iterations, {a.activation}; serial PyTorch (autograd, float64, 1 thread) "
-                  f"forward+backward {tor['seconds'] * 1e3:.1f} ms")
-            print(f"   {'relaxation':>10} {'ranks':>5} {'ms':>8} {'ours':>7} {'TorchBraid':>10} {'target':>7}")
-            for relax in ("F", "FCF"):
-                for P in (1, 2):
-                    r = launch(P, "tb", a, "--relax", relax)
-                    ratio = r["seconds"] / tor["seconds"]
-                    tb = TORCHBRAID[(relax, P)]
-                    rows.append({**r, "ratio": ratio, "torchbraid": tb, "target": tb / 2})
-                    print(f"   {relax + (' (fine)' if relax == 'F' else ''):>10} {P:>5} {r['seconds'] * 1e3:8.1f} "
-                          f"{ratio:6.2f}x {tb:9.1f}x {tb / 2:6.2f}x {'ok' if ratio <= tb / 2 else 'MISSED'}")
-            out["torchbraid"] = {"torch": tor, "rows": rows}
-    print(f"\n(total {time.time() - t_start:.0f} s)")
+    if "torchbraid" in a.parts:
+        out["torchbraid"] = torchbraid_comparison(a)
+    print(f"\n(total {time.time() - t_start:.0f} s; load average now "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
