@@ -45,10 +45,10 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "val_labels": ("", str, "idx: the validation labels' IDX file (with data.val_images)"),
     },
     "network": {
-        "kind": ("dense", str, "dense | conv: residual layers u + h sigma(W u + b), or convolutional "
-                 "u + h sigma(K * u + b) on images (docs/design.md section 3)"),
         "width": (8, int, "channels of the residual layers (conv: channels of each image state)"),
         "layers": (64, int, "residual layers of the finest network"),
+        "kind": ("dense", str, "dense | conv: residual layers u + h sigma(W u + b), or convolutional "
+                 "u + h sigma(K * u + b) on images (docs/design.md section 3)"),
         "T": (5.0, float, "final time; step size h = T / layers"),
         "activation": ("smoothrelu", str, "tanh | relu | smoothrelu"),
         "opening": ("dense", str, "dense | pad (zero-padding, no parameters); conv: replicate (the image in "
