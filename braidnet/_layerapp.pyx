@@ -34,6 +34,14 @@ at and the kernels are all of that type (the float32 network keeps a float32 cop
 bytes), and the norms accumulate in float64 (:class:`braidnet.braid.VectorApp` with ``single``).
 One fused-type body per callback serves both precisions.
 
+**Layer kinds.**  The same app runs dense residual layers (``braidnet._kernels``) and
+convolutional ones (``braidnet._convkernels``, issue 15; ``conv=(channels, kernel_size, H, W)``,
+float64 only): the step callbacks dispatch on a kind code in the app's C data, inside the same
+``nogil`` step, so everything else (pointer tables, point 0, store, step counts) is shared.  A
+convolutional state block is the ``(channels, H, W, batch)`` block of ``_convkernels``, i.e. a
+``(width, batch)`` block with ``width = channels * H * W``; a layer's parameter block is K
+``(c, c, k, k)`` row-major then b (c entries or 1).
+
 The step callbacks are ``noexcept nogil`` and allocate nothing: one preallocated work block.  They
 count the layer steps they apply (:attr:`LayerApp.steps`): a plain counter in the app's C data, as
 every rank's core runs its callbacks on one thread.
@@ -45,14 +53,33 @@ from libc.string cimport memcpy, memset
 
 from braidnet.braid cimport AccessInfo, StepInfo, VectorApp, store_error_message
 from braidnet._kernels cimport bn_layer_adjoint, bn_layer_forward, bn_layer_gradient, real
+from braidnet._convkernels cimport (BN_CONV_AUTO, bn_conv_adjoint, bn_conv_forward,
+                                    bn_conv_gradient, bn_conv_work_size)
 
 import numpy as np
 
 __all__ = ["LayerApp", "layer_gradient"]
 
 
+cdef enum:
+    KIND_DENSE = 0
+    KIND_CONV = 1
+
+
+cdef struct LayerKind:
+    # what one residual layer is: the kernels' arguments besides the blocks and the step size
+    int kind               # KIND_DENSE | KIND_CONV
+    int act
+    int bias
+    int width              # values of one sample's state (dense: channels; conv: c * H * W)
+    int nb                 # bias entries per layer (channels or 1)
+    Py_ssize_t wsize       # values of the weights before the bias (width^2 | c^2 k^2)
+    int c, k, H, W         # conv geometry (unused for dense)
+
+
 cdef struct LayerCtx:
     int adjoint            # 0: primal step, 1: adjoint step
+    LayerKind lk
     int act
     int bias
     int width
@@ -68,6 +95,71 @@ cdef struct LayerCtx:
     const void *first      # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
     void *work             # width * batch scratch for the kernels
     long long nsteps       # layer steps applied (any level), for the deterministic work count
+
+
+cdef inline int _kind_forward(const LayerKind *lk, int batch, double h, const real *blk,
+                              real *u, real *work) noexcept nogil:
+    """u <- u + h sigma(layer(u)) with the parameter block blk, in place."""
+    if lk.kind == KIND_CONV:
+        if real is double:
+            return bn_conv_forward(lk.act, lk.bias, BN_CONV_AUTO, lk.c, lk.k, lk.H, lk.W, batch, h,
+                                   blk, blk + lk.wsize, u, u, work)
+        else:
+            return -1
+    return bn_layer_forward(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, u, u, work)
+
+
+cdef inline int _kind_adjoint(const LayerKind *lk, int batch, double h, const real *blk,
+                              const real *um, real *lam, real *work) noexcept nogil:
+    """lam <- lam + h (dF/du(um))^T lam, in place."""
+    if lk.kind == KIND_CONV:
+        if real is double:
+            return bn_conv_adjoint(lk.act, lk.bias, BN_CONV_AUTO, lk.c, lk.k, lk.H, lk.W, batch, h,
+                                   blk, blk + lk.wsize, um, lam, lam, work)
+        else:
+            return -1
+    return bn_layer_adjoint(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, um, lam, lam,
+                            work)
+
+
+cdef inline int _kind_gradient(const LayerKind *lk, int batch, double h, const real *blk,
+                               const real *u, const real *lam, real *g, real *work) noexcept nogil:
+    """g += h (dF/dtheta(u))^T lam (g: the layer's block layout)."""
+    if lk.kind == KIND_CONV:
+        if real is double:
+            return bn_conv_gradient(lk.act, lk.bias, BN_CONV_AUTO, lk.c, lk.k, lk.H, lk.W, batch, h,
+                                    blk, blk + lk.wsize, u, lam, g, g + lk.wsize, work)
+        else:
+            return -1
+    return bn_layer_gradient(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, u, lam,
+                             g, g + lk.wsize, work)
+
+
+cdef object _layer_kind(LayerKind *lk, int width, int batch, int act, int bias, object conv):
+    """Fill lk from the Python arguments (ValueError on bad ones); returns the work size."""
+    if not (0 <= act <= 2 and 0 <= bias <= 1):
+        raise ValueError(f"unknown activation code {act} or bias code {bias}")
+    lk.act, lk.bias, lk.width = act, bias, width
+    if conv is None:
+        lk.kind = KIND_DENSE
+        lk.nb = width if bias == 0 else 1
+        lk.wsize = <Py_ssize_t>width * width
+        lk.c = lk.k = lk.H = lk.W = 0
+        return width * batch
+    try:
+        c, k, H, W = (int(v) for v in conv)
+    except (TypeError, ValueError):
+        raise ValueError(f"conv must be (channels, kernel_size, H, W), got {conv!r}") from None
+    if c < 1 or k < 1 or k % 2 == 0 or H < 1 or W < 1:
+        raise ValueError(f"conv needs channels, H, W >= 1 and an odd kernel_size >= 1, got {conv!r}")
+    if c * H * W != width:
+        raise ValueError(f"conv=(channels={c}, kernel_size={k}, H={H}, W={W}) needs width = "
+                         f"channels * H * W = {c * H * W}, got width={width}")
+    lk.kind = KIND_CONV
+    lk.c, lk.k, lk.H, lk.W = c, k, H, W
+    lk.nb = c if bias == 0 else 1
+    lk.wsize = <Py_ssize_t>c * c * k * k
+    return max(width * batch, bn_conv_work_size(BN_CONV_AUTO, c, c, k, H, W, batch))
 
 
 cdef inline int _fail(const StepInfo *info, const char *what, long k) noexcept nogil:
@@ -97,8 +189,7 @@ cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nog
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[n]
     c.nsteps += 1
-    if bn_layer_forward(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
-                        W, W + c.width * c.width, u, u, <real *>c.work) != 0:
+    if _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u, <real *>c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
 
@@ -115,9 +206,8 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[m]
     c.nsteps += 1
-    if bn_layer_adjoint(c.act, c.bias, c.width, c.batch, info.tstop - info.tstart,
-                        W, W + c.width * c.width, <const real *>c.states[m], u, u,
-                        <real *>c.work) != 0:
+    if _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m], u,
+                     <real *>c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
 
@@ -197,6 +287,8 @@ cdef class LayerApp(VectorApp):
         adjoint: False for the primal step, True for the adjoint step.
         dtype: float64 (default) or float32: the precision of the states, the weights the app
             points at, and the core's vectors and messages.
+        conv: None (dense layers) or ``(channels, kernel_size, H, W)``: convolutional layers
+            (module text; float64 only, width = channels * H * W).
     """
     cdef LayerCtx c
     cdef readonly int n_layers
@@ -208,25 +300,26 @@ cdef class LayerApp(VectorApp):
     cdef object _first_ref, _work, _dtype
 
     def __cinit__(self, int n_layers, double T, int width, int batch, int act, int bias,
-                  bint adjoint=False, dtype=np.float64):
+                  bint adjoint=False, dtype=np.float64, conv=None):
         if n_layers < 1 or width < 1 or batch < 1 or not T > 0.0:
             raise ValueError(f"LayerApp needs n_layers, width, batch >= 1 and T > 0, got "
                              f"n_layers={n_layers}, width={width}, batch={batch}, T={T}")
-        if not (0 <= act <= 2 and 0 <= bias <= 1):
-            raise ValueError(f"unknown activation code {act} or bias code {bias}")
+        nwork = _layer_kind(&self.c.lk, width, batch, act, bias, conv)
         try:
             dt = np.dtype(dtype)
         except TypeError:
             dt = None
         if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"LayerApp dtype must be float64 or float32, got {dtype!r}")
+        if conv is not None and dt != np.float64:
+            raise ValueError("convolutional layers (conv=...) are float64 only")
         self._dtype = dt
         self.single = dt == np.float32
         self.n_layers, self.width, self.batch, self.adjoint = n_layers, width, batch, adjoint
         self.c.adjoint, self.c.act, self.c.bias = adjoint, act, bias
         self.c.width, self.c.batch, self.c.nlayers = width, batch, n_layers
-        self.c.nb = width if bias == 0 else 1
-        self.layer_size = width * width + self.c.nb
+        self.c.nb = self.c.lk.nb
+        self.layer_size = self.c.lk.wsize + self.c.lk.nb
         self.c.inv_h = n_layers / T
         self.c.nbytes = <size_t>width * batch * dt.itemsize
         self.c.theta = <const void **>calloc(n_layers, sizeof(void *))
@@ -237,7 +330,7 @@ cdef class LayerApp(VectorApp):
         self._theta_refs = [None] * n_layers
         self._state_refs = [None] * (n_layers + 1)
         self._store_refs = [None] * (n_layers + 1)
-        self._work = np.zeros(width * batch, dt)
+        self._work = np.zeros(nwork, dt)
         self.c.work = _ptr(self._work)
         self.size = width * batch
         self.ctx = &self.c
@@ -311,34 +404,30 @@ cdef class LayerApp(VectorApp):
         self._first_ref = u
 
 
-cdef int _gradient_call(int act, int bias, int width, int batch, double h, const real *W,
-                        const real *u, const real *lam, real *g, real *work) noexcept nogil:
-    return bn_layer_gradient(act, bias, width, batch, h, W, W + width * width, u, lam,
-                             g, g + width * width, work)
-
-
-def layer_gradient(int act, int bias, double h, block, u, lam, grad_block) -> None:
+def layer_gradient(int act, int bias, double h, block, u, lam, grad_block, conv=None) -> None:
     """Accumulate one layer's parameter gradient: ``grad_block += h (dF/dtheta(u, theta))^T lam``.
 
     ``block`` (the layer's (W row-major, b) parameters), the layer's primal input ``u`` = u_n and
     the adjoint ``lam`` = lambda_{n+1} ((width, batch) blocks) are float64 or float32 alike;
     ``grad_block`` is float64 always: a float32 layer's gradient is computed in float32, then
-    added.
+    added.  ``conv``: as for :class:`LayerApp` (convolutional layers, float64).
     """
-    if not (0 <= act <= 2 and 0 <= bias <= 1):
-        raise ValueError(f"unknown activation code {act} or bias code {bias}")
     if not isinstance(u, np.ndarray) or u.ndim != 2:
         raise ValueError("u must be a 2-D (width, batch) array")
     dt = u.dtype
     if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"u must be float64 or float32, got {dt}")
+    if conv is not None and dt != np.float64:
+        raise ValueError("convolutional layers (conv=...) are float64 only")
     cdef int width = u.shape[0], batch = u.shape[1]
-    cdef Py_ssize_t ls = width * width + (width if bias == 0 else 1)
+    cdef LayerKind lk
+    nwork = _layer_kind(&lk, width, batch, act, bias, conv)
+    cdef Py_ssize_t ls = lk.wsize + lk.nb
     _block(block, (ls,), "block", False, dt)
     _block(grad_block, (ls,), "grad_block", True)
     _block(u, (width, batch), "u", False, dt)
     _block(lam, (width, batch), "lam", False, dt)
-    work = np.empty(width * batch, dt)
+    work = np.empty(nwork, dt)
     g = grad_block if dt == np.float64 else np.zeros(ls, dt)
     cdef void *W = _ptr(block)
     cdef void *gp = _ptr(g)
@@ -349,11 +438,11 @@ def layer_gradient(int act, int bias, double h, block, u, lam, grad_block) -> No
     cdef int ierr
     with nogil:
         if single:
-            ierr = _gradient_call(act, bias, width, batch, h, <float *>W, <float *>up,
-                                  <float *>lp, <float *>gp, <float *>wp)
+            ierr = _kind_gradient(&lk, batch, h, <float *>W, <float *>up, <float *>lp,
+                                  <float *>gp, <float *>wp)
         else:
-            ierr = _gradient_call(act, bias, width, batch, h, <double *>W, <double *>up,
-                                  <double *>lp, <double *>gp, <double *>wp)
+            ierr = _kind_gradient(&lk, batch, h, <double *>W, <double *>up, <double *>lp,
+                                  <double *>gp, <double *>wp)
     if ierr != 0:
         raise ValueError(f"unknown activation code {act} or bias code {bias}")
     if single:

@@ -145,6 +145,10 @@ def _train(args: argparse.Namespace) -> int:
         if comm.Get_rank() == 0:
             print(f"braidnet: {e}", file=sys.stderr)
         return 3
+    except _config.ConfigError as e:    # the configuration against the data: every rank together
+        if comm.Get_rank() == 0:
+            print(f"braidnet: configuration error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:              # may be one rank only: take the others down with it
         print(f"braidnet: rank {comm.Get_rank()}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         if comm.Get_size() > 1:

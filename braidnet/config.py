@@ -32,18 +32,28 @@ class ConfigError(ValueError):
 # section -> key -> (default, type, help).  Types: int, float, bool, str, "ints" (list of ints).
 SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
     "data": {
-        "dataset": ("peaks", str, "peaks | indian_pines | lpt_text (the paper code's *.dat files in data.path)"),
-        "n_train": (5000, int, "training samples (peaks) / pixels (indian_pines)"),
+        "dataset": ("peaks", str, "peaks | indian_pines | lpt_text (the paper code's *.dat files in data.path) | "
+                    "digits (scikit-learn's 8 x 8 digits, images) | idx (MNIST-format files data.images, data.labels)"),
+        "n_train": (5000, int, "training samples (peaks) / pixels (indian_pines) / images (digits, idx: at most "
+                    "this many, the first ones)"),
         "n_val": (200, int, "validation samples"),
         "seed": (0, int, "seed of the data draw / split"),
         "path": ("", str, "folder of the lpt_text files"),
+        "images": ("", str, "idx: the training images' IDX file (e.g. train-images-idx3-ubyte.gz)"),
+        "labels": ("", str, "idx: the training labels' IDX file"),
+        "val_images": ("", str, "idx: the validation images' IDX file (empty: the last n_val training images)"),
+        "val_labels": ("", str, "idx: the validation labels' IDX file (with data.val_images)"),
     },
     "network": {
-        "width": (8, int, "channels of the residual layers"),
+        "width": (8, int, "channels of the residual layers (conv: channels of each image state)"),
         "layers": (64, int, "residual layers of the finest network"),
+        "kind": ("dense", str, "dense | conv: residual layers u + h sigma(W u + b), or convolutional "
+                 "u + h sigma(K * u + b) on images (docs/design.md section 3)"),
         "T": (5.0, float, "final time; step size h = T / layers"),
         "activation": ("smoothrelu", str, "tanh | relu | smoothrelu"),
-        "opening": ("dense", str, "dense | pad (zero-padding, no parameters)"),
+        "opening": ("dense", str, "dense | pad (zero-padding, no parameters); conv: replicate (the image in "
+                    "every channel) | mnist (LPT's tanh(6 x / 255 - 3) + 1, replicated) | conv (learned k x k "
+                    "convolution from the input channels)"),
         "bias": ("channel", str, "channel (one per channel) | scalar (one per layer, as LPT)"),
         "gamma_tik": (1e-7, float, "Tikhonov weight on the residual layers and the opening"),
         "gamma_ddt": (1e-7, float, "weight of the time-derivative regulariser"),
@@ -53,7 +63,13 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "init_classifier": (1e-3, float, "scale of the initial classifier weights"),
         "seed": (1, int, "seed of the weight initialisation"),
         "dtype": ("float64", str, "float64 | float32: precision of the states, MGRIT vectors and messages, and "
-                  "layer kernels (parameters, loss, gradients, norms and the optimiser stay float64)"),
+                  "layer kernels (parameters, loss, gradients, norms and the optimiser stay float64); "
+                  "float32 for dense networks only"),
+        "kernel_size": (3, int, "conv: odd kernel size k (k x k kernels, same zero padding, stride 1)"),
+        "image_shape": ([], "ints", "conv: [H, W] of the images, the inputs being rows of c_in * H * W pixels "
+                        "(empty: the images' own shape, for data.dataset digits and idx)"),
+        "classifier": ("dense", str, "dense (on the flattened last state; LPT) | pool (conv: on its per-channel "
+                       "averages, global average pooling)"),
     },
     "braid": {
         "max_levels": (3, int, "MGRIT levels (1 = layer-serial)"),
@@ -107,9 +123,11 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
 }
 
 CHOICES = {
-    ("data", "dataset"): ("peaks", "indian_pines", "lpt_text"),
+    ("data", "dataset"): ("peaks", "indian_pines", "lpt_text", "digits", "idx"),
+    ("network", "kind"): ("dense", "conv"),
+    ("network", "classifier"): ("dense", "pool"),
     ("network", "activation"): ("tanh", "relu", "smoothrelu"),
-    ("network", "opening"): ("dense", "pad"),
+    ("network", "opening"): ("dense", "pad", "replicate", "mnist", "conv"),
     ("network", "bias"): ("channel", "scalar"),
     ("network", "dtype"): ("float64", "float32"),
     ("optimizer", "method"): ("lbfgs", "bfgs", "sd"),
@@ -184,7 +202,7 @@ RANGES: Dict[Tuple[str, str], Range] = {
     ("network", "T"): above(0), ("network", "gamma_tik"): at_least(0), ("network", "gamma_ddt"): at_least(0),
     ("network", "gamma_class"): at_least(0), ("network", "init_opening"): at_least(0),
     ("network", "init_layers"): at_least(0), ("network", "init_classifier"): at_least(0),
-    ("network", "seed"): at_least(0),
+    ("network", "seed"): at_least(0), ("network", "kernel_size"): at_least(1),
     ("braid", "max_levels"): from_to(1, MAX_LEVELS), ("braid", "cfactor"): at_least(2),
     ("braid", "nrelax"): at_least(0), ("braid", "nrelax_fine"): at_least(-1), ("braid", "min_coarse"): at_least(1),
     ("braid", "iterations"): at_least(1), ("braid", "drop"): Range(1, low_open=True, or_zero=True),
@@ -314,10 +332,47 @@ def check(cfg: Config, nprocs: int = 1) -> Config:
                           "runs on one rank only; use 'lbfgs' with several ranks")
     if cfg["data"]["dataset"] == "lpt_text" and not cfg["data"]["path"]:
         raise ConfigError("data.dataset='lpt_text' needs data.path, the folder of the *.dat files")
+    _check_network(cfg)
     if net["opening"] == "pad" and cfg["data"]["dataset"] == "indian_pines" and net["width"] < 200:
         raise ConfigError(f"network.width={net['width']} is smaller than the 200 input bands of indian_pines; "
                           f"zero-padding needs width >= number of features (use opening = 'dense')")
     return cfg
+
+
+#: openings of each network.kind
+OPENINGS_OF = {"dense": ("dense", "pad"), "conv": ("replicate", "mnist", "conv")}
+#: data sets whose samples are images (network.image_shape may stay empty)
+IMAGE_DATASETS = ("digits", "idx")
+
+
+def _check_network(cfg: Config) -> None:
+    """The layer kind's keys agree with each other and with the data (docs/design.md section 3)."""
+    net, data = cfg["network"], cfg["data"]
+    kind = net["kind"]
+    if net["opening"] not in OPENINGS_OF[kind]:
+        raise ConfigError(f"network.opening={net['opening']!r} is not an opening of network.kind={kind!r}; "
+                          f"use one of {', '.join(OPENINGS_OF[kind])}")
+    if kind == "dense":
+        if net["classifier"] != "dense":
+            raise ConfigError(f"network.classifier={net['classifier']!r} needs network.kind='conv'")
+    else:
+        if net["dtype"] != "float64":
+            raise ConfigError(f"network.dtype={net['dtype']!r} is for dense networks only: network.kind='conv' "
+                              f"needs network.dtype='float64'")
+        if net["kernel_size"] % 2 == 0:
+            raise ConfigError(f"network.kernel_size must be odd, got {net['kernel_size']}")
+        shape = net["image_shape"]
+        if shape and (len(shape) != 2 or min(shape) < 1):
+            raise ConfigError(f"network.image_shape must be [H, W] with H, W >= 1, got {shape!r}")
+        if not shape and data["dataset"] not in IMAGE_DATASETS:
+            raise ConfigError(f"network.kind='conv' on data.dataset={data['dataset']!r} needs network.image_shape "
+                              f"= [H, W] (only {' and '.join(IMAGE_DATASETS)} bring their own)")
+    if data["dataset"] == "idx":
+        for key in ("images", "labels"):
+            if not data[key]:
+                raise ConfigError(f"data.dataset='idx' needs data.{key}, the training {key}' IDX file")
+        if bool(data["val_images"]) != bool(data["val_labels"]):
+            raise ConfigError("data.val_images and data.val_labels go together: give both or neither")
 
 
 def _read_toml(path: str) -> Dict[str, Any]:

@@ -8,6 +8,9 @@ in time (opening and classifier are copied):
 - linear:              theta_{r n + k} = theta_n + (k / r) (theta_{n+1} - theta_n),  with theta_N := theta_{N-1}
   (for r = 2: theta_{2n} = theta_n, theta_{2n+1} = (theta_n + theta_{n+1}) / 2).
 
+Both work per layer block, whatever the layer kind (dense or convolutional: a layer is one block of
+``layout.layer_size`` parameters, a state one ``(state_size, batch)`` block).
+
 The MGRIT states (primal, adjoint, validation; N+1 points each) are refined the same way in time,
 as the initial guess of the finer network's cores (:func:`interpolate_states`):
 
@@ -27,6 +30,7 @@ configuration).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Optional
 
 import numpy as np
@@ -63,8 +67,7 @@ def interpolate_params(coarse: ResNet, fine: ResNet, theta: np.ndarray, kind: st
     if Lf.n_layers % Lc.n_layers or Lf.n_layers == Lc.n_layers:
         raise ValueError(f"the fine network's {Lf.n_layers} layers are not a multiple r >= 2 of the coarse "
                          f"network's {Lc.n_layers}")
-    if (Lc.width, Lc.n_features, Lc.n_classes, Lc.opening, Lc.bias) != \
-            (Lf.width, Lf.n_features, Lf.n_classes, Lf.opening, Lf.bias):
+    if dataclasses.replace(Lc, n_layers=Lf.n_layers) != Lf:      # any layer kind: blocks of layer_size
         raise ValueError("coarse and fine networks differ in more than their number of layers")
     theta = np.asarray(theta, dtype=np.float64)
     if theta.shape != (Lc.size,):

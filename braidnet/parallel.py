@@ -223,9 +223,9 @@ class ParallelNetwork:
         from braidnet._layerapp import LayerApp
         from braidnet.braid import Core
 
-        N, T, width = self.n_layers, self.net.T, self.net.width
-        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False, self._dtype)
-        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True, self._dtype)
+        N, T, width, conv = self.n_layers, self.net.T, self.net.state_size, self.net.conv_geometry
+        self._papp = LayerApp(N, T, width, batch, self._act, self._bias, False, self._dtype, conv=conv)
+        self._aapp = LayerApp(N, T, width, batch, self._act, self._bias, True, self._dtype, conv=conv)
         self._primal = Core(self._papp, 0.0, T, N, comm=self._tcomm, **self._core_opts)
         self._adjoint = Core(self._aapp, 0.0, T, N, comm=self._acomm, **self._core_opts)
         self.levels = list(self._primal.level_strides)
@@ -274,7 +274,7 @@ class ParallelNetwork:
     def _allocate(self, batch: int) -> None:
         """The local parameters, states and adjoints, and the halo arrays (allocated once: the apps
         keep pointers into them)."""
-        L, N, width, ls = self.net.layout, self.n_layers, self.net.width, self.net.layout.layer_size
+        L, N, width, ls = self.net.layout, self.n_layers, self.net.state_size, self.net.layout.layer_size
         dt = self._dtype
         self._theta = np.zeros(self._counts[self.rank])
         self._theta_set = False
@@ -332,7 +332,7 @@ class ParallelNetwork:
         from braidnet._layerapp import LayerApp
         from braidnet.braid import Core
 
-        N, T, width, vb = self.n_layers, self.net.T, self.net.width, xv.shape[1]
+        N, T, width, vb = self.n_layers, self.net.T, self.net.state_size, xv.shape[1]
         lo, hi = self.point_range
         p1 = max(lo, 1)
         self._xv = xv if self.owns_opening else None
@@ -341,7 +341,8 @@ class ParallelNetwork:
         self._u0v = np.zeros((width, vb), self._dtype) if needs_u0 else None
         # all own points are kept (not only u_N): they are the warm states of a checkpoint
         self._Uv = np.zeros((max(hi - p1 + 1, 0), width, vb), self._dtype)
-        self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False, self._dtype)
+        self._vapp = LayerApp(N, T, width, vb, self._act, self._bias, False, self._dtype,
+                              conv=self.net.conv_geometry)
         for n, blk in self._kblocks.items():
             self._vapp.set_layer(n, blk)
         for m in range(p1, hi + 1):
@@ -436,7 +437,7 @@ class ParallelNetwork:
             for n, blk in self._layer_blocks.items():
                 np.copyto(self._kblocks[n], blk, casting="same_kind")
         self._theta_set = True
-        if self.net.layout.opening == "dense" or not self._u0_fresh:
+        if self.net.layout.opening_size or not self._u0_fresh:     # u_0 depends on the parameters
             self._u0_fresh = self._u0v_fresh = False
         self._forward_done = False
 
@@ -495,7 +496,7 @@ class ParallelNetwork:
         for n in range(*self.layer_range):
             s = L.layer_slice(n)
             layer_gradient(self._act, self._bias, net.h, self._kblocks[n], self._state[n],
-                           self._lam[n + 1], g[s.start - off:s.stop - off])
+                           self._lam[n + 1], g[s.start - off:s.stop - off], conv=net.conv_geometry)
         if self.owns_opening and L.opening_size:
             g[L.opening_slice] += net.opening_gradient(self._own(L.opening_slice), self._x, self._lam[0])
         if self.owns_classifier:
@@ -551,7 +552,7 @@ class ParallelNetwork:
         relative), not bit for bit.
         """
         self._check_open()
-        N, width = self.n_layers, self.net.width
+        N, width = self.n_layers, self.net.state_size
         cores = {"primal": (self._primal, self._papp.batch), "adjoint": (self._adjoint, self._aapp.batch)}
         if self._validation is not None:
             cores["validation"] = (self._validation, self._vapp.batch)
@@ -659,7 +660,7 @@ class ParallelNetwork:
         if self._dtype == np.float32:
             # float32 round-off leaves a residual of about eps |u| per value: a tolerance below
             # that floor would only burn iterations up to max_iter, so it is raised to it
-            n = (self.n_layers + 1) * self.net.width * core.app.batch
+            n = (self.n_layers + 1) * self.net.state_size * core.app.batch
             floor = F32_TOL_FACTOR * float(np.finfo(np.float32).eps) * math.sqrt(n)
             opts = dict(opts, abs_tol=max(opts["abs_tol"], floor))
         core.set_options(**opts)
@@ -707,7 +708,7 @@ class ParallelNetwork:
     def _gather_points(self, ranges: List[Tuple[int, int]], batch: int,
                        own: List[Optional[np.ndarray]], root: Optional[int]) -> Optional[np.ndarray]:
         """(N+1, width, batch) from every rank's points ``ranges[q]`` (None rows: zeros)."""
-        width = self.net.width
+        width = self.net.state_size
         local = np.zeros((len(own), width, batch), self._dtype)
         for i, a in enumerate(own):
             if a is not None:
@@ -740,10 +741,8 @@ class ParallelNetwork:
             out += allv[q]
         return out
 
-    @staticmethod
-    def _accuracy(theta_cls: np.ndarray, uN: np.ndarray, targets: np.ndarray) -> float:
-        C, width = targets.shape[0], uN.shape[0]
-        z = theta_cls[:C * width].reshape(C, width) @ uN + theta_cls[C * width:, None]
+    def _accuracy(self, theta_cls: np.ndarray, uN: np.ndarray, targets: np.ndarray) -> float:
+        z = self.net.classifier_logits(theta_cls, uN)
         return 100.0 * float(np.mean(np.argmax(z, axis=0) == np.argmax(targets, axis=0)))
 
     def _regularizer(self) -> Tuple[float, np.ndarray]:

@@ -14,8 +14,26 @@ from braidnet.resnet import ResNet
 
 
 def load_data(cfg: _config.Config) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X_train, y_train, X_val, y_val) as configured; the same on every rank (seeded)."""
+    """(X_train, y_train, X_val, y_val) as configured; the same on every rank (seeded).
+
+    Image data sets (digits, idx) give X as images (n, H, W); :class:`Problem` flattens them to rows.
+    """
     data = cfg["data"]
+    if data["dataset"] == "digits":
+        X, y, Xv, yv = datasets.digits(n_val=data["n_val"], seed=data["seed"])
+        return X[:data["n_train"]], y[:data["n_train"]], Xv, yv
+    if data["dataset"] == "idx":
+        X, y = datasets.idx(data["images"], data["labels"])
+        if data["val_images"]:
+            Xv, yv = datasets.idx(data["val_images"], data["val_labels"])
+            Xv, yv = Xv[:data["n_val"]], yv[:data["n_val"]]
+        else:                       # the last n_val training images validate
+            if data["n_val"] >= len(y):
+                raise _config.ConfigError(f"data.n_val={data['n_val']} leaves none of the {len(y)} images of "
+                                          f"{data['images']} for training")
+            cut = len(y) - data["n_val"]
+            X, y, Xv, yv = X[:cut], y[:cut], X[cut:], y[cut:]
+        return X[:data["n_train"]], y[:data["n_train"]], Xv, yv
     if data["dataset"] == "peaks":
         return datasets.peaks(data["n_train"], data["n_val"], seed=data["seed"])
     if data["dataset"] == "indian_pines":
@@ -45,9 +63,33 @@ class Problem:
         self.cfg = cfg
         self.comm = comm
         self.X, self.y, self.X_val, self.y_val = load_data(cfg)
+        #: (H, W) of image data (digits, idx), whose images are flattened to rows of H * W pixels here
+        self.image_shape: Optional[Tuple[int, int]] = None
+        if self.X.ndim == 3:
+            self.image_shape = (int(self.X.shape[1]), int(self.X.shape[2]))
+            self.X = self.X.reshape(len(self.X), -1)
+            self.X_val = self.X_val.reshape(len(self.X_val), -1)
         self.n_features = self.X.shape[1]
         self.n_classes = int(max(self.y.max(), self.y_val.max() if len(self.y_val) else 0)) + 1
         self.plan = level_plan(cfg)
+        self._conv = self._conv_options()
+
+    def _conv_options(self) -> Dict[str, Any]:
+        """The ResNet arguments of a convolutional network (none for a dense one), checked against the data."""
+        net = self.cfg["network"]
+        if net["kind"] != "conv":
+            return {}
+        shape = tuple(net["image_shape"]) or self.image_shape
+        pixels = shape[0] * shape[1]
+        if self.n_features % pixels:
+            raise _config.ConfigError(f"network.image_shape={list(shape)} does not fit the data: a sample of "
+                                      f"{self.n_features} values is not c_in * {shape[0]} * {shape[1]}")
+        if net["opening"] in ("replicate", "mnist") and self.n_features != pixels:
+            raise _config.ConfigError(f"network.opening={net['opening']!r} replicates one image channel, but the "
+                                      f"samples have {self.n_features // pixels} channels of {shape[0]} x {shape[1]}; "
+                                      f"use network.opening='conv'")
+        return {"kind": "conv", "kernel_size": net["kernel_size"], "image_shape": shape,
+                "classifier": net["classifier"]}
 
     @property
     def validation(self) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -58,16 +100,16 @@ class Problem:
         """The configured ResNet with ``layers`` residual layers."""
         net = self.cfg["network"]
         return ResNet(self.n_features, self.n_classes, net["width"], layers, T=net["T"],
-                      activation=net["activation"], opening="dense" if net["opening"] == "dense" else "pad",
+                      activation=net["activation"], opening=net["opening"],
                       bias=net["bias"], gamma_tik=net["gamma_tik"], gamma_ddt=net["gamma_ddt"],
-                      gamma_class=net["gamma_class"], dtype=net["dtype"])
+                      gamma_class=net["gamma_class"], dtype=net["dtype"], **self._conv)
 
     def initial_params(self, layers: int, seed: Optional[int] = None) -> np.ndarray:
         """The configured initialisation of the ``layers``-layer network (seed: network.seed by default)."""
         net = self.cfg["network"]
         return self.network(layers).init_params(
             seed=net["seed"] if seed is None else seed,
-            scale_opening=net["init_opening"] if net["opening"] == "dense" else 0.0,
+            scale_opening=net["init_opening"] if net["opening"] in ("dense", "conv") else 0.0,
             scale_layers=net["init_layers"], scale_classifier=net["init_classifier"])
 
     def braid_options(self) -> Dict[str, Any]:

@@ -32,6 +32,25 @@ data sets); they are transposed once, on entry, to ``(n_features, batch)``.
 with nb = width (per-channel bias) or 1 (scalar bias).  Residual layers [a, b) are the contiguous
 slice ``layout.layers_slice(a, b)``, so a rank that owns those layers addresses its share directly.
 
+**Convolutional networks** (``kind="conv"``, issue 15, docs/design.md section 3): the same network
+with convolutional residual layers ``u_{n+1} = u_n + h sigma(K_n * u_n + b_n)`` (``braidnet._convkernels``):
+the state of a sample is ``width`` channels of an ``image_shape`` = (H, W) image, K_n
+(width, width, k, k) with odd k (``kernel_size``), "same" zero padding, stride 1; b_n one bias per
+channel or one per layer (``bias``).  A state block is the ``(width, H, W, batch)`` block of the
+conv kernels, i.e. a ``(state_size, batch)`` block with ``state_size = width * H * W``, so
+everything downstream of the layers (MGRIT vectors, warm states, checkpoints) sees a wider dense
+state.  Inputs X are still ``(n_samples, n_features)`` rows: each row one image flattened
+channel-major, ``n_features = c_in * H * W`` (images ``(n, H, W)`` are passed as
+``X.reshape(n, H * W)``).  Openings: ``"replicate"`` (the image in every channel, c_in = 1),
+``"mnist"`` (LPT's ``tanh(6 x / 255 - 3) + 1``, replicated, c_in = 1), ``"conv"`` (learned
+``sigma(K_o * x + b_o)``, K_o (width, c_in, k, k)).  Classifier (``classifier``): ``"dense"`` on the
+flattened last state (LPT) or ``"pool"`` on its per-channel average (global average pooling),
+``z = W_c pool(u_N) + b_c``.  Convolutional networks are float64 only.  What differs per kind is
+held by one object, :attr:`ResNet.layer` (:class:`DenseLayers` / :class:`ConvLayers`): the serial
+kernels and the geometry the layer-parallel app takes (``conv_geometry``); the opening and the
+classifier are chosen by name in :meth:`ResNet.opening_forward`, :meth:`ResNet.opening_gradient`,
+:meth:`ResNet.classifier_features` and :meth:`ResNet.classifier_lift`.
+
 **Precision** (``dtype``, docs/design.md section 3).  ``"float64"`` (default) or ``"float32"``: the
 dtype of the states, the inputs in the state layout and the residual and opening kernels.  The
 parameters stay float64 (the optimiser's vector); a float32 network rounds them to float32 for its
@@ -63,13 +82,19 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from braidnet import _kernels
+from braidnet import _convkernels, _kernels
 
 log = logging.getLogger(__name__)
 
 ACTIVATIONS = ("tanh", "relu", "smoothrelu")
 DTYPES = ("float64", "float32")
-OPENINGS = ("pad", "dense")
+KINDS = ("dense", "conv")
+#: openings of each layer kind
+OPENINGS_OF = {"dense": ("pad", "dense"), "conv": ("replicate", "mnist", "conv")}
+OPENINGS = OPENINGS_OF["dense"] + OPENINGS_OF["conv"]
+#: openings without parameters
+FIXED_OPENINGS = ("pad", "replicate", "mnist")
+CLASSIFIERS = ("dense", "pool")
 BIASES = ("channel", "scalar")
 
 
@@ -99,17 +124,48 @@ class ParamLayout:
     n_classes: int
     opening: str = "pad"
     bias: str = "channel"
+    kind: str = "dense"
+    kernel_size: int = 3
+    image_shape: Tuple[int, ...] = ()
+    classifier: str = "dense"
 
     def __post_init__(self) -> None:
         for name in ("n_features", "width", "n_layers", "n_classes"):
             _positive_int(getattr(self, name), name)
+        _choice(self.kind, "kind", KINDS)
         _choice(self.opening, "opening", OPENINGS)
         _choice(self.bias, "bias", BIASES)
+        _choice(self.classifier, "classifier", CLASSIFIERS)
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got n_classes={self.n_classes}")
-        if self.opening == "pad" and self.width < self.n_features:
-            raise ValueError(f"width={self.width} < n_features={self.n_features}: the zero-padding "
-                             "opening needs width >= n_features (use opening='dense')")
+        if self.opening not in OPENINGS_OF[self.kind]:
+            raise ValueError(f"opening={self.opening!r} is not an opening of kind={self.kind!r} "
+                             f"networks; use one of {OPENINGS_OF[self.kind]}")
+        if self.kind == "dense":
+            if self.classifier != "dense":
+                raise ValueError(f"classifier={self.classifier!r} needs kind='conv' (dense networks "
+                                 "have the dense classifier)")
+            if self.image_shape:
+                raise ValueError(f"image_shape={self.image_shape!r} needs kind='conv'")
+            if self.opening == "pad" and self.width < self.n_features:
+                raise ValueError(f"width={self.width} < n_features={self.n_features}: the zero-padding "
+                                 "opening needs width >= n_features (use opening='dense')")
+            return
+        shape = tuple(self.image_shape)
+        if len(shape) != 2 or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
+                                  or v < 1 for v in shape):
+            raise ValueError(f"image_shape must be (H, W) with H, W >= 1, got image_shape={self.image_shape!r}")
+        object.__setattr__(self, "image_shape", (int(shape[0]), int(shape[1])))
+        k = self.kernel_size
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd integer >= 1, got kernel_size={k!r}")
+        pixels = shape[0] * shape[1]
+        if self.n_features % pixels:
+            raise ValueError(f"n_features={self.n_features} is not a whole number of {shape[0]} x {shape[1]} "
+                             f"images (c_in * H * W)")
+        if self.opening in ("replicate", "mnist") and self.c_in != 1:
+            raise ValueError(f"opening={self.opening!r} replicates one image channel, but the inputs have "
+                             f"c_in={self.c_in} channels (use opening='conv')")
 
     # sizes -------------------------------------------------------------------------------------
     @property
@@ -118,17 +174,52 @@ class ParamLayout:
         return self.width if self.bias == "channel" else 1
 
     @property
+    def c_in(self) -> int:
+        """Input channels of a convolutional network (n_features / (H W)); n_features when dense."""
+        return self.n_features // (self.image_shape[0] * self.image_shape[1]) if self.kind == "conv" \
+            else self.n_features
+
+    @property
+    def state_size(self) -> int:
+        """Values of one sample's state: width (dense) or width * H * W (conv)."""
+        if self.kind == "conv":
+            return self.width * self.image_shape[0] * self.image_shape[1]
+        return self.width
+
+    @property
+    def opening_shape(self) -> Tuple[int, ...]:
+        """Shape of the opening's weights: (width, n_features) dense, (width, c_in, k, k) conv,
+        (0, n_features) without parameters."""
+        if self.opening in FIXED_OPENINGS:
+            return (0, self.n_features)
+        if self.opening == "conv":
+            return (self.width, self.c_in, self.kernel_size, self.kernel_size)
+        return (self.width, self.n_features)
+
+    @property
+    def layer_shape(self) -> Tuple[int, ...]:
+        """Shape of a residual layer's weights: (width, width) or (width, width, k, k)."""
+        if self.kind == "conv":
+            return (self.width, self.width, self.kernel_size, self.kernel_size)
+        return (self.width, self.width)
+
+    @property
+    def classifier_inputs(self) -> int:
+        """Features the classifier reads per sample: the state (dense) or one per channel (pool)."""
+        return self.width if self.classifier == "pool" else self.state_size
+
+    @property
     def opening_size(self) -> int:
-        return 0 if self.opening == "pad" else self.width * self.n_features + self.nb
+        return 0 if self.opening in FIXED_OPENINGS else int(np.prod(self.opening_shape)) + self.nb
 
     @property
     def layer_size(self) -> int:
         """Entries of one residual layer's block: W_n then b_n."""
-        return self.width * self.width + self.nb
+        return int(np.prod(self.layer_shape)) + self.nb
 
     @property
     def classifier_size(self) -> int:
-        return self.n_classes * self.width + self.n_classes
+        return self.n_classes * self.classifier_inputs + self.n_classes
 
     @property
     def classifier_offset(self) -> int:
@@ -171,33 +262,101 @@ class ParamLayout:
             raise ValueError(f"theta must have shape ({self.size},), got {theta.shape}")
 
     def opening_view(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(W_o (width, n_features), b_o (nb,)) views; both empty for zero-padding."""
+        """(W_o (:attr:`opening_shape`), b_o (nb,)) views; both empty without parameters."""
         self._check(theta)
-        if self.opening == "pad":
+        if self.opening in FIXED_OPENINGS:
             return theta[0:0].reshape(0, self.n_features), theta[0:0]
-        nw = self.width * self.n_features
-        return theta[:nw].reshape(self.width, self.n_features), theta[nw:self.opening_size]
+        nw = int(np.prod(self.opening_shape))
+        return theta[:nw].reshape(self.opening_shape), theta[nw:self.opening_size]
 
     def layer_view(self, theta: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(W_n (width, width), b_n (nb,)) views of residual layer n."""
+        """(W_n (:attr:`layer_shape`), b_n (nb,)) views of residual layer n."""
         self._check(theta)
         blk = theta[self.layer_slice(n)]
-        ww = self.width * self.width
-        return blk[:ww].reshape(self.width, self.width), blk[ww:]
+        ww = self.layer_size - self.nb
+        return blk[:ww].reshape(self.layer_shape), blk[ww:]
 
     def layers_view(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(W (N, width, width), b (N, nb)) strided views of all residual layers."""
+        """(W (N, *layer_shape), b (N, nb)) strided views of all residual layers."""
         self._check(theta)
         blk = theta[self.layers_slice()].reshape(self.n_layers, self.layer_size)
-        ww = self.width * self.width
-        return blk[:, :ww].reshape(self.n_layers, self.width, self.width), blk[:, ww:]
+        ww = self.layer_size - self.nb
+        return blk[:, :ww].reshape((self.n_layers,) + self.layer_shape), blk[:, ww:]
 
     def classifier_view(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(W_c (n_classes, width), b_c (n_classes,)) views."""
+        """(W_c (n_classes, classifier_inputs), b_c (n_classes,)) views."""
         self._check(theta)
         blk = theta[self.classifier_slice]
-        nw = self.n_classes * self.width
-        return blk[:nw].reshape(self.n_classes, self.width), blk[nw:]
+        nw = self.n_classes * self.classifier_inputs
+        return blk[:nw].reshape(self.n_classes, self.classifier_inputs), blk[nw:]
+
+
+class DenseLayers:
+    """The dense residual layer kind: ``u <- u + h sigma(W u + b)`` (``braidnet._kernels``).
+
+    One of the two layer-kind objects (:attr:`ResNet.layer`): what the serial network runs for all
+    residual layers at once, and the geometry the layer-parallel app and ``layer_gradient`` take
+    (``conv_geometry`` None: dense).
+    """
+
+    kind = "dense"
+    conv_geometry: Optional[Tuple[int, int, int, int]] = None
+
+    def __init__(self, layout: ParamLayout, act: int, h: float) -> None:
+        self.layout, self.act, self.h = layout, act, h
+
+    def forward(self, theta_layers: np.ndarray, states: np.ndarray) -> None:
+        """states[0] = u_0 on entry; states[n] = u_n on exit (theta_layers in the states' dtype)."""
+        L = self.layout
+        _kernels.net_forward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states)
+
+    def backward(self, theta_layers: np.ndarray, states: np.ndarray, lam: np.ndarray,
+                 g: np.ndarray) -> None:
+        """lam: lambda_N on entry, lambda_0 on exit; g (the layers' block layout) accumulated."""
+        L = self.layout
+        _kernels.net_backward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states, lam, g)
+
+
+class ConvLayers(DenseLayers):
+    """The convolutional residual layer kind: ``u <- u + h sigma(K * u + b)``
+    (``braidnet._convkernels``, float64); ``conv_geometry = (width, kernel_size, H, W)``."""
+
+    kind = "conv"
+
+    def __init__(self, layout: ParamLayout, act: int, h: float) -> None:
+        super().__init__(layout, act, h)
+        H, W = layout.image_shape
+        self.conv_geometry = (layout.width, layout.kernel_size, H, W)
+
+    def _blocks(self, theta_layers: np.ndarray):
+        L = self.layout
+        blk = theta_layers.reshape(L.n_layers, L.layer_size)
+        nw = L.layer_size - L.nb
+        return [(blk[n, :nw].reshape(L.layer_shape), blk[n, nw:]) for n in range(L.n_layers)]
+
+    def _image(self, u: np.ndarray) -> np.ndarray:
+        c, k, H, W = self.conv_geometry
+        return u.reshape(c, H, W, -1)
+
+    def forward(self, theta_layers: np.ndarray, states: np.ndarray) -> None:
+        c, k, H, W = self.conv_geometry
+        work = np.empty(_convkernels.conv_work_size(c, c, k, H, W, states.shape[-1]))
+        for n, (K, b) in enumerate(self._blocks(theta_layers)):
+            _convkernels.conv_forward(K, b, self._image(states[n]), self.h, self.act,
+                                      u_out=self._image(states[n + 1]), work=work)
+
+    def backward(self, theta_layers: np.ndarray, states: np.ndarray, lam: np.ndarray,
+                 g: np.ndarray) -> None:
+        L = self.layout
+        c, k, H, W = self.conv_geometry
+        work = np.empty(_convkernels.conv_work_size(c, c, k, H, W, states.shape[-1]))
+        gblk = g.reshape(L.n_layers, L.layer_size)
+        nw = L.layer_size - L.nb
+        lam4 = self._image(lam)
+        for n, (K, b) in reversed(list(enumerate(self._blocks(theta_layers)))):
+            gK = gblk[n, :nw].reshape(L.layer_shape)
+            _convkernels.conv_backward(K, b, self._image(states[n]), lam4, self.h, self.act, gK,
+                                       gblk[n, nw:], lam_out=lam4, work=work)
 
 
 class ResNet:
@@ -210,22 +369,35 @@ class ResNet:
         n_layers: residual layers N.
         T: final time; h = T / N.
         activation: ``"tanh"``, ``"relu"`` or ``"smoothrelu"``.
-        opening: ``"pad"`` (zero-padding, no parameters) or ``"dense"``.
+        opening: dense networks ``"pad"`` (zero-padding, no parameters; the default) or ``"dense"``;
+            convolutional ones ``"replicate"`` (the default), ``"mnist"`` or ``"conv"``.
         bias: ``"channel"`` (one per channel) or ``"scalar"`` (one per layer).
         gamma_tik, gamma_ddt, gamma_class: regularisation weights (module docstring).
         dtype: ``"float64"`` (default) or ``"float32"``: the precision of the states and kernels
-            (module docstring); parameters and gradients stay float64.
+            (module docstring); parameters and gradients stay float64.  Dense networks only.
+        kind: ``"dense"`` (default) or ``"conv"``: the residual layer kind (module docstring);
+            ``width`` is then the number of channels.
+        kernel_size, image_shape, classifier: of convolutional networks: odd k (default 3), (H, W)
+            with n_features = c_in H W, and ``"dense"`` (default) or ``"pool"``.
     """
 
     def __init__(self, n_features: int, n_classes: int, width: int, n_layers: int, T: float = 5.0,
-                 activation: str = "smoothrelu", opening: str = "pad", bias: str = "channel",
+                 activation: str = "smoothrelu", opening: Optional[str] = None, bias: str = "channel",
                  gamma_tik: float = 0.0, gamma_ddt: float = 0.0, gamma_class: float = 0.0,
-                 dtype: str = "float64") -> None:
-        self.layout = ParamLayout(n_features, width, n_layers, n_classes, opening, bias)
+                 dtype: str = "float64", kind: str = "dense", kernel_size: int = 3,
+                 image_shape: Optional[Tuple[int, int]] = None, classifier: str = "dense") -> None:
+        _choice(kind, "kind", KINDS)
+        if opening is None:
+            opening = "pad" if kind == "dense" else "replicate"
+        self.layout = ParamLayout(n_features, width, n_layers, n_classes, opening, bias, kind, kernel_size,
+                                  tuple(image_shape) if image_shape is not None else (), classifier)
         if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
             dtype = np.dtype(dtype).name      # numpy.float32 / np.dtype("float32") as the name
         #: the precision of states and kernels: numpy.float64 or numpy.float32
         self.dtype = np.dtype(_choice(dtype, "dtype", DTYPES))
+        if kind == "conv" and self.dtype != np.float64:
+            raise ValueError(f"dtype={self.dtype.name!r} is for dense networks only: convolutional networks "
+                             "(kind='conv') are float64")
         if not np.isfinite(T) or T <= 0:
             raise ValueError(f"T must be a finite number > 0, got T={T!r}")
         self.activation = _choice(activation, "activation", ACTIVATIONS)
@@ -238,14 +410,18 @@ class ResNet:
         self.gamma_ddt = float(gamma_ddt)
         self.gamma_class = float(gamma_class)
         self._act = _kernels.ACTIVATIONS[activation]
+        #: the residual layer kind (DenseLayers | ConvLayers): serial kernels, app geometry
+        self.layer = (ConvLayers if kind == "conv" else DenseLayers)(self.layout, self._act, self.h)
 
     def __repr__(self) -> str:
         L = self.layout
+        conv = (f", kind='conv', kernel_size={L.kernel_size}, image_shape={L.image_shape}, "
+                f"classifier={L.classifier!r}") if L.kind == "conv" else ""
         return (f"ResNet(n_features={L.n_features}, n_classes={L.n_classes}, width={L.width}, "
                 f"n_layers={L.n_layers}, T={self.T}, activation={self.activation!r}, "
                 f"opening={L.opening!r}, bias={L.bias!r}, gamma_tik={self.gamma_tik}, "
                 f"gamma_ddt={self.gamma_ddt}, gamma_class={self.gamma_class}"
-                + (f", dtype={self.dtype.name!r})" if self.dtype != np.float64 else ")"))
+                + (f", dtype={self.dtype.name!r}" if self.dtype != np.float64 else "") + conv + ")")
 
     # shorthands
     @property
@@ -259,6 +435,17 @@ class ResNet:
     @property
     def n_params(self) -> int:
         return self.layout.size
+
+    @property
+    def state_size(self) -> int:
+        """Rows of a state block (values of one sample's state): width, or width * H * W (conv)."""
+        return self.layout.state_size
+
+    @property
+    def conv_geometry(self) -> Optional[Tuple[int, int, int, int]]:
+        """(channels, kernel_size, H, W) of a convolutional network, None for a dense one: the
+        ``conv`` argument of :class:`braidnet._layerapp.LayerApp` and ``layer_gradient``."""
+        return self.layer.conv_geometry
 
     # ------------------------------------------------------------------------------------------
     # parameters
@@ -339,34 +526,49 @@ class ResNet:
     # ------------------------------------------------------------------------------------------
     # per-group pieces (reused by the layer-parallel code); all blocks in the state layout
     def opening_forward(self, theta_open: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """u_0 (width, batch) from inputs x (n_features, batch, the network's dtype);
+        """u_0 (state_size, batch) from inputs x (n_features, batch, the network's dtype);
         theta_open = theta[opening_slice]."""
         L = self.layout
         if L.opening == "pad":
             u0 = np.zeros((L.width, x.shape[1]), self.dtype)
             u0[:L.n_features] = x
             return u0
+        if L.opening in ("replicate", "mnist"):
+            img = np.ascontiguousarray(x).reshape(L.image_shape + (x.shape[1],))
+            fill = _convkernels.opening_replicate if L.opening == "replicate" else _convkernels.opening_mnist
+            return fill(img, L.width).reshape(L.state_size, x.shape[1])
         W, b = self._open_views(theta_open)
+        if L.opening == "conv":
+            return _convkernels.conv_opening_forward(W, b, self._images(x, L.c_in), self._act
+                                                     ).reshape(L.state_size, x.shape[1])
         return _kernels.opening_forward(W, b, x, self._act)
 
     def opening_gradient(self, theta_open: np.ndarray, x: np.ndarray, lam0: np.ndarray) -> np.ndarray:
-        """Data gradient of the opening's parameters given lam0 = dJ/du_0 (empty for padding)."""
+        """Data gradient of the opening's parameters given lam0 = dJ/du_0 (empty without parameters)."""
         L = self.layout
         g = np.zeros(L.opening_size, self.dtype)
-        if L.opening == "dense":
+        if L.opening_size:
             W, b = self._open_views(theta_open)
-            nw = L.width * L.n_features
-            _kernels.opening_gradient(W, b, x, np.asarray(lam0, self.dtype), self._act,
-                                      g[:nw].reshape(W.shape), g[nw:])
+            nw = W.size
+            lam0 = np.ascontiguousarray(lam0, self.dtype)
+            if L.opening == "conv":
+                _convkernels.conv_opening_gradient(W, b, self._images(x, L.c_in), self._images(lam0, L.width),
+                                                   self._act, g[:nw].reshape(W.shape), g[nw:])
+            else:
+                _kernels.opening_gradient(W, b, x, lam0, self._act, g[:nw].reshape(W.shape), g[nw:])
         return g.astype(np.float64, copy=False)
+
+    def _images(self, a: np.ndarray, channels: int) -> np.ndarray:
+        """A (channels * H * W, batch) block as the (channels, H, W, batch) block it is."""
+        return np.ascontiguousarray(a).reshape((channels,) + self.layout.image_shape + (a.shape[-1],))
 
     def _open_views(self, theta_open: np.ndarray):
         L = self.layout
         theta_open = np.ascontiguousarray(theta_open, dtype=self.dtype)   # float32: rounded once
         if theta_open.shape != (L.opening_size,):
             raise ValueError(f"theta_open must have shape ({L.opening_size},), got {theta_open.shape}")
-        nw = L.width * L.n_features
-        return theta_open[:nw].reshape(L.width, L.n_features), theta_open[nw:]
+        nw = int(np.prod(L.opening_shape))
+        return theta_open[:nw].reshape(L.opening_shape), theta_open[nw:]
 
     def layers_forward(self, theta_layers: np.ndarray, u0: np.ndarray) -> np.ndarray:
         """All states (N+1, width, batch, the network's dtype) from u_0;
@@ -374,18 +576,15 @@ class ResNet:
         L = self.layout
         states = np.empty((L.n_layers + 1,) + u0.shape, self.dtype)
         states[0] = u0
-        _kernels.net_forward(np.ascontiguousarray(theta_layers, dtype=self.dtype), L.width, L.nb,
-                             L.n_layers, self.h, self._act, states)
+        self.layer.forward(np.ascontiguousarray(theta_layers, dtype=self.dtype), states)
         return states
 
     def layers_backward(self, theta_layers: np.ndarray, states: np.ndarray,
                         lamN: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(data gradient of the residual layers (float64), lambda_0) from lambda_N = dJ/du_N."""
-        L = self.layout
         lam = np.array(lamN, dtype=self.dtype, order="C")
         g = np.zeros(theta_layers.shape[0], self.dtype)
-        _kernels.net_backward(np.ascontiguousarray(theta_layers, dtype=self.dtype), L.width, L.nb,
-                              L.n_layers, self.h, self._act, states, lam, g)
+        self.layer.backward(np.ascontiguousarray(theta_layers, dtype=self.dtype), states, lam, g)
         return g.astype(np.float64, copy=False), lam
 
     def classifier_loss(self, theta_cls: np.ndarray, uN: np.ndarray,
@@ -397,9 +596,9 @@ class ResNet:
         the softmax cross-entropy.
         """
         L = self.layout
-        uN = np.asarray(uN, dtype=np.float64)
-        nw = L.n_classes * L.width
-        Wc = theta_cls[:nw].reshape(L.n_classes, L.width)
+        uN = self.classifier_features(np.asarray(uN, dtype=np.float64))
+        nw = L.n_classes * L.classifier_inputs
+        Wc = theta_cls[:nw].reshape(L.n_classes, L.classifier_inputs)
         bc = theta_cls[nw:]
         batch = uN.shape[1]
         z = Wc @ uN
@@ -414,14 +613,36 @@ class ResNet:
         g = np.empty(L.classifier_size)
         g[:nw] = (G @ uN.T).ravel()
         g[nw:] = G.sum(axis=1)
-        return loss, g, Wc.T @ G
+        return loss, g, self.classifier_lift(Wc.T @ G)
+
+    def classifier_features(self, uN: np.ndarray) -> np.ndarray:
+        """What the classifier reads from u_N (state_size, batch): u_N itself (dense classifier) or
+        its per-channel averages (width, batch) (``classifier="pool"``)."""
+        L = self.layout
+        if L.classifier == "pool":
+            return _convkernels.pool(self._images(np.asarray(uN, dtype=np.float64), L.width))
+        return uN
+
+    def classifier_lift(self, v: np.ndarray) -> np.ndarray:
+        """The transpose of :meth:`classifier_features`: dJ/du_N from dJ/d(features)."""
+        L = self.layout
+        if L.classifier == "pool":
+            H, W = L.image_shape
+            return _convkernels.pool_transpose(np.ascontiguousarray(v), H, W).reshape(L.state_size, -1)
+        return v
+
+    def classifier_logits(self, theta_cls: np.ndarray, uN: np.ndarray) -> np.ndarray:
+        """z = W_c features(u_N) + b_c, (n_classes, batch)."""
+        L = self.layout
+        nw = L.n_classes * L.classifier_inputs
+        return theta_cls[:nw].reshape(L.n_classes, L.classifier_inputs) @ self.classifier_features(uN) \
+            + theta_cls[nw:, None]
 
     def logits(self, theta: np.ndarray, X) -> np.ndarray:
         """Classifier outputs z (n_samples, n_classes)."""
         theta = self._theta(theta)
         uN = self._forward(theta, self.prepare_inputs(X))[-1]
-        Wc, bc = self.layout.classifier_view(theta)
-        return (Wc @ uN + bc[:, None]).T
+        return self.classifier_logits(theta[self.layout.classifier_slice], uN).T
 
     # ------------------------------------------------------------------------------------------
     # regularisation
@@ -540,8 +761,8 @@ class ResNet:
         theta = self._theta(theta)
         x = self.prepare_inputs(X)
         targets = self.prepare_targets(Y, x.shape[1])
-        Wc, bc = self.layout.classifier_view(theta)
-        pred = np.argmax(Wc @ self._forward(theta, x)[-1] + bc[:, None], axis=0)
+        pred = np.argmax(self.classifier_logits(theta[self.layout.classifier_slice],
+                                                self._forward(theta, x)[-1]), axis=0)
         return 100.0 * float(np.mean(pred == np.argmax(targets, axis=0)))
 
 

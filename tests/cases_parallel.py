@@ -7,7 +7,8 @@ a sequence of one-iteration drives (warm restarts), whose non-converged iterates
 with a run of the same case on ``COMM_SELF``.  Rank 0 returns the comparisons, the other ranks None.
 
 Case keys: n_layers, width, batch, opening, activation, bias, T, gammas (tik, ddt, class), seed,
-braid (the core options).
+braid (the core options); convolutional networks (tests/test_convnet.py): kind="conv",
+image_shape, kernel_size, classifier, c_in (input channels, default 1).
 """
 from __future__ import annotations
 
@@ -30,13 +31,22 @@ def run_case(case: dict, comm) -> dict:
     rng = np.random.default_rng(case.get("seed", 0))
     n_features, n_classes = 2, 3
     g_tik, g_ddt, g_class = case.get("gammas", (1e-2, 1e-2, 1e-2))
+    conv = {}
+    scale, shift = 1.0, 0.0
+    if case.get("kind") == "conv":
+        conv = dict(kind="conv", image_shape=tuple(case["image_shape"]), kernel_size=case.get("kernel_size", 3),
+                    classifier=case.get("classifier", "dense"))
+        n_features = case.get("c_in", 1) * conv["image_shape"][0] * conv["image_shape"][1]
+        if case.get("opening") == "mnist":
+            scale, shift = 60.0, 128.0          # pixel values around 0..255
     net = ResNet(n_features, n_classes, case["width"], case["n_layers"], T=case.get("T", 2.0),
                  activation=case.get("activation", "tanh"), opening=case.get("opening", "pad"),
-                 bias=case.get("bias", "channel"), gamma_tik=g_tik, gamma_ddt=g_ddt, gamma_class=g_class)
+                 bias=case.get("bias", "channel"), gamma_tik=g_tik, gamma_ddt=g_ddt, gamma_class=g_class,
+                 **conv)
     batch = case.get("batch", 50)
-    X = rng.standard_normal((batch, n_features))
+    X = shift + scale * rng.standard_normal((batch, n_features))
     Y = rng.integers(0, n_classes, batch)
-    Xv = rng.standard_normal((batch // 2 + 1, n_features))
+    Xv = shift + scale * rng.standard_normal((batch // 2 + 1, n_features))
     Yv = rng.integers(0, n_classes, Xv.shape[0])
     # O(1) weights, so that every layer and the adjoint do real work
     theta = net.init_params(seed=case.get("seed", 0), scale_opening=1.0, scale_layers=1.0,

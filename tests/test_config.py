@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from braidnet import config as C
+from braidnet import problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,7 +131,10 @@ def test_examples_load():
     examples = sorted(glob.glob(os.path.join(ROOT, "examples", "*.toml")))
     assert examples
     for path in examples:
-        C.load_config(path, nprocs=16)
+        cfg = C.load_config(path)
+        # on as many ranks as the coarsest level allows, up to 16
+        coarsest = problem.level_plan(cfg)[0][0]
+        C.load_config(path, nprocs=min(16, coarsest + 1))
 
 
 # ---------------------------------------------------------------------------------------------
