@@ -51,15 +51,16 @@ def make_braidnet(width, batch, N, act, theta, u0):
     lam = np.empty((width, batch), dt)
     grad = np.zeros_like(theta)
     work = np.empty(width * batch, dt)
+    derivs = np.empty((N, width, batch), dt)   # sigma' kept by the forward for the backward
     h = 5.0 / N
     lamN = np.ones((width, batch), dt) * 1e-3
 
     def run():
         states[0] = u0
-        K.net_forward(theta, width, width, N, h, act, states, work)
+        K.net_forward(theta, width, width, N, h, act, states, work, derivs)
         lam[...] = lamN
         grad[...] = 0.0
-        K.net_backward(theta, width, width, N, h, act, states, lam, grad, work)
+        K.net_backward(theta, width, width, N, h, act, states, lam, grad, work, derivs)
     return run
 
 

@@ -114,6 +114,7 @@ BN_INLINE bn_v4 bn_tanh4(bn_v4 x) {
 
 
 BN_INLINE bn_v4 bn_tanhv_d(bn_v4 x) { return bn_tanh4(x); }
+BN_INLINE bn_v4 bn_tanh_ds_d(bn_v4 x, bn_v4 *ds) { bn_v4 t = bn_tanh4(x); *ds = 1.0 - t * t; return t; }
 BN_INLINE bn_v4 bn_dtanhv_d(bn_v4 x) { bn_v4 t = bn_tanh4(x); return 1.0 - t * t; }
 /* float: the double tanh, rounded once (within BN_TANH_ULP_F32 ulp); 1 - t^2 likewise in double */
 BN_INLINE bn_v8f bn_tanhv_f(bn_v8f x) { return bn_pack_f(bn_tanh4(bn_lo_d(x)), bn_tanh4(bn_hi_d(x))); }
@@ -121,6 +122,15 @@ BN_INLINE bn_v8f bn_dtanhv_f(bn_v8f x) {
     bn_v4 a = bn_tanh4(bn_lo_d(x)), b = bn_tanh4(bn_hi_d(x));
     return bn_pack_f(1.0 - a * a, 1.0 - b * b);
 }
+BN_INLINE bn_v8f bn_tanh_ds_f(bn_v8f x, bn_v8f *ds) {
+    bn_v4 a = bn_tanh4(bn_lo_d(x)), b = bn_tanh4(bn_hi_d(x));
+    *ds = bn_pack_f(1.0 - a * a, 1.0 - b * b);
+    return bn_pack_f(a, b);
+}
+
+/* row sums in double: acc[0] (+ acc[1]) += the lanes of d */
+BN_INLINE void bn_wacc_d(bn_v4 *acc, bn_v4 d) { acc[0] += d; }
+BN_INLINE void bn_wacc_f(bn_v4 *acc, bn_v8f d) { acc[0] += bn_lo_d(d); acc[1] += bn_hi_d(d); }
 
 /* ---- the kernels, once per element type -------------------------------------------------------- */
 

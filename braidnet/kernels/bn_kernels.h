@@ -48,6 +48,23 @@ void bn_c_update(int act, int width, int batch, int scalar, double h, const doub
 void bn_c_deriv(int act, int width, int batch, int scalar, const double *b, double *z,
                 const double *lam);
 
+/* Forward pass that also stores the derivative (serial nets keep it for their backward):
+   out = in + h sigma(z + b_c), ds = sigma'(z + b_c), both (width, batch); z may equal out.
+   out and ds are bit for bit what bn_c_update and bn_c_deriv (with lam = 1) would compute. */
+void bn_c_update_ds(int act, int width, int batch, int scalar, double h, const double *b,
+                    const double *z, const double *in, double *out, double *ds);
+
+/* bn_c_deriv plus the bias gradient in the same pass: z <- D = sigma'(z + b_c) * lam and, unless
+   gb == NULL, gb[c] += alpha * sum_j D[c, j] (or, scalar, gb[0] += alpha * sum D), the sums in
+   double. */
+void bn_c_deriv_gb(int act, int width, int batch, int scalar, const double *b, double *z,
+                   const double *lam, double alpha, double *gb);
+
+/* The same from a stored derivative: D = ds * lam (D may equal ds or lam) and, unless gb == NULL,
+   the bias gradient as in bn_c_deriv_gb. */
+void bn_c_dmul_gb(int width, int batch, int scalar, const double *ds, const double *lam,
+                  double *D, double alpha, double *gb);
+
 /* y[j] = tanh(x[j]) for j < n (y may equal x). */
 void bn_c_tanh(int n, const double *x, double *y);
 
@@ -65,12 +82,18 @@ void bn_fused_backward(int act, int m, int batch, int scalar, double h, const do
                        const double *b, const double *u, const double *lam_in, double *lam_out,
                        double *gW, double *gb);
 
-/* The float twins of the five functions above (same contracts). */
+/* The float twins of the eight functions above (same contracts). */
 void bn_c_update_f32(int act, int width, int batch, int scalar, double h, const float *b,
                      const float *z, const float *in, float *out);
 void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float *b, float *z,
                     const float *lam);
 void bn_c_tanh_f32(int n, const float *x, float *y);
+void bn_c_update_ds_f32(int act, int width, int batch, int scalar, double h, const float *b,
+                        const float *z, const float *in, float *out, float *ds);
+void bn_c_deriv_gb_f32(int act, int width, int batch, int scalar, const float *b, float *z,
+                       const float *lam, double alpha, float *gb);
+void bn_c_dmul_gb_f32(int width, int batch, int scalar, const float *ds, const float *lam,
+                      float *D, double alpha, float *gb);
 void bn_fused_forward_f32(int act, int m, int batch, int scalar, double h, const float *W,
                           const float *b, const float *u_in, float *u_out);
 void bn_fused_backward_f32(int act, int m, int batch, int scalar, double h, const float *W,

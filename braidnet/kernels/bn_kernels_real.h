@@ -31,6 +31,14 @@ BN_INLINE V F(dsigma)(int act, V x) {
     return (q + (R)BN_ETA) * (R)(0.5 / BN_ETA);
 }
 
+/* sigma(x), and sigma'(x) into *ds, of the same x (tanh computed once: the derivative is 1 - t^2
+   of the very t returned, as F(dsigma) computes it) */
+BN_INLINE V F(sigma_ds)(int act, V x, V *ds) {
+    if (act == 0) return F(tanh_ds)(x, ds);
+    *ds = F(dsigma)(act, x);
+    return F(sigma)(act, x);
+}
+
 /* ---- element-wise rows (BLAS path) ----------------------------------------------------------- */
 
 /* out[j] = in[j] + h sigma(z[j] + bc)  (in == NULL: out[j] = sigma(z[j] + bc)); z may equal out */
@@ -93,6 +101,95 @@ BN_CLONES void BN_API(bn_c_deriv)(int act, int width, int batch, int scalar, con
     if (act == 0) F(deriv_impl)(0, width, batch, scalar, b, z, lam);
     else if (act == 1) F(deriv_impl)(1, width, batch, scalar, b, z, lam);
     else F(deriv_impl)(2, width, batch, scalar, b, z, lam);
+}
+
+/* ---- stored-derivative and bias-sum passes (BLAS path) ---------------------------------------- */
+
+/* out[j] = in[j] + h sigma(z[j] + bc), ds[j] = sigma'(z[j] + bc); z may equal out */
+BN_INLINE void F(row_update_ds)(int act, int n, R h, R bc, const R *z, const R *in, R *out, R *ds) {
+    int j = 0;
+    V d;
+    for (; j + VL <= n; j += VL) {
+        V s = F(sigma_ds)(act, F(ld)(z + j) + bc, &d);
+        F(st)(out + j, F(ld)(in + j) + h * s);
+        F(st)(ds + j, d);
+    }
+    if (j < n) {
+        R zt[VL] = {0}, it[VL] = {0}, ot[VL], dt[VL];
+        for (int i = 0; j + i < n; i++) { zt[i] = z[j + i]; it[i] = in[j + i]; }
+        V s = F(sigma_ds)(act, F(ld)(zt) + bc, &d);
+        F(st)(ot, F(ld)(it) + h * s);
+        F(st)(dt, d);
+        for (int i = 0; j + i < n; i++) { out[j + i] = ot[i]; ds[j + i] = dt[i]; }
+    }
+}
+
+BN_INLINE void F(update_ds_impl)(int act, int width, int batch, int scalar, R h, const R *b,
+                                 const R *z, const R *in, R *out, R *ds) {
+    for (int c = 0; c < width; c++) {
+        ptrdiff_t off = (ptrdiff_t)c * batch;
+        F(row_update_ds)(act, batch, h, b[scalar ? 0 : c], z + off, in + off, out + off, ds + off);
+    }
+}
+
+BN_CLONES void BN_API(bn_c_update_ds)(int act, int width, int batch, int scalar, double h,
+                                      const R *b, const R *z, const R *in, R *out, R *ds) {
+    const R hr = (R)h;
+    if (act == 0) F(update_ds_impl)(0, width, batch, scalar, hr, b, z, in, out, ds);
+    else if (act == 1) F(update_ds_impl)(1, width, batch, scalar, hr, b, z, in, out, ds);
+    else F(update_ds_impl)(2, width, batch, scalar, hr, b, z, in, out, ds);
+}
+
+/* the bias gradient of row c: gb[c] += alpha * s, or with scalar s added to *tot (for gb[0]) */
+BN_INLINE void F(gb_row)(int scalar, double alpha, double s, int c, double *tot, R *gb) {
+    if (scalar) *tot += s;
+    else gb[c] = (R)(gb[c] + alpha * s);
+}
+
+/* z[j] <- sigma'(z[j] + bc) * lam[j] (ds == NULL) or D[j] = ds[j] * lam[j]; returns the row sum
+   (in double) when sum != 0 */
+BN_INLINE double F(row_dmul)(int act, int n, R bc, const R *z, const R *ds, const R *lam, R *D,
+                             int sum) {
+    bn_v4 acc[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+    int j = 0;
+    for (; j + VL <= n; j += VL) {
+        V d = (ds ? F(ld)(ds + j) : F(dsigma)(act, F(ld)(z + j) + bc)) * F(ld)(lam + j);
+        F(st)(D + j, d);
+        if (sum) F(wacc)(acc, d);
+    }
+    if (j < n) {
+        R zt[VL] = {0}, lt[VL] = {0}, ot[VL];
+        for (int i = 0; j + i < n; i++) { zt[i] = ds ? ds[j + i] : z[j + i]; lt[i] = lam[j + i]; }
+        V d = (ds ? F(ld)(zt) : F(dsigma)(act, F(ld)(zt) + bc)) * F(ld)(lt);
+        F(st)(ot, d);
+        if (sum) F(wacc)(acc, d);     /* padding lanes: sigma'(finite) * 0 = 0 */
+        for (int i = 0; j + i < n; i++) D[j + i] = ot[i];
+    }
+    return sum ? bn_hsum_d(acc[0] + acc[1]) : 0.0;
+}
+
+BN_INLINE void F(dmul_impl)(int act, int width, int batch, int scalar, const R *b, const R *z,
+                            const R *ds, const R *lam, R *D, double alpha, R *gb) {
+    double tot = 0.0;
+    for (int c = 0; c < width; c++) {
+        ptrdiff_t off = (ptrdiff_t)c * batch;
+        double s = F(row_dmul)(act, batch, ds ? (R)0 : b[scalar ? 0 : c], z ? z + off : NULL,
+                               ds ? ds + off : NULL, lam + off, D + off, gb != NULL);
+        if (gb) F(gb_row)(scalar, alpha, s, c, &tot, gb);
+    }
+    if (gb && scalar) gb[0] = (R)(gb[0] + alpha * tot);
+}
+
+BN_CLONES void BN_API(bn_c_deriv_gb)(int act, int width, int batch, int scalar, const R *b, R *z,
+                                     const R *lam, double alpha, R *gb) {
+    if (act == 0) F(dmul_impl)(0, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+    else if (act == 1) F(dmul_impl)(1, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+    else F(dmul_impl)(2, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+}
+
+BN_CLONES void BN_API(bn_c_dmul_gb)(int width, int batch, int scalar, const R *ds, const R *lam,
+                                    R *D, double alpha, R *gb) {
+    F(dmul_impl)(1, width, batch, scalar, NULL, NULL, ds, lam, D, alpha, gb);
 }
 
 /* tanh of n values (tests, benchmarks) */
