@@ -73,6 +73,18 @@ cdef extern from "bn_kernels.h":
     void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float* b, float* z,
                         const float* lam) noexcept nogil
     void bn_c_tanh_f32(int n, const float* x, float* y) noexcept nogil
+    void bn_fused_forward_ds(int act, int width, int batch, int scalar, double h,
+                             const double* W, const double* b, const double* u_in,
+                             double* u_out, double* ds) noexcept nogil
+    void bn_fused_backward_ds(int width, int batch, int scalar, double h, const double* W,
+                              const double* u, const double* ds, const double* lam_in,
+                              double* lam_out, double* gW, double* gb) noexcept nogil
+    void bn_fused_forward_ds_f32(int act, int width, int batch, int scalar, double h,
+                                 const float* W, const float* b, const float* u_in,
+                                 float* u_out, float* ds) noexcept nogil
+    void bn_fused_backward_ds_f32(int width, int batch, int scalar, double h, const float* W,
+                                  const float* u, const float* ds, const float* lam_in,
+                                  float* lam_out, float* gW, float* gb) noexcept nogil
     void bn_c_update_ds_f32(int act, int width, int batch, int scalar, double h, const float* b,
                             const float* z, const float* u_in, float* u_out,
                             float* ds) noexcept nogil
@@ -274,7 +286,15 @@ cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n
         return -1
     for n in range(n_layers):
         W = theta + n * stride
-        if derivs != NULL and width > FUSED_MAX:
+        if derivs != NULL and width <= FUSED_MAX:
+            if real is float:
+                bn_fused_forward_ds_f32(act, width, batch, bias, h, W, W + width * width,
+                                        states + n * blk, states + (n + 1) * blk,
+                                        derivs + n * blk)
+            else:
+                bn_fused_forward_ds(act, width, batch, bias, h, W, W + width * width,
+                                    states + n * blk, states + (n + 1) * blk, derivs + n * blk)
+        elif derivs != NULL:
             # u_{n+1} = W u_n, then in place u_{n+1} = u_n + h sigma(u_{n+1} + b) and derivs[n] =
             # sigma'(W u_n + b): the backward then needs no W u GEMM and no activation pass
             un = states + (n + 1) * blk
@@ -298,7 +318,14 @@ cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int 
     for n in range(n_layers - 1, -1, -1):
         W = theta + n * stride
         g = grad + n * stride
-        if derivs != NULL and width > FUSED_MAX:
+        if derivs != NULL and width <= FUSED_MAX:
+            if real is float:
+                bn_fused_backward_ds_f32(width, batch, bias, h, W, states + n * blk,
+                                         derivs + n * blk, lam, lam, g, g + width * width)
+            else:
+                bn_fused_backward_ds(width, batch, bias, h, W, states + n * blk,
+                                     derivs + n * blk, lam, lam, g, g + width * width)
+        elif derivs != NULL:
             # D = derivs[n] * lam (no W u GEMM, no activation), gb += h sums of D, then the GEMMs
             _c_dmul_gb(width, batch, bias, derivs + n * blk, lam, work, h, g + width * width)
             _backward_gemms(width, batch, h, W, states + n * blk, lam, lam, g, work)
@@ -592,8 +619,8 @@ def net_forward(theta_layers, int width, int nb_bias, int n_layers, double h, ac
     ``derivs`` (optional, (n_layers, width, batch), writeable, the dtype of ``states``): scratch
     that this forward fills with the activation derivatives for a following
     ``net_backward(..., derivs=derivs)`` of the same parameters and states, which then skips one
-    GEMM and the activation per layer (widths above FUSED_MAX_WIDTH; the fused small-width kernels
-    leave it untouched).  The states are the same, bit for bit, with or without it.
+    GEMM (W u, or at widths up to FUSED_MAX_WIDTH the fused kernels' W u) and the activation per
+    layer.  The states are the same, bit for bit, with or without it.
     """
     stride, bias, dtype = _check_net(theta_layers, width, nb_bias, n_layers, states, "states")
     _writable(states, "states")

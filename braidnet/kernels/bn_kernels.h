@@ -83,7 +83,16 @@ void bn_fused_backward(int act, int m, int batch, int scalar, double h, const do
                        const double *b, const double *u, const double *lam_in, double *lam_out,
                        double *gW, double *gb);
 
-/* The float twins of the eight functions above (same contracts). */
+/* The fused kernels with a stored derivative (serial nets): bn_fused_forward that also writes
+   ds = sigma'(W u_in + b) (m, batch), and bn_fused_backward from that ds instead of recomputing
+   W u + b and sigma' (b and act are not needed).  Bit for bit the results of the plain pair. */
+void bn_fused_forward_ds(int act, int m, int batch, int scalar, double h, const double *W,
+                         const double *b, const double *u_in, double *u_out, double *ds);
+void bn_fused_backward_ds(int m, int batch, int scalar, double h, const double *W,
+                          const double *u, const double *ds, const double *lam_in,
+                          double *lam_out, double *gW, double *gb);
+
+/* The float twins of the ten functions above (same contracts). */
 void bn_c_update_f32(int act, int width, int batch, int scalar, double h, const float *b,
                      const float *z, const float *in, float *out);
 void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float *b, float *z,
@@ -100,6 +109,11 @@ void bn_fused_forward_f32(int act, int m, int batch, int scalar, double h, const
 void bn_fused_backward_f32(int act, int m, int batch, int scalar, double h, const float *W,
                            const float *b, const float *u, const float *lam_in, float *lam_out,
                            float *gW, float *gb);
+void bn_fused_forward_ds_f32(int act, int m, int batch, int scalar, double h, const float *W,
+                             const float *b, const float *u_in, float *u_out, float *ds);
+void bn_fused_backward_ds_f32(int m, int batch, int scalar, double h, const float *W,
+                              const float *u, const float *ds, const float *lam_in,
+                              float *lam_out, float *gW, float *gb);
 
 #ifdef __cplusplus
 }
