@@ -132,7 +132,7 @@ def test_net_loops_match_layer_calls(width, nb):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("width,nb,batch", [(5, 5, 23), (5, 1, 16), (32, 32, 9), (33, 33, 23),
+@pytest.mark.parametrize("width,nb,batch", [(5, 5, 23), (20, 1, 23), (32, 32, 9), (33, 33, 23),
                                             (40, 1, 8)])
 def test_net_with_stored_derivatives_is_bit_identical(dtype, act, width, nb, batch):
     """net_forward/net_backward with derivs= (sigma' kept from the forward, fused and BLAS paths,
