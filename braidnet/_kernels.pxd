@@ -78,13 +78,17 @@ cdef void bn_opening_pad(int nfeat, int width, int batch, const real* x,
 
 # Serial net: theta points at layer 0's block, blocks are `stride` values apart
 # (stride = width*width + nb).  states holds n_layers+1 consecutive (width, batch) blocks; on entry
-# block 0 is u_0, on exit block n is u_n.
+# block 0 is u_0, on exit block n is u_n.  derivs: NULL, or n_layers (width, batch) blocks of
+# scratch this forward fills with sigma'(W_n u_n + b_n) for bn_net_backward (widths > 32 in double,
+# > 16 in float: where keeping it is faster than recomputing).
 cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n_layers,
                         const real* theta, Py_ssize_t stride, real* states,
-                        real* work) noexcept nogil
+                        real* work, real* derivs) noexcept nogil
 
 # Serial backward over all layers: lam holds lambda_N on entry and lambda_0 on exit;
 # grad (same block layout as theta) is ACCUMULATED with each layer's parameter gradient.
+# derivs: NULL, or what bn_net_forward filled for these states and parameters (saves the W u
+# product and the activation of every layer; the same results bit for bit).
 cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int n_layers,
                          const real* theta, Py_ssize_t stride, const real* states,
-                         real* lam, real* grad, real* work) noexcept nogil
+                         real* lam, real* grad, real* work, const real* derivs) noexcept nogil

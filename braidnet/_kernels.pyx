@@ -22,7 +22,7 @@ per-layer and whole-net entry points of ``_kernels.pxd`` and the Python wrappers
 
 tanh is the kernels' own vectorised one (``tanh`` below; within 2.5 ulp of the exact value, about
 10x faster than libm's scalar tanh); the derivative is ``1 - t^2`` of that same ``t``.  In float32
-it is that float64 tanh rounded once to float32 (within 0.501 float32 ulp).  On x86-64
+it is computed in float32, 8 lanes at a time, by the same method (within 2.5 float32 ulp).  On x86-64
 Linux with GCC every C entry point has an AVX2/FMA clone chosen at load time by CPU features.
 Results differ from a BLAS-plus-numpy evaluation only by rounding (summation order, FMA contraction).
 
@@ -56,6 +56,13 @@ cdef extern from "bn_kernels.h":
     void bn_c_deriv(int act, int width, int batch, int scalar, const double* b, double* z,
                     const double* lam) noexcept nogil
     void bn_c_tanh(int n, const double* x, double* y) noexcept nogil
+    void bn_c_update_ds(int act, int width, int batch, int scalar, double h, const double* b,
+                        const double* z, const double* u_in, double* u_out,
+                        double* ds) noexcept nogil
+    void bn_c_deriv_gb(int act, int width, int batch, int scalar, const double* b, double* z,
+                       const double* lam, double alpha, double* gb) noexcept nogil
+    void bn_c_dmul_gb(int width, int batch, int scalar, const double* ds, const double* lam,
+                      double* D, double alpha, double* gb) noexcept nogil
     void bn_fused_forward(int act, int width, int batch, int scalar, double h, const double* W,
                           const double* b, const double* u_in, double* u_out) noexcept nogil
     void bn_fused_backward(int act, int width, int batch, int scalar, double h, const double* W,
@@ -66,6 +73,25 @@ cdef extern from "bn_kernels.h":
     void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float* b, float* z,
                         const float* lam) noexcept nogil
     void bn_c_tanh_f32(int n, const float* x, float* y) noexcept nogil
+    void bn_fused_forward_ds(int act, int width, int batch, int scalar, double h,
+                             const double* W, const double* b, const double* u_in,
+                             double* u_out, double* ds) noexcept nogil
+    void bn_fused_backward_ds(int width, int batch, int scalar, double h, const double* W,
+                              const double* u, const double* ds, const double* lam_in,
+                              double* lam_out, double* gW, double* gb) noexcept nogil
+    void bn_fused_forward_ds_f32(int act, int width, int batch, int scalar, double h,
+                                 const float* W, const float* b, const float* u_in,
+                                 float* u_out, float* ds) noexcept nogil
+    void bn_fused_backward_ds_f32(int width, int batch, int scalar, double h, const float* W,
+                                  const float* u, const float* ds, const float* lam_in,
+                                  float* lam_out, float* gW, float* gb) noexcept nogil
+    void bn_c_update_ds_f32(int act, int width, int batch, int scalar, double h, const float* b,
+                            const float* z, const float* u_in, float* u_out,
+                            float* ds) noexcept nogil
+    void bn_c_deriv_gb_f32(int act, int width, int batch, int scalar, const float* b, float* z,
+                           const float* lam, double alpha, float* gb) noexcept nogil
+    void bn_c_dmul_gb_f32(int width, int batch, int scalar, const float* ds, const float* lam,
+                          float* D, double alpha, float* gb) noexcept nogil
     void bn_fused_forward_f32(int act, int width, int batch, int scalar, double h, const float* W,
                               const float* b, const float* u_in, float* u_out) noexcept nogil
     void bn_fused_backward_f32(int act, int width, int batch, int scalar, double h,
@@ -121,12 +147,31 @@ cdef inline void _c_update(int act, int width, int batch, int scalar, double h, 
         bn_c_update(act, width, batch, scalar, h, b, z, u_in, u_out)
 
 
-cdef inline void _c_deriv(int act, int width, int batch, int scalar, const real* b, real* z,
-                          const real* lam) noexcept nogil:
+cdef inline void _c_update_ds(int act, int width, int batch, int scalar, double h,
+                              const real* b, const real* z, const real* u_in, real* u_out,
+                              real* ds) noexcept nogil:
     if real is float:
-        bn_c_deriv_f32(act, width, batch, scalar, b, z, lam)
+        bn_c_update_ds_f32(act, width, batch, scalar, h, b, z, u_in, u_out, ds)
     else:
-        bn_c_deriv(act, width, batch, scalar, b, z, lam)
+        bn_c_update_ds(act, width, batch, scalar, h, b, z, u_in, u_out, ds)
+
+
+cdef inline void _c_deriv_gb(int act, int width, int batch, int scalar, const real* b, real* z,
+                             const real* lam, double alpha, real* gb) noexcept nogil:
+    """z <- D = sigma'(z + b) * lam and (gb != NULL) gb += alpha * bias sums of D, one pass."""
+    if real is float:
+        bn_c_deriv_gb_f32(act, width, batch, scalar, b, z, lam, alpha, gb)
+    else:
+        bn_c_deriv_gb(act, width, batch, scalar, b, z, lam, alpha, gb)
+
+
+cdef inline void _c_dmul_gb(int width, int batch, int scalar, const real* ds, const real* lam,
+                            real* D, double alpha, real* gb) noexcept nogil:
+    """D = ds * lam (a stored sigma') and (gb != NULL) gb += alpha * bias sums of D, one pass."""
+    if real is float:
+        bn_c_dmul_gb_f32(width, batch, scalar, ds, lam, D, alpha, gb)
+    else:
+        bn_c_dmul_gb(width, batch, scalar, ds, lam, D, alpha, gb)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,24 +179,6 @@ cdef inline void _c_deriv(int act, int width, int batch, int scalar, const real*
 
 cdef inline int _valid(int act, int bias) noexcept nogil:
     return 0 <= act <= 2 and 0 <= bias <= 1
-
-
-cdef void _bias_grad(int bias, int width, int batch, double alpha, const real* D,
-                     real* gb) noexcept nogil:
-    """gb += alpha * row sums of D (channel) or alpha * sum of D (scalar); sums in double."""
-    cdef Py_ssize_t c, j, off
-    cdef double acc, tot = 0.0
-    for c in range(width):
-        acc = 0.0
-        off = c * <Py_ssize_t>batch
-        for j in range(off, off + batch):
-            acc += D[j]
-        if bias == BN_BIAS_SCALAR:
-            tot += acc
-        else:
-            gb[c] = <real>(gb[c] + alpha * acc)
-    if bias == BN_BIAS_SCALAR:
-        gb[0] = <real>(gb[0] + alpha * tot)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,8 +195,12 @@ cdef int bn_layer_forward(int act, int bias, int width, int batch, double h,
         else:
             bn_fused_forward(act, width, batch, bias, h, W, b, u_in, u_out)
         return 0
-    _gemm_wu(width, batch, width, W, u_in, 0.0, work)          # work = W u_in
-    _c_update(act, width, batch, bias, h, b, work, u_in, u_out)
+    if u_out != u_in:                                          # u_out = W u_in, then in place
+        _gemm_wu(width, batch, width, W, u_in, 0.0, u_out)
+        _c_update(act, width, batch, bias, h, b, u_out, u_in, u_out)
+    else:
+        _gemm_wu(width, batch, width, W, u_in, 0.0, work)      # work = W u_in
+        _c_update(act, width, batch, bias, h, b, work, u_in, u_out)
     return 0
 
 
@@ -186,16 +217,21 @@ cdef int bn_layer_backward(int act, int bias, int width, int batch, double h,
             bn_fused_backward(act, width, batch, bias, h, W, b, u, lam_in, lam_out, gW, gb)
         return 0
     _gemm_wu(width, batch, width, W, u, 0.0, work)             # work = W u
-    _c_deriv(act, width, batch, bias, b, work, lam_in)         # work = D = sigma' * lam_in
+    _c_deriv_gb(act, width, batch, bias, b, work, lam_in, h, gb)   # work = D, gb += h sums of D
+    _backward_gemms(width, batch, h, W, u, lam_in, lam_out, gW, work)
+    return 0
+
+
+cdef inline void _backward_gemms(int width, int batch, double h, const real* W, const real* u,
+                                 const real* lam_in, real* lam_out, real* gW,
+                                 const real* D) noexcept nogil:
+    """gW += h D u^T (gW != NULL), lam_out = lam_in + h W^T D (lam_out != NULL)."""
     if gW != NULL:
-        _gemm_abt(width, width, batch, h, work, u, gW)         # gW += h D u^T
-    if gb != NULL:
-        _bias_grad(bias, width, batch, h, work, gb)
+        _gemm_abt(width, width, batch, h, D, u, gW)            # gW += h D u^T
     if lam_out != NULL:
         if lam_out != lam_in:
             memcpy(lam_out, lam_in, <size_t>width * batch * sizeof(real))
-        _gemm_atb(width, batch, width, h, W, work, lam_out)    # lam_out += h W^T D
-    return 0
+        _gemm_atb(width, batch, width, h, W, D, lam_out)       # lam_out += h W^T D
 
 
 cdef int bn_layer_adjoint(int act, int bias, int width, int batch, double h,
@@ -228,9 +264,8 @@ cdef int bn_opening_gradient(int act, int bias, int width, int nfeat, int batch,
     if not _valid(act, bias):
         return -1
     _gemm_wu(width, batch, nfeat, W, x, 0.0, work)
-    _c_deriv(act, width, batch, bias, b, work, lam0)
+    _c_deriv_gb(act, width, batch, bias, b, work, lam0, 1.0, gb)   # work = D, gb += sums of D
     _gemm_abt(width, nfeat, batch, 1.0, work, x, gW)           # gW += D x^T
-    _bias_grad(bias, width, batch, 1.0, work, gb)
     return 0
 
 
@@ -241,31 +276,74 @@ cdef void bn_opening_pad(int nfeat, int width, int batch, const real* x,
     memset(u_out + n, 0, (<size_t>width * batch - n) * sizeof(real))
 
 
+cdef inline bint _keep_derivs(int width, const real* derivs) noexcept nogil:
+    """Whether a serial net stores sigma' (derivs) for its backward at this width.  Storing it
+    costs writing and reading one value per state value; it saves W u (2 width flops per value)
+    and the activation.  Measured (one thread): it pays from width 17 in float32 (at width 32,
+    fwd+bwd 7.2 ms instead of 7.8 ms; at width 8 it loses: 2.8 against 2.5 ms) and above the
+    fused widths in float64 (at width 32 float64 the fused kernels are bound by memory traffic
+    already: 21.5 against 14.6 ms; at 220 and 512 it saves a quarter of the GEMMs)."""
+    return derivs != NULL and width * 4 > 16 * <int>sizeof(real)
+
+
 cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n_layers,
                         const real* theta, Py_ssize_t stride, real* states,
-                        real* work) noexcept nogil:
+                        real* work, real* derivs) noexcept nogil:
     cdef Py_ssize_t n, blk = <Py_ssize_t>width * batch
     cdef const real* W
+    cdef real* un
+    if not _valid(act, bias):
+        return -1
     for n in range(n_layers):
         W = theta + n * stride
-        if bn_layer_forward(act, bias, width, batch, h, W, W + width * width,
-                            states + n * blk, states + (n + 1) * blk, work) != 0:
-            return -1
+        if not _keep_derivs(width, derivs):
+            if bn_layer_forward(act, bias, width, batch, h, W, W + width * width,
+                                states + n * blk, states + (n + 1) * blk, work) != 0:
+                return -1
+        elif width <= FUSED_MAX:
+            if real is float:
+                bn_fused_forward_ds_f32(act, width, batch, bias, h, W, W + width * width,
+                                        states + n * blk, states + (n + 1) * blk,
+                                        derivs + n * blk)
+            else:
+                bn_fused_forward_ds(act, width, batch, bias, h, W, W + width * width,
+                                    states + n * blk, states + (n + 1) * blk, derivs + n * blk)
+        else:
+            # u_{n+1} = W u_n, then in place u_{n+1} = u_n + h sigma(u_{n+1} + b) and derivs[n] =
+            # sigma'(W u_n + b): the backward then needs no W u GEMM and no activation pass
+            un = states + (n + 1) * blk
+            _gemm_wu(width, batch, width, W, states + n * blk, 0.0, un)
+            _c_update_ds(act, width, batch, bias, h, W + width * width, un, states + n * blk,
+                         un, derivs + n * blk)
     return 0
 
 
 cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int n_layers,
                          const real* theta, Py_ssize_t stride, const real* states,
-                         real* lam, real* grad, real* work) noexcept nogil:
+                         real* lam, real* grad, real* work, const real* derivs) noexcept nogil:
     cdef Py_ssize_t n, blk = <Py_ssize_t>width * batch
     cdef const real* W
     cdef real* g
+    if not _valid(act, bias):
+        return -1
     for n in range(n_layers - 1, -1, -1):
         W = theta + n * stride
         g = grad + n * stride
-        if bn_layer_backward(act, bias, width, batch, h, W, W + width * width, states + n * blk,
-                             lam, lam, g, g + width * width, work) != 0:
-            return -1
+        if not _keep_derivs(width, derivs):
+            if bn_layer_backward(act, bias, width, batch, h, W, W + width * width,
+                                 states + n * blk, lam, lam, g, g + width * width, work) != 0:
+                return -1
+        elif width <= FUSED_MAX:
+            if real is float:
+                bn_fused_backward_ds_f32(width, batch, bias, h, W, states + n * blk,
+                                         derivs + n * blk, lam, lam, g, g + width * width)
+            else:
+                bn_fused_backward_ds(width, batch, bias, h, W, states + n * blk,
+                                     derivs + n * blk, lam, lam, g, g + width * width)
+        else:
+            # D = derivs[n] * lam (no W u GEMM, no activation), gb += h sums of D, then the GEMMs
+            _c_dmul_gb(width, batch, bias, derivs + n * blk, lam, work, h, g + width * width)
+            _backward_gemms(width, batch, h, W, states + n * blk, lam, lam, g, work)
     return 0
 
 
@@ -516,49 +594,86 @@ def _check_net(theta_layers, int width, int nb_bias, int n_layers, states, str s
 
 cdef int _net_forward_call(int act, int bt, double h, int nl, Py_ssize_t st,
                            const real[::1] theta, real[:, :, ::1] states,
-                           real[::1] wk) except -1:
+                           real[::1] wk, derivs) except -1:
     cdef int w = states.shape[1], nb = states.shape[2]
+    cdef real[:, :, ::1] dv
+    cdef real* pd = NULL
     if nl > 0 and w * nb > 0:
+        if derivs is not None:
+            dv = derivs
+            pd = &dv[0, 0, 0]
         with nogil:
-            bn_net_forward(act, bt, w, nb, h, nl, &theta[0], st, &states[0, 0, 0], &wk[0])
+            bn_net_forward(act, bt, w, nb, h, nl, &theta[0], st, &states[0, 0, 0], &wk[0], pd)
     return 0
 
 
+def _derivs(derivs, int n_layers, int width, Py_ssize_t batch, dtype):
+    if derivs is not None:
+        _same_shape3(derivs, "derivs", (n_layers, width, batch), dtype)
+    return derivs
+
+
+def _same_shape3(a, str name, shape, dtype):
+    _realc(a, name, 3, dtype)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    return a
+
+
 def net_forward(theta_layers, int width, int nb_bias, int n_layers, double h, activation,
-                states, work=None):
+                states, work=None, derivs=None):
     """Step all residual layers: ``states[n+1] = states[n] + h sigma(W_n states[n] + b_n)``.
 
     ``theta_layers`` is the contiguous slice of the flat parameter vector holding the layers
     (each W_n row-major then b_n with nb_bias entries), in the dtype of ``states``;
     ``states`` (n_layers+1, width, batch) holds u_0 in block 0 on entry and is filled in place.
+
+    ``derivs`` (optional, (n_layers, width, batch), writeable, the dtype of ``states``): scratch
+    that this forward fills with the activation derivatives for a following
+    ``net_backward(..., derivs=derivs)`` of the same parameters and states, which then skips one
+    product W u and the activation per layer where that pays: widths above 32 in float64, above
+    16 in float32 (elsewhere it is left untouched).  The states are the same, bit for bit, with
+    or without it.
     """
     stride, bias, dtype = _check_net(theta_layers, width, nb_bias, n_layers, states, "states")
     _writable(states, "states")
     cdef int act = _act_code(activation)
     work = _work(work, width * states.shape[2], dtype)
+    _derivs(derivs, n_layers, width, states.shape[2], dtype)
+    if derivs is not None:
+        _writable(derivs, "derivs")
     if dtype == np.float32:
-        _net_forward_call[float](act, bias, h, n_layers, stride, theta_layers, states, work)
+        _net_forward_call[float](act, bias, h, n_layers, stride, theta_layers, states, work,
+                                 derivs)
     else:
-        _net_forward_call[double](act, bias, h, n_layers, stride, theta_layers, states, work)
+        _net_forward_call[double](act, bias, h, n_layers, stride, theta_layers, states, work,
+                                  derivs)
     return states
 
 
 cdef int _net_backward_call(int act, int bt, double h, int nl, Py_ssize_t st,
                             const real[::1] theta, const real[:, :, ::1] states,
-                            real[:, ::1] lam, real[::1] grad, real[::1] wk) except -1:
+                            real[:, ::1] lam, real[::1] grad, real[::1] wk,
+                            derivs) except -1:
     cdef int w = states.shape[1], nb = states.shape[2]
+    cdef const real[:, :, ::1] dv
+    cdef const real* pd = NULL
     if nl > 0 and w * nb > 0:
+        if derivs is not None:
+            dv = derivs
+            pd = &dv[0, 0, 0]
         with nogil:
             bn_net_backward(act, bt, w, nb, h, nl, &theta[0], st, &states[0, 0, 0], &lam[0, 0],
-                            &grad[0], &wk[0])
+                            &grad[0], &wk[0], pd)
     return 0
 
 
 def net_backward(theta_layers, int width, int nb_bias, int n_layers, double h, activation,
-                 states, lam, grad_layers, work=None):
+                 states, lam, grad_layers, work=None, derivs=None):
     """Backward over all residual layers: lam (width, batch) holds lambda_N on entry and
     lambda_0 on exit; grad_layers (same layout as theta_layers) is ACCUMULATED.  Every array in
-    the dtype of ``states``."""
+    the dtype of ``states``.  ``derivs``: the array the ``net_forward`` that computed ``states``
+    (same parameters) filled; the results are the same, bit for bit, with or without it."""
     stride, bias, dtype = _check_net(theta_layers, width, nb_bias, n_layers, states, "states")
     cdef int act = _act_code(activation)
     _writable(_same_shape(lam, "lam", (width, states.shape[2]), dtype), "lam")
@@ -567,12 +682,13 @@ def net_backward(theta_layers, int width, int nb_bias, int n_layers, double h, a
         raise ValueError(f"grad_layers must have shape {theta_layers.shape}, "
                          f"got {grad_layers.shape}")
     work = _work(work, width * states.shape[2], dtype)
+    _derivs(derivs, n_layers, width, states.shape[2], dtype)
     if dtype == np.float32:
         _net_backward_call[float](act, bias, h, n_layers, stride, theta_layers, states, lam,
-                                  grad_layers, work)
+                                  grad_layers, work, derivs)
     else:
         _net_backward_call[double](act, bias, h, n_layers, stride, theta_layers, states, lam,
-                                   grad_layers, work)
+                                   grad_layers, work, derivs)
     return lam
 
 
@@ -590,8 +706,8 @@ cdef int _tanh_call(const real[::1] x, real[::1] o) except -1:
 def tanh(x, out=None):
     """The kernels' own vectorised tanh of a 1-D float64 or float32 array (tests, benchmarks).
 
-    float64: within 2.5 ulp of the exact tanh; float32: the float64 one rounded once, within
-    0.501 float32 ulp.  The derivative the kernels use is 1 - t^2 of this same t.  ``out=None``
+    float64: within 2.5 ulp of the exact tanh; float32: computed in float32, within 2.5 float32
+    ulp.  The derivative the kernels use is 1 - t^2 of this same t.  ``out=None``
     allocates; ``out`` may be ``x``.
     """
     dtype = _state_dtype(x, "x")

@@ -9,8 +9,12 @@ every implementation computes in that precision).  Not a test.
 
     python scripts/bench_resnet.py [--activation smoothrelu tanh] [--repeat 5] [--threads 2]
     python scripts/bench_resnet.py --dtype float64 float32 --cases 8:5000 32:1000 220:1000 512:1000 --layers 64
+    # one core against one core, CPU time (docs/results.md, section 5):
+    OPENBLAS_NUM_THREADS=1 python scripts/bench_resnet.py --dtype float64 float32 --activation relu tanh \
+        smoothrelu --cases 8:5000 32:1000 220:1000 512:1000 --layers 64 --threads 1 --clock cpu --no-numpy
 
-Wall-clock times; torch is timed with 1 thread and with its default (or --threads) thread count,
+Wall-clock times (--clock cpu: process CPU time); braidnet's serial net keeps sigma' from the
+forward for the backward (net_forward/net_backward derivs=), as serial training can; torch is timed with 1 thread and with its default (or --threads) thread count,
 taking the faster of its hand-written backward and autograd.  braidnet's kernels are single-
 threaded (at width 220 OpenBLAS may use its threads, as it does for numpy; set
 OPENBLAS_NUM_THREADS=1 to compare one core against one core).  On a busy machine repeat the run.
@@ -26,19 +30,22 @@ import numpy as np
 ETA = 0.1
 
 
+CLOCK = time.perf_counter   # --clock cpu: time.process_time (CPU time of the process, all threads)
+
+
 def best_time(fn, repeat: int, min_time: float = 0.2) -> float:
     """Best mean time per call over ``repeat`` rounds of enough calls to last min_time."""
     fn()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    one = max(time.perf_counter() - t0, 1e-7)
+    one = max(CLOCK() - t0, 1e-7)
     n = max(1, int(min_time / one))
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for _ in range(n):
             fn()
-        best = min(best, (time.perf_counter() - t0) / n)
+        best = min(best, (CLOCK() - t0) / n)
     return best
 
 
@@ -51,15 +58,16 @@ def make_braidnet(width, batch, N, act, theta, u0):
     lam = np.empty((width, batch), dt)
     grad = np.zeros_like(theta)
     work = np.empty(width * batch, dt)
+    derivs = np.empty((N, width, batch), dt)   # sigma' kept by the forward for the backward
     h = 5.0 / N
     lamN = np.ones((width, batch), dt) * 1e-3
 
     def run():
         states[0] = u0
-        K.net_forward(theta, width, width, N, h, act, states, work)
+        K.net_forward(theta, width, width, N, h, act, states, work, derivs)
         lam[...] = lamN
         grad[...] = 0.0
-        K.net_backward(theta, width, width, N, h, act, states, lam, grad, work)
+        K.net_backward(theta, width, width, N, h, act, states, lam, grad, work, derivs)
     return run
 
 
@@ -176,7 +184,13 @@ def main() -> None:
                     help="torch intra-op threads of the multi-threaded column (default: torch's own "
                          "default); the other torch column always uses 1 thread.  OpenBLAS (numpy, "
                          "braidnet at large widths) uses its own default")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: perf_counter; cpu: process CPU time (steadier on a loaded machine; "
+                         "with one thread everywhere: --threads 1 and OPENBLAS_NUM_THREADS=1)")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the numpy column")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     try:
         import torch
         t_default = args.threads or torch.get_num_threads()
@@ -185,7 +199,8 @@ def main() -> None:
         torch = None
         t_default = 0
         torch_info = "torch not importable: skipped"
-    print(f"numpy {np.__version__}; {torch_info}; {os.cpu_count()} CPUs")
+    print(f"numpy {np.__version__}; {torch_info}; {os.cpu_count()} CPUs; {args.clock} clock; "
+          f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print("forward + backward (adjoint + parameter gradient), best mean wall time per call; torch = the "
           "faster of its hand-written backward and autograd")
     try:
@@ -205,16 +220,20 @@ def main() -> None:
                 theta = (rng.uniform(-1, 1, N * (width * width + width)) / np.sqrt(width)).astype(dtype)
                 u0 = rng.standard_normal((width, batch)).astype(dtype)
                 tb = best_time(make_braidnet(width, batch, N, act, theta, u0), args.repeat)
-                tn = best_time(make_numpy(width, batch, N, act, theta, u0), args.repeat)
+                tn = (float("nan") if args.no_numpy
+                      else best_time(make_numpy(width, batch, N, act, theta, u0), args.repeat))
                 tt = {}
                 if torch is not None:
-                    for nt in (1, t_default):
+                    for nt in sorted({1, t_default}):
                         torch.set_num_threads(nt)
                         tt[nt] = min(best_time(f, args.repeat)
                                      for f in _torch_variants(torch, width, batch, N, act, theta, u0))
                 t1 = tt.get(1, float("nan"))
                 tN = tt.get(t_default, float("nan"))
-                if width == 8:
+                if args.no_numpy and width != 8:
+                    got = t1 / tb
+                    verdict = f"t1/bn >= 1 (issue 14): {'met' if got >= 1.0 else 'MISSED'} ({got:.2f})"
+                elif width == 8:
                     need = 2.0
                     got = min(t1, tN) / tb
                     verdict = f"torch/bn >= 2: {'met' if got >= need else 'MISSED'} ({got:.2f})"
@@ -225,8 +244,10 @@ def main() -> None:
                 print(f"{dtype:>7} {act:>10} {width:>5} {batch:>5} {N:>3} | {tb * 1e3:8.3f}ms {tn * 1e3:8.3f}ms "
                       f"{t1 * 1e3:8.3f}ms {tN * 1e3:8.3f}ms | {tn / tb:6.2f} {t1 / tb:6.2f} {tN / tb:6.2f} | "
                       f"{verdict}", flush=True)
+    print(f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print("ratios > 1: braidnet faster.  Targets (issue 3): at width 8 at least 2x faster than torch "
-          "(the faster of its 1-thread and multi-thread runs); at width 220 no slower than numpy.")
+          "(the faster of its 1-thread and multi-thread runs); at width 220 no slower than numpy; "
+          "(issue 14, with --no-numpy) no slower than torch on one thread.")
 
 
 def check() -> None:

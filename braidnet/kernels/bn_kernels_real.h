@@ -31,6 +31,14 @@ BN_INLINE V F(dsigma)(int act, V x) {
     return (q + (R)BN_ETA) * (R)(0.5 / BN_ETA);
 }
 
+/* sigma(x), and sigma'(x) into *ds, of the same x (tanh computed once: the derivative is 1 - t^2
+   of the very t returned, as F(dsigma) computes it) */
+BN_INLINE V F(sigma_ds)(int act, V x, V *ds) {
+    if (act == 0) return F(tanh_ds)(x, ds);
+    *ds = F(dsigma)(act, x);
+    return F(sigma)(act, x);
+}
+
 /* ---- element-wise rows (BLAS path) ----------------------------------------------------------- */
 
 /* out[j] = in[j] + h sigma(z[j] + bc)  (in == NULL: out[j] = sigma(z[j] + bc)); z may equal out */
@@ -93,6 +101,95 @@ BN_CLONES void BN_API(bn_c_deriv)(int act, int width, int batch, int scalar, con
     if (act == 0) F(deriv_impl)(0, width, batch, scalar, b, z, lam);
     else if (act == 1) F(deriv_impl)(1, width, batch, scalar, b, z, lam);
     else F(deriv_impl)(2, width, batch, scalar, b, z, lam);
+}
+
+/* ---- stored-derivative and bias-sum passes (BLAS path) ---------------------------------------- */
+
+/* out[j] = in[j] + h sigma(z[j] + bc), ds[j] = sigma'(z[j] + bc); z may equal out */
+BN_INLINE void F(row_update_ds)(int act, int n, R h, R bc, const R *z, const R *in, R *out, R *ds) {
+    int j = 0;
+    V d;
+    for (; j + VL <= n; j += VL) {
+        V s = F(sigma_ds)(act, F(ld)(z + j) + bc, &d);
+        F(st)(out + j, F(ld)(in + j) + h * s);
+        F(st)(ds + j, d);
+    }
+    if (j < n) {
+        R zt[VL] = {0}, it[VL] = {0}, ot[VL], dt[VL];
+        for (int i = 0; j + i < n; i++) { zt[i] = z[j + i]; it[i] = in[j + i]; }
+        V s = F(sigma_ds)(act, F(ld)(zt) + bc, &d);
+        F(st)(ot, F(ld)(it) + h * s);
+        F(st)(dt, d);
+        for (int i = 0; j + i < n; i++) { out[j + i] = ot[i]; ds[j + i] = dt[i]; }
+    }
+}
+
+BN_INLINE void F(update_ds_impl)(int act, int width, int batch, int scalar, R h, const R *b,
+                                 const R *z, const R *in, R *out, R *ds) {
+    for (int c = 0; c < width; c++) {
+        ptrdiff_t off = (ptrdiff_t)c * batch;
+        F(row_update_ds)(act, batch, h, b[scalar ? 0 : c], z + off, in + off, out + off, ds + off);
+    }
+}
+
+BN_CLONES void BN_API(bn_c_update_ds)(int act, int width, int batch, int scalar, double h,
+                                      const R *b, const R *z, const R *in, R *out, R *ds) {
+    const R hr = (R)h;
+    if (act == 0) F(update_ds_impl)(0, width, batch, scalar, hr, b, z, in, out, ds);
+    else if (act == 1) F(update_ds_impl)(1, width, batch, scalar, hr, b, z, in, out, ds);
+    else F(update_ds_impl)(2, width, batch, scalar, hr, b, z, in, out, ds);
+}
+
+/* the bias gradient of row c: gb[c] += alpha * s, or with scalar s added to *tot (for gb[0]) */
+BN_INLINE void F(gb_row)(int scalar, double alpha, double s, int c, double *tot, R *gb) {
+    if (scalar) *tot += s;
+    else gb[c] = (R)(gb[c] + alpha * s);
+}
+
+/* z[j] <- sigma'(z[j] + bc) * lam[j] (ds == NULL) or D[j] = ds[j] * lam[j]; returns the row sum
+   (in double) when sum != 0 */
+BN_INLINE double F(row_dmul)(int act, int n, R bc, const R *z, const R *ds, const R *lam, R *D,
+                             int sum) {
+    bn_v4 acc[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+    int j = 0;
+    for (; j + VL <= n; j += VL) {
+        V d = (ds ? F(ld)(ds + j) : F(dsigma)(act, F(ld)(z + j) + bc)) * F(ld)(lam + j);
+        F(st)(D + j, d);
+        if (sum) F(wacc)(acc, d);
+    }
+    if (j < n) {
+        R zt[VL] = {0}, lt[VL] = {0}, ot[VL];
+        for (int i = 0; j + i < n; i++) { zt[i] = ds ? ds[j + i] : z[j + i]; lt[i] = lam[j + i]; }
+        V d = (ds ? F(ld)(zt) : F(dsigma)(act, F(ld)(zt) + bc)) * F(ld)(lt);
+        F(st)(ot, d);
+        if (sum) F(wacc)(acc, d);     /* padding lanes: sigma'(finite) * 0 = 0 */
+        for (int i = 0; j + i < n; i++) D[j + i] = ot[i];
+    }
+    return sum ? bn_hsum_d(acc[0] + acc[1]) : 0.0;
+}
+
+BN_INLINE void F(dmul_impl)(int act, int width, int batch, int scalar, const R *b, const R *z,
+                            const R *ds, const R *lam, R *D, double alpha, R *gb) {
+    double tot = 0.0;
+    for (int c = 0; c < width; c++) {
+        ptrdiff_t off = (ptrdiff_t)c * batch;
+        double s = F(row_dmul)(act, batch, ds ? (R)0 : b[scalar ? 0 : c], z ? z + off : NULL,
+                               ds ? ds + off : NULL, lam + off, D + off, gb != NULL);
+        if (gb) F(gb_row)(scalar, alpha, s, c, &tot, gb);
+    }
+    if (gb && scalar) gb[0] = (R)(gb[0] + alpha * tot);
+}
+
+BN_CLONES void BN_API(bn_c_deriv_gb)(int act, int width, int batch, int scalar, const R *b, R *z,
+                                     const R *lam, double alpha, R *gb) {
+    if (act == 0) F(dmul_impl)(0, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+    else if (act == 1) F(dmul_impl)(1, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+    else F(dmul_impl)(2, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+}
+
+BN_CLONES void BN_API(bn_c_dmul_gb)(int width, int batch, int scalar, const R *ds, const R *lam,
+                                    R *D, double alpha, R *gb) {
+    F(dmul_impl)(1, width, batch, scalar, NULL, NULL, ds, lam, D, alpha, gb);
 }
 
 /* tanh of n values (tests, benchmarks) */
@@ -187,58 +284,86 @@ BN_INLINE int F(tile_cols)(int m) {
     return t > 256 ? 256 : t;   /* m <= BN_FUSED_MAX = 32 gives t >= 64 */
 }
 
-/* forward on one tile of n columns (multiple of VL): out = in + h sigma(W in + b) */
+/* forward on one tile of n columns (multiple of VL): out = in + h sigma(W in + b) and, unless
+   ds == NULL, ds = sigma'(W in + b) (rows ldd apart) */
 BN_INLINE void F(fwd_tile)(int act, int m, int bs, R h, const R *W, const R *b, const R *in,
-                           ptrdiff_t ldi, R *out, ptrdiff_t ldo, R *Z, int n) {
+                           ptrdiff_t ldi, R *out, ptrdiff_t ldo, R *ds, ptrdiff_t ldd, R *Z,
+                           int n) {
     F(mv)(m, m, W, m, 1, b, bs, NULL, 0, in, ldi, Z, n, n);
     for (int c = 0; c < m; c++) {
         const R *zc = Z + (ptrdiff_t)c * n, *ic = in + (ptrdiff_t)c * ldi;
         R *oc = out + (ptrdiff_t)c * ldo;
-        for (int j = 0; j < n; j += VL)
-            F(st)(oc + j, F(ld)(ic + j) + h * F(sigma)(act, F(ld)(zc + j)));
+        if (ds) {
+            R *dc = ds + (ptrdiff_t)c * ldd;
+            for (int j = 0; j < n; j += VL) {
+                V d, s = F(sigma_ds)(act, F(ld)(zc + j), &d);
+                F(st)(oc + j, F(ld)(ic + j) + h * s);
+                F(st)(dc + j, d);
+            }
+        } else {
+            for (int j = 0; j < n; j += VL)
+                F(st)(oc + j, F(ld)(ic + j) + h * F(sigma)(act, F(ld)(zc + j)));
+        }
     }
 }
 
 BN_INLINE void F(fused_forward_impl)(int act, int m, int batch, int bs, R h, const R *W,
-                                     const R *b, const R *u_in, R *u_out) {
+                                     const R *b, const R *u_in, R *u_out, R *ds) {
     R Z[BN_TILE_BYTES / sizeof(R)] __attribute__((aligned(32)));
     const int T = F(tile_cols)(m), b4 = batch & ~(VL - 1);
     for (int j0 = 0; j0 < b4; j0 += T) {
         int n = b4 - j0 < T ? b4 - j0 : T;
-        F(fwd_tile)(act, m, bs, h, W, b, u_in + j0, batch, u_out + j0, batch, Z, n);
+        F(fwd_tile)(act, m, bs, h, W, b, u_in + j0, batch, u_out + j0, batch,
+                    ds ? ds + j0 : NULL, batch, Z, n);
     }
     if (b4 < batch) {     /* last 1..VL-1 columns through a zero-padded VL-column copy */
         R P[BN_FUSED_MAX * VL] __attribute__((aligned(32)));
+        R Pd[BN_FUSED_MAX * VL] __attribute__((aligned(32)));
         int t = batch - b4;
         for (int c = 0; c < m; c++)
             for (int i = 0; i < VL; i++) P[c * VL + i] = i < t ? u_in[(ptrdiff_t)c * batch + b4 + i] : (R)0;
-        F(fwd_tile)(act, m, bs, h, W, b, P, VL, P, VL, Z, VL);
+        F(fwd_tile)(act, m, bs, h, W, b, P, VL, P, VL, ds ? Pd : NULL, VL, Z, VL);
         for (int c = 0; c < m; c++)
-            for (int i = 0; i < t; i++) u_out[(ptrdiff_t)c * batch + b4 + i] = P[c * VL + i];
+            for (int i = 0; i < t; i++) {
+                u_out[(ptrdiff_t)c * batch + b4 + i] = P[c * VL + i];
+                if (ds) ds[(ptrdiff_t)c * batch + b4 + i] = Pd[c * VL + i];
+            }
     }
+}
+
+BN_INLINE void F(fused_forward_act)(int act, int m, int batch, int scalar, double h, const R *W,
+                                    const R *b, const R *u_in, R *u_out, R *ds) {
+    const int bs = scalar ? 0 : 1;
+    const R hr = (R)h;
+    if (act == 0) F(fused_forward_impl)(0, m, batch, bs, hr, W, b, u_in, u_out, ds);
+    else if (act == 1) F(fused_forward_impl)(1, m, batch, bs, hr, W, b, u_in, u_out, ds);
+    else F(fused_forward_impl)(2, m, batch, bs, hr, W, b, u_in, u_out, ds);
 }
 
 BN_CLONES void BN_API(bn_fused_forward)(int act, int m, int batch, int scalar, double h,
                                         const R *W, const R *b, const R *u_in, R *u_out) {
-    const int bs = scalar ? 0 : 1;
-    const R hr = (R)h;
-    if (act == 0) F(fused_forward_impl)(0, m, batch, bs, hr, W, b, u_in, u_out);
-    else if (act == 1) F(fused_forward_impl)(1, m, batch, bs, hr, W, b, u_in, u_out);
-    else F(fused_forward_impl)(2, m, batch, bs, hr, W, b, u_in, u_out);
+    F(fused_forward_act)(act, m, batch, scalar, h, W, b, u_in, u_out, NULL);
 }
 
-/* backward on one tile: D = sigma'(W u + b) * lin; G += D u^T, gbs[c] += sum D[c,:];
-   lout = lin + hWT D.  Any of G / lout may be NULL. */
+BN_CLONES void BN_API(bn_fused_forward_ds)(int act, int m, int batch, int scalar, double h,
+                                           const R *W, const R *b, const R *u_in, R *u_out,
+                                           R *ds) {
+    F(fused_forward_act)(act, m, batch, scalar, h, W, b, u_in, u_out, ds);
+}
+
+/* backward on one tile: D = sigma'(W u + b) * lin (or, ds != NULL, ds * lin with the stored
+   sigma', rows ldd apart); G += D u^T, gbs[c] += sum D[c,:]; lout = lin + hWT D.  Any of G / lout
+   may be NULL. */
 BN_INLINE void F(bwd_tile)(int act, int m, int bs, const R *W, const R *b, const R *hWT,
-                           const R *u, ptrdiff_t ldu, const R *lin, ptrdiff_t ldl, R *lout,
-                           ptrdiff_t ldo, R *G, R *gbs, R *Z, int n) {
-    F(mv)(m, m, W, m, 1, b, bs, NULL, 0, u, ldu, Z, n, n);
+                           const R *u, ptrdiff_t ldu, const R *ds, ptrdiff_t ldd, const R *lin,
+                           ptrdiff_t ldl, R *lout, ptrdiff_t ldo, R *G, R *gbs, R *Z, int n) {
+    if (!ds) F(mv)(m, m, W, m, 1, b, bs, NULL, 0, u, ldu, Z, n, n);
     for (int c = 0; c < m; c++) {
         R *zc = Z + (ptrdiff_t)c * n;
-        const R *lc = lin + (ptrdiff_t)c * ldl;
+        const R *lc = lin + (ptrdiff_t)c * ldl, *dc = ds ? ds + (ptrdiff_t)c * ldd : NULL;
         V s = F(splat)((R)0);
         for (int j = 0; j < n; j += VL) {
-            V d = F(dsigma)(act, F(ld)(zc + j)) * F(ld)(lc + j);
+            V d = (ds ? F(ld)(dc + j) : F(dsigma)(act, F(ld)(zc + j))) * F(ld)(lc + j);
             F(st)(zc + j, d);
             s += d;
         }
@@ -249,8 +374,8 @@ BN_INLINE void F(bwd_tile)(int act, int m, int bs, const R *W, const R *b, const
 }
 
 BN_INLINE void F(fused_backward_impl)(int act, int m, int batch, int bs, R h, const R *W,
-                                      const R *b, const R *u, const R *lam_in, R *lam_out,
-                                      R *gW, R *gb) {
+                                      const R *b, const R *u, const R *ds, const R *lam_in,
+                                      R *lam_out, R *gW, R *gb) {
     R Z[BN_TILE_BYTES / sizeof(R)] __attribute__((aligned(32)));
     R hWT[BN_FUSED_MAX * BN_FUSED_MAX];
     R G[BN_FUSED_MAX * BN_FUSED_MAX];
@@ -264,19 +389,22 @@ BN_INLINE void F(fused_backward_impl)(int act, int m, int batch, int bs, R h, co
     memset(gbs, 0, sizeof(R) * m);
     for (int j0 = 0; j0 < b4; j0 += T) {
         int n = b4 - j0 < T ? b4 - j0 : T;
-        F(bwd_tile)(act, m, bs, W, b, hWT, u + j0, batch, lam_in + j0, batch,
-                    lam_out ? lam_out + j0 : NULL, batch, Gp, gp, Z, n);
+        F(bwd_tile)(act, m, bs, W, b, hWT, u + j0, batch, ds ? ds + j0 : NULL, batch,
+                    lam_in + j0, batch, lam_out ? lam_out + j0 : NULL, batch, Gp, gp, Z, n);
     }
     if (b4 < batch) {
         R Pu[BN_FUSED_MAX * VL] __attribute__((aligned(32)));
         R Pl[BN_FUSED_MAX * VL] __attribute__((aligned(32)));
+        R Pd[BN_FUSED_MAX * VL] __attribute__((aligned(32)));
         int t = batch - b4;
         for (int c = 0; c < m; c++)
             for (int i = 0; i < VL; i++) {
                 Pu[c * VL + i] = i < t ? u[(ptrdiff_t)c * batch + b4 + i] : (R)0;
                 Pl[c * VL + i] = i < t ? lam_in[(ptrdiff_t)c * batch + b4 + i] : (R)0;
+                Pd[c * VL + i] = i < t && ds ? ds[(ptrdiff_t)c * batch + b4 + i] : (R)0;
             }
-        F(bwd_tile)(act, m, bs, W, b, hWT, Pu, VL, Pl, VL, lam_out ? Pl : NULL, VL, Gp, gp, Z, VL);
+        F(bwd_tile)(act, m, bs, W, b, hWT, Pu, VL, ds ? Pd : NULL, VL, Pl, VL,
+                    lam_out ? Pl : NULL, VL, Gp, gp, Z, VL);
         if (lam_out)
             for (int c = 0; c < m; c++)
                 for (int i = 0; i < t; i++) lam_out[(ptrdiff_t)c * batch + b4 + i] = Pl[c * VL + i];
@@ -299,7 +427,15 @@ BN_CLONES void BN_API(bn_fused_backward)(int act, int m, int batch, int scalar, 
                                          R *lam_out, R *gW, R *gb) {
     const int bs = scalar ? 0 : 1;
     const R hr = (R)h;
-    if (act == 0) F(fused_backward_impl)(0, m, batch, bs, hr, W, b, u, lam_in, lam_out, gW, gb);
-    else if (act == 1) F(fused_backward_impl)(1, m, batch, bs, hr, W, b, u, lam_in, lam_out, gW, gb);
-    else F(fused_backward_impl)(2, m, batch, bs, hr, W, b, u, lam_in, lam_out, gW, gb);
+    if (act == 0) F(fused_backward_impl)(0, m, batch, bs, hr, W, b, u, NULL, lam_in, lam_out, gW, gb);
+    else if (act == 1) F(fused_backward_impl)(1, m, batch, bs, hr, W, b, u, NULL, lam_in, lam_out, gW, gb);
+    else F(fused_backward_impl)(2, m, batch, bs, hr, W, b, u, NULL, lam_in, lam_out, gW, gb);
+}
+
+/* with a stored sigma': no activation, so one instance serves every act */
+BN_CLONES void BN_API(bn_fused_backward_ds)(int m, int batch, int scalar, double h, const R *W,
+                                            const R *u, const R *ds, const R *lam_in,
+                                            R *lam_out, R *gW, R *gb) {
+    F(fused_backward_impl)(1, m, batch, scalar ? 0 : 1, (R)h, W, NULL, u, ds, lam_in, lam_out,
+                           gW, gb);
 }
