@@ -1,5 +1,5 @@
 """Type stub of the compiled per-layer ResNet kernels (state blocks are (width, batch))."""
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +25,7 @@ def opening_forward(W: F64, b: F64, x: F64, activation: Activation,
                     u_out: Optional[F64] = ...) -> F64: ...
 def opening_gradient(W: F64, b: F64, x: F64, lam0: F64, activation: Activation, gW: F64, gb: F64,
                      work: Optional[F64] = ...) -> None: ...
+def keeps_derivs(width: int, dtype: Any) -> bool: ...
 def net_forward(theta_layers: F64, width: int, nb_bias: int, n_layers: int, h: float,
                 activation: Activation, states: F64, work: Optional[F64] = ...,
                 derivs: Optional[F64] = ...) -> F64: ...

@@ -620,6 +620,16 @@ def _same_shape3(a, str name, shape, dtype):
     return a
 
 
+def keeps_derivs(int width, dtype) -> bool:
+    """Whether :func:`net_forward` / :func:`net_backward` use a ``derivs`` array at this width and
+    dtype (elsewhere they leave it untouched, and a caller need not allocate one)."""
+    cdef float f = 0
+    cdef double d = 0
+    if np.dtype(dtype) == np.float32:
+        return _keep_derivs(width, &f)
+    return _keep_derivs(width, &d)
+
+
 def net_forward(theta_layers, int width, int nb_bias, int n_layers, double h, activation,
                 states, work=None, derivs=None):
     """Step all residual layers: ``states[n+1] = states[n] + h sigma(W_n states[n] + b_n)``.

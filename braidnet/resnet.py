@@ -304,17 +304,32 @@ class DenseLayers:
 
     def __init__(self, layout: ParamLayout, act: int, h: float) -> None:
         self.layout, self.act, self.h = layout, act, h
+        # sigma' of the last forward, with the states and parameters it belongs to: the backward
+        # of those skips one GEMM per layer (where the kernels say it pays: _kernels.keeps_derivs)
+        self._derivs: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
 
     def forward(self, theta_layers: np.ndarray, states: np.ndarray) -> None:
         """states[0] = u_0 on entry; states[n] = u_n on exit (theta_layers in the states' dtype)."""
         L = self.layout
-        _kernels.net_forward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states)
+        self._derivs = None
+        derivs = None
+        if _kernels.keeps_derivs(L.width, states.dtype):
+            derivs = np.empty((L.n_layers,) + states.shape[1:], dtype=states.dtype)
+        _kernels.net_forward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states,
+                             derivs=derivs)
+        if derivs is not None:
+            self._derivs = (states, theta_layers.copy(), derivs)
 
     def backward(self, theta_layers: np.ndarray, states: np.ndarray, lam: np.ndarray,
                  g: np.ndarray) -> None:
-        """lam: lambda_N on entry, lambda_0 on exit; g (the layers' block layout) accumulated."""
+        """lam: lambda_N on entry, lambda_0 on exit; g (the layers' block layout) accumulated.
+        Bit for bit the same whether or not the last forward's sigma' is reused."""
         L = self.layout
-        _kernels.net_backward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states, lam, g)
+        kept, derivs = self._derivs, None
+        if kept is not None and kept[0] is states and np.array_equal(kept[1], theta_layers):
+            derivs = kept[2]
+        _kernels.net_backward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states, lam, g,
+                              derivs=derivs)
 
 
 class ConvLayers(DenseLayers):

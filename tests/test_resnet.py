@@ -224,3 +224,29 @@ def test_bad_data():
         net.loss_and_gradient(np.full_like(theta, np.nan), X, y)
     with pytest.raises(ValueError, match="holds no samples"):
         net.predict(theta, np.ones((0, 2)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wide_backward_reuses_the_forward_derivatives_bit_for_bit(dtype):
+    # width 40: the kernels keep sigma' from the forward for the backward (one GEMM fewer)
+    from braidnet import _kernels
+    assert _kernels.keeps_derivs(40, dtype) and not _kernels.keeps_derivs(8, "float64")
+    net = ResNet(3, 4, 40, 5, activation="tanh", opening="dense", dtype=dtype)
+    X, y = small_problem(1, n=7, nf=3, nc=4)
+    theta = np.random.default_rng(2).standard_normal(net.n_params) * 0.3
+    L = net.layout
+    tl = theta[L.layers_slice()]
+    u0 = np.random.default_rng(3).standard_normal((40, 7)).astype(dtype)
+    lamN = np.random.default_rng(4).standard_normal((40, 7))
+    states = net.layers_forward(tl, u0)
+    assert net.layer._derivs is not None and net.layer._derivs[0] is states
+    g_kept, lam_kept = net.layers_backward(tl, states, lamN)
+    # other states, or other parameters: recomputed, never the kept ones
+    g_fresh, lam_fresh = net.layers_backward(tl, states.copy(), lamN)
+    np.testing.assert_array_equal(g_kept, g_fresh)
+    np.testing.assert_array_equal(lam_kept, lam_fresh)
+    moved = tl + 0.1
+    g_moved, _ = net.layers_backward(moved, states, lamN)
+    g_ref, _ = net.layers_backward(moved, states.copy(), lamN)
+    np.testing.assert_array_equal(g_moved, g_ref)
+    assert not np.array_equal(g_moved, g_kept)
