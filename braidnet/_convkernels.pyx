@@ -68,6 +68,9 @@ from braidnet._kernels cimport BN_BIAS_CHANNEL, BN_BIAS_SCALAR, BN_RELU, BN_SMOO
 
 import numpy as np
 
+# the dense kernels' argument checks: one wording of every error for both layer kinds
+from braidnet._kernels import ACTIVATIONS, _act_code, _realc, _writable
+
 # The activation passes and tanh of the dense kernels (braidnet/kernels/bn_kernels.c, linked into
 # this extension as well): one definition of every activation.
 cdef extern from "bn_kernels.h":
@@ -91,7 +94,6 @@ RELU = BN_RELU
 SMOOTHRELU = BN_SMOOTHRELU
 BIAS_CHANNEL = BN_BIAS_CHANNEL
 BIAS_SCALAR = BN_BIAS_SCALAR
-ACTIVATIONS = {"tanh": BN_TANH, "relu": BN_RELU, "smoothrelu": BN_SMOOTHRELU}
 PATH_AUTO = BN_CONV_AUTO
 PATH_DIRECT = BN_CONV_DIRECT
 PATH_GEMM = BN_CONV_GEMM
@@ -426,21 +428,7 @@ _INT_MAX = 2**31 - 1
 
 def _f64c(a, str name, int ndim):
     """Return a after checking it is a C-contiguous float64 numpy array of ndim dimensions."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != np.float64:
-        raise ValueError(f"{name} must have dtype float64, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous")
-    return a
-
-
-def _writable(a, str name):
-    if not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable")
-    return a
+    return _realc(a, name, ndim, np.float64)
 
 
 def _shape(a, str name, shape, bint write=False):
@@ -448,18 +436,6 @@ def _shape(a, str name, shape, bint write=False):
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
     return _writable(a, name) if write else a
-
-
-def _act_code(activation):
-    if isinstance(activation, str):
-        try:
-            return ACTIVATIONS[activation]
-        except KeyError:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
-                             f"got {activation!r}") from None
-    if activation not in (BN_TANH, BN_RELU, BN_SMOOTHRELU):
-        raise ValueError(f"activation code must be 0, 1 or 2, got {activation!r}")
-    return int(activation)
 
 
 def _path_code(path):

@@ -56,7 +56,7 @@ __all__ = ["ParallelNetwork", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
 DEFAULT_ABS_TOL = 1e-10
 DEFAULT_MAX_ITER = 100
 #: float32 networks: no solve asks for a residual below F32_TOL_FACTOR * eps32 * sqrt(values in the
-#: states), the round-off floor of states of order 1 (a smaller abs_tol is raised to it)
+#: states), the round-off floor of states of order 1 (a smaller positive abs_tol is raised to it)
 F32_TOL_FACTOR = 10.0
 
 Key = Tuple[str, int]   # ("W", layer) | ("U", primal point) | ("L", primal point of an adjoint)
@@ -657,9 +657,10 @@ class ParallelNetwork:
         return {"max_iter": mi, "abs_tol": tol}
 
     def _drive(self, core, opts: dict):
-        if self._dtype == np.float32:
+        if self._dtype == np.float32 and opts["abs_tol"] > 0:
             # float32 round-off leaves a residual of about eps |u| per value: a tolerance below
-            # that floor would only burn iterations up to max_iter, so it is raised to it
+            # that floor would only burn iterations up to max_iter, so it is raised to it (0 asks
+            # for no tolerance, exactly max_iter iterations, and stays)
             n = (self.n_layers + 1) * self.net.state_size * core.app.batch
             floor = F32_TOL_FACTOR * float(np.finfo(np.float32).eps) * math.sqrt(n)
             opts = dict(opts, abs_tol=max(opts["abs_tol"], floor))

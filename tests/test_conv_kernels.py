@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
+from test_kernels import ACTS, dsigma, sigma   # the activations' numpy reference
+
 from braidnet import _convkernels as C
 
-ACTS = ["tanh", "relu", "smoothrelu"]
 PATHS = ["direct", "gemm"]
-ETA = 0.1
 # (c, k, H, W, batch): k = 1, 3, 5 (the unrolled direct loops) and 7 (the generic one), c = 1..8,
 # H != W, batch 1 and odd batches
 SHAPES = [(1, 1, 5, 4, 1), (2, 3, 6, 9, 3), (3, 3, 7, 5, 1), (4, 3, 8, 8, 7), (5, 5, 6, 7, 3),
@@ -20,22 +20,6 @@ SHAPES = [(1, 1, 5, 4, 1), (2, 3, 6, 9, 3), (3, 3, 7, 5, 1), (4, 3, 8, 8, 7), (5
 
 
 # ---- the numpy reference ------------------------------------------------------------------------
-
-def sigma(act, z):
-    if act == "tanh":
-        return np.tanh(z)
-    if act == "relu":
-        return np.maximum(z, 0.0)
-    return np.where(z >= ETA, z, np.where(z <= -ETA, 0.0, z * z / (4 * ETA) + z / 2 + ETA / 4))
-
-
-def dsigma(act, z):
-    if act == "tanh":
-        return 1.0 - np.tanh(z) ** 2
-    if act == "relu":
-        return (z > 0).astype(float)
-    return np.where(z >= ETA, 1.0, np.where(z <= -ETA, 0.0, z / (2 * ETA) + 0.5))
-
 
 def pad(x, p):
     return np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
