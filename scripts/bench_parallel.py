@@ -718,7 +718,7 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
             common = ("--activation", a.tb_activation, "--data", data)
             prep = launch(1, "tbprep", a, *common, "--width", str(width), "--batch", str(batch))
             ser = launch(1, "torchserial", a, *common, python=py) if py else None
-            line = f"\n   width {width}, batch {batch}: serial forward + backward: braidnet {prep['seconds'] * 1e3:.1f} ms"
+            line = f"\n   width {width}, batch {batch}: serial forward + backward: braidnet float64 {prep['seconds'] * 1e3:.1f} ms"
             if ser:
                 line += (f", PyTorch {ser['torch']} float64 {ser['float64']['seconds'] * 1e3:.1f} ms, float32 "
                          f"{ser['float32']['seconds'] * 1e3:.1f} ms (1 thread; gradient errors "
