@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# The paper's Figure 3 study (Cyr, Guenther, Schroder 2019; docs/design.md section 8): peaks, widths 5 and
-# 8, initial residual weight scale w_i in {0, 1e-6}, Tikhonov gamma in {1e-5, 1e-7}, SEEDS runs each,
-# nested (examples/peaks.toml) and non-nested (examples/peaks_plain.toml), T = 5.
+# Nested against non-nested training over seeds and hyperparameters, one study per --study:
+#   peaks   the paper's Figure 3 study (Cyr, Guenther, Schroder 2019; docs/design.md section 8): widths 5
+#           and 8, initial residual weight scale w_i in {0, 1e-6}, Tikhonov gamma in {1e-5, 1e-7}, SEEDS
+#           runs each, nested (examples/peaks.toml) and non-nested (examples/peaks_plain.toml), T = 5;
+#   digits  convolutional ResNets on the UCI digits (docs/results.md section 5): width 4, w_i 0,
+#           gamma 1e-7, nested (examples/digits.toml) and non-nested (examples/digits_plain.toml).
 # Every run is one `mpiexec -n P python -m braidnet.cli train ...` into OUT/<method>_w<W>_wi<WI>_g<G>_s<S>/.
+# scripts/scan_digits.sh is this script with --study digits.
 set -u
 
 usage() {
   cat <<'EOF'
 usage: scripts/scan_peaks.sh [options] [-- EXTRA TRAIN ARGS]
 
-Runs the peaks hyperparameter scan (paper Figure 3) and leaves one braidnet run folder per network.
+Runs a scan of nested against non-nested training and leaves one braidnet run folder per network.
 
 options:
-  -o OUT          output folder (default runs/scan_peaks, or runs/scan_peaks_quick with --quick)
-  -s SEEDS        runs per (width, w_i, gamma, method): seeds 1..SEEDS (default 12, as the paper),
+  --study S       peaks (default: the paper's Figure 3 scan) or digits (convolutional ResNets on the
+                  UCI digits, docs/results.md section 5); sets the configurations, the defaults below
+                  and --quick's schedules
+  -o OUT          output folder (default runs/scan_S, or runs/scan_S_quick with --quick)
+  -s SEEDS        runs per (width, w_i, gamma, method): seeds 1..SEEDS (default 12, as the paper; digits 10),
                   or A-B for seeds A..B (more independent starts, or a scan split over machines)
   -j J            runs at a time (default 1)
   -p P            MPI ranks per run (default 2); J*P should not exceed the cores
@@ -21,17 +28,19 @@ options:
                     net   network.seed = s, data.seed = 0: one data set, 12 initialisations
                           (the paper trained on one published peaks data set)
                     both  network.seed = data.seed = s: data draw and initialisation vary
-  --widths "5 8"  widths to scan (default "5 8")
+  --widths "5 8"  widths to scan (default "5 8"; digits "4", its channels)
   --methods "nested plain"   methods to scan (default both; plain = non-nested)
-  --wis "0 1e-6"  initial residual weight scales w_i to scan (default "0 1e-6", as the paper)
-  --gammas "1e-5 1e-7"       Tikhonov weights gamma to scan (default "1e-5 1e-7", as the paper)
-  --quick         shortened schedules for a smoke run: nested [20,12,8], non-nested 19 iterations
+  --wis "0 1e-6"  initial residual weight scales w_i to scan (default "0 1e-6", as the paper; digits "0")
+  --gammas "1e-5 1e-7"       Tikhonov weights gamma to scan (default "1e-5 1e-7", as the paper; digits "1e-7")
+  --quick         shortened schedules for a smoke run: peaks nested [20,12,8], non-nested 19 iterations
+                  (a tenth); digits nested [10,7,3], non-nested 20 iterations (a third)
   --retry-failed  also rerun runs that diverged before (by default a diverged run, exit status 3,
                   is a result and is skipped; any other failure is retried by the next scan)
   --dry-run       print the commands, run nothing
   -h, --help      this text
 
 Anything after -- is passed on to every `braidnet train` (e.g. -- --set braid.iterations=3).
+The digits study validates every iteration (output.validate_every=1, as peaks.toml) for its curves.
 
 Resumable: a run whose folder holds weights.npz is finished and skipped; one holding only
 checkpoint.npz is continued with --resume.  A failing run is written to OUT/failures.log (and its
@@ -43,21 +52,23 @@ EOF
 }
 
 # ---- defaults and arguments ---------------------------------------------------------------------
+PROG=$(basename "$0")
+STUDY=peaks
 OUT=""
-SEEDS=12
+SEEDS=""
 JOBS=1
 RANKS=2
 SEED_MODE=net
-WIDTHS="5 8"
+WIDTHS=""
 METHODS="nested plain"
 QUICK=0
 RETRY=0
 DRY=0
 EXTRA=()
-WIS=(0 1e-6)        # initial weight scale w_i of the residual layers
-GAMMAS=(1e-5 1e-7)  # Tikhonov weight gamma_tik
+WIS=()              # initial weight scale w_i of the residual layers (default: the study's)
+GAMMAS=()           # Tikhonov weight gamma_tik (default: the study's)
 
-die() { echo "scan_peaks.sh: $*" >&2; exit 2; }
+die() { echo "$PROG: $*" >&2; exit 2; }
 
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die "option $1 needs a value (see -h)"; }
 
@@ -65,6 +76,7 @@ is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
+    --study) need_value "$@"; STUDY=$2; shift 2 ;;
     -o) need_value "$@"; OUT=$2; shift 2 ;;
     -s) need_value "$@"; SEEDS=$2; shift 2 ;;
     -j) need_value "$@"; JOBS=$2; shift 2 ;;
@@ -82,6 +94,27 @@ while [ $# -gt 0 ]; do
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
+
+# ---- the studies: configurations, defaults, --quick's schedules, fixed overrides -----------------
+case "$STUDY" in
+  peaks)
+    NESTED_CFG=examples/peaks.toml; PLAIN_CFG=examples/peaks_plain.toml
+    DEF_SEEDS=12; DEF_WIDTHS="5 8"; DEF_WIS="0 1e-6"; DEF_GAMMAS="1e-5 1e-7"
+    # a tenth of the paper's iterations, same nested/non-nested ratio (400 vs 188)
+    QUICK_NESTED="[20,12,8]"; QUICK_PLAIN=19
+    FIXED=() ;;
+  digits)
+    NESTED_CFG=examples/digits.toml; PLAIN_CFG=examples/digits_plain.toml
+    DEF_SEEDS=10; DEF_WIDTHS="4"; DEF_WIS="0"; DEF_GAMMAS="1e-7"
+    # a third of the examples' iterations ((30, 20, 10) and 60)
+    QUICK_NESTED="[10,7,3]"; QUICK_PLAIN=20
+    FIXED=(output.validate_every=1) ;;
+  *) die "--study must be peaks or digits, got '$STUDY'" ;;
+esac
+[ -n "$SEEDS" ] || SEEDS=$DEF_SEEDS
+[ -n "$WIDTHS" ] || WIDTHS=$DEF_WIDTHS
+[ ${#WIS[@]} -gt 0 ] || read -r -a WIS <<< "$DEF_WIS"
+[ ${#GAMMAS[@]} -gt 0 ] || read -r -a GAMMAS <<< "$DEF_GAMMAS"
 
 if [[ "$SEEDS" =~ ^([1-9][0-9]*)-([1-9][0-9]*)$ ]] && [ "${BASH_REMATCH[1]}" -le "${BASH_REMATCH[2]}" ]; then
   FIRST_SEED=${BASH_REMATCH[1]}; LAST_SEED=${BASH_REMATCH[2]}
@@ -101,16 +134,14 @@ for m in $METHODS; do case "$m" in nested|plain) ;; *) die "--methods: '$m' is n
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
 . scripts/_runenv.sh
-[ -n "$OUT" ] || { [ "$QUICK" = 1 ] && OUT=runs/scan_peaks_quick || OUT=runs/scan_peaks; }
-
-NESTED_CFG=examples/peaks.toml
-PLAIN_CFG=examples/peaks_plain.toml
+[ -n "$OUT" ] || { [ "$QUICK" = 1 ] && OUT=runs/scan_${STUDY}_quick || OUT=runs/scan_$STUDY; }
 
 # ---- one run ---------------------------------------------------------------------------------------
 
 config_of() { [ "$1" = nested ] && echo "$NESTED_CFG" || echo "$PLAIN_CFG"; }
 
-# The --set overrides of one run (one per line): the scanned values, then --quick's schedule.
+# The --set overrides of one run (one per line): the scanned values, the study's fixed ones, then
+# --quick's schedule.
 overrides_of() {  # method width wi gamma seed
   local method=$1 width=$2 wi=$3 gamma=$4 seed=$5
   echo "network.width=$width"
@@ -118,9 +149,9 @@ overrides_of() {  # method width wi gamma seed
   echo "network.gamma_tik=$gamma"
   echo "network.seed=$seed"
   if [ "$SEED_MODE" = both ]; then echo "data.seed=$seed"; else echo "data.seed=0"; fi
+  [ ${#FIXED[@]} -eq 0 ] || printf '%s\n' "${FIXED[@]}"
   if [ "$QUICK" = 1 ]; then
-    # a tenth of the paper's iterations, same nested/non-nested ratio (400 vs 188)
-    if [ "$method" = nested ]; then echo "nested.schedule=[20,12,8]"; else echo "optimizer.iterations=19"; fi
+    if [ "$method" = nested ]; then echo "nested.schedule=$QUICK_NESTED"; else echo "optimizer.iterations=$QUICK_PLAIN"; fi
   fi
 }
 
@@ -197,7 +228,7 @@ plan() {
 PIDS=()
 stop_all() {  # Ctrl-C / kill: end the runs this script started (their checkpoints let them resume)
   trap - INT TERM
-  echo "scan_peaks.sh: interrupted; stopping ${#PIDS[@]} run(s); rerun the same command to resume" >&2
+  echo "$PROG: interrupted; stopping ${#PIDS[@]} run(s); rerun the same command to resume" >&2
   local pid
   # background jobs of a script ignore SIGINT, so signal each run's mpiexec (a child of its job)
   for pid in "${PIDS[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; done
@@ -221,8 +252,8 @@ main() {
     { [ -f "$OUT/scan.manifest" ] && cat "$OUT/scan.manifest"
       printf '%s\n' "$runs" | while read -r m w wi g s; do echo "${m}_w${w}_wi${wi}_g${g}_s${s}"; done
     } | sort -u > "$OUT/scan.manifest.tmp" && mv "$OUT/scan.manifest.tmp" "$OUT/scan.manifest"
-    echo "scan_peaks.sh: $total runs into $OUT, $JOBS at a time on $RANKS ranks each" \
-      "(seed mode $SEED_MODE$([ "$QUICK" = 1 ] && echo ', quick'))"
+    echo "$PROG: $total runs into $OUT, $JOBS at a time on $RANKS ranks each" \
+      "(study $STUDY, seed mode $SEED_MODE$([ "$QUICK" = 1 ] && echo ', quick'))"
   fi
   trap stop_all INT TERM
   local t0=$SECONDS line
@@ -242,7 +273,7 @@ main() {
   for f in "$OUT"/*/FAILED; do [ -f "$f" ] && nfail=$((nfail + 1)); done
   local note=""
   [ "$nfail" -gt 0 ] && note=" (see $OUT/failures.log)"
-  echo "scan_peaks.sh: done in $((SECONDS - t0))s; $nfail run(s) without a result$note"
+  echo "$PROG: done in $((SECONDS - t0))s; $nfail run(s) without a result$note"
   echo "summary: python scripts/summarize_scan.py $OUT"
 }
 

@@ -127,3 +127,53 @@ def test_settings_line_flags_other_amounts_of_work(tmp_path, schedule, starts, m
     line = summarize_scan.settings_line(summarize_scan.load_scan(str(tmp_path)))
     assert ("Not the paper's amount of work" in line) == flagged, line
     assert ("4 coarse starts of 40 iterations" in line) == (starts == 4)
+
+
+def test_scan_digits_is_the_digits_study(tmp_path):
+    cmd = ["bash", os.path.join(ROOT, "scripts", "scan_digits.sh"), "-o", str(tmp_path / "scan"), "--dry-run",
+           "-s", "2", "-p", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if "--out" in line]
+    names = sorted(os.path.basename(line.split("--out ")[1].split()[0]) for line in lines)
+    assert names == ["nested_w4_wi0_g1e-7_s1", "nested_w4_wi0_g1e-7_s2", "plain_w4_wi0_g1e-7_s1", "plain_w4_wi0_g1e-7_s2"]
+    assert all("output.validate_every=1" in line for line in lines)
+    assert sum("examples/digits.toml" in line for line in lines) == 2
+    assert sum("examples/digits_plain.toml" in line for line in lines) == 2
+
+
+def _history(folder, layers, steps, accuracy):
+    """history.csv with cumulative layer steps and per-iteration validation accuracy."""
+    rows = ["iteration,layers,layer_steps,work_units_counted,val_accuracy"]
+    for it, (n, st, acc) in enumerate(zip(layers, np.cumsum(steps), accuracy)):
+        rows.append(f"{it},{n},{st},{it},{acc}")
+    (folder / "history.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_digits_summary_compares_at_equal_work_without_the_paper(tmp_path):
+    import json
+    # non-nested: 100 steps per iteration, 10 iterations, accuracy 10 * iteration; nested: 8 iterations
+    # at 25 steps (a quarter of the depth), then 3 at 100: its end is at (8 * 25 + 3 * 100) / 100 = 5 units
+    for s in (1, 2, 3):
+        for method in ("nested", "plain"):
+            d = tmp_path / f"{method}_w4_wi0_g1e-7_s{s}"
+            d.mkdir()
+            cfg = {"data": {"dataset": "digits", "seed": 0}, "network": {"layers": 32}, "braid": {"iterations": 2},
+                   "nested": {"schedule": [8, 3] if method == "nested" else []}, "optimizer": {"iterations": 10}}
+            (d / "config.json").write_text(json.dumps(cfg))
+            if method == "plain":
+                _history(d, [32] * 11, [0] + [100] * 10, [10.0 * i for i in range(11)])
+                np.savez(d / "weights.npz", val_accuracy=95.0)
+            else:
+                _history(d, [8] * 9 + [32] * 3, [0] + [25] * 8 + [100] * 3, [60.0 + s] * 12)
+                np.savez(d / "weights.npz", val_accuracy=90.0 + s)
+    runs = summarize_scan.load_scan(str(tmp_path))
+    assert summarize_scan.study(runs) == "digits" and summarize_scan.reference(runs) == {}
+    assert summarize_scan.work_marks(runs, "counted") == (1, 2, 5, 10)
+    table = summarize_scan.equal_work_table(runs, "counted")
+    assert "| 4 | 0 | 1e-7 | 2 | 92.0% | 5.0 | 50.0% | 95.0% | 10.0 | +42.0 |" in table
+    grid = np.array([0.0, 0.5, 2.0, 5.0, 7.0])
+    assert_allclose(summarize_scan.band(runs, 4, "plain", grid, "counted")[0], [0.0, 0.0, 20.0, 50.0, 70.0])
+    assert np.isnan(summarize_scan.band(runs, 4, "nested", grid, "counted")[0, -1])   # after its end
+    text = summarize_scan.summarize(str(tmp_path), str(tmp_path), plots=False)
+    assert "paper" not in text and "| 4 | nested | **ours** | 3 | 92.0% |" in text
