@@ -188,7 +188,17 @@ def main() -> None:
                     help="wall: perf_counter; cpu: process CPU time (steadier on a loaded machine; "
                          "with one thread everywhere: --threads 1 and OPENBLAS_NUM_THREADS=1)")
     ap.add_argument("--no-numpy", action="store_true", help="skip the numpy column")
+    ap.add_argument("--conv", action="store_true",
+                    help="the convolutional layers instead: scripts/bench_conv.py with the first --activation, "
+                         "--repeat and --clock")
     args = ap.parse_args()
+    if args.conv:
+        import sys
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_conv
+        bench_conv.main(["--activation", args.activation[0], "--repeat", str(args.repeat)]
+                        + (["--cpu"] if args.clock == "cpu" else []))
+        return
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     try:
