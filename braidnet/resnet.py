@@ -277,7 +277,7 @@ class ParamLayout:
         return blk[:ww].reshape(self.layer_shape), blk[ww:]
 
     def layers_view(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(W (N, *layer_shape), b (N, nb)) strided views of all residual layers."""
+        """``(W, b)``: strided views of all residual layers, W ``(N, *layer_shape)``, b ``(N, nb)``."""
         self._check(theta)
         blk = theta[self.layers_slice()].reshape(self.n_layers, self.layer_size)
         ww = self.layer_size - self.nb
