@@ -20,25 +20,10 @@ import argparse
 import time
 
 import numpy as np
+from bench_resnet import ETA, best_time     # scripts/ is the script's own folder on sys.path
 
 CASES = [("MNIST 28x28", 4, 3, 28, 28, 100), ("digits 8x8", 4, 3, 8, 8, 100),
          ("digits 8x8", 8, 3, 8, 8, 100)]
-
-
-def best_time(fn, repeat: int, clock, min_time: float = 0.2) -> float:
-    """Best mean time per call over ``repeat`` rounds of enough calls to last min_time."""
-    fn()
-    t0 = clock()
-    fn()
-    one = max(clock() - t0, 1e-7)
-    n = max(1, int(min_time / one))
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = clock()
-        for _ in range(n):
-            fn()
-        best = min(best, (clock() - t0) / n)
-    return best
 
 
 def braidnet_case(c, k, H, W, B, L, act, path, rng):
@@ -60,9 +45,6 @@ def braidnet_case(c, k, H, W, B, L, act, path, rng):
         for n in range(L - 1, -1, -1):
             C.conv_backward(Ks[n], bs[n], states[n], lam, h, act, gK[n], gb[n], lam, work, path)
     return run
-
-
-ETA = 0.1          # the smoothed ReLU's half width (braidnet's kernels)
 
 
 def numpy_act(act):
@@ -163,16 +145,16 @@ def main(argv=None) -> None:
             times = {}
             for path in ("direct", "gemm", "auto"):
                 times[path] = best_time(braidnet_case(c, k, H, W, B, L, args.activation, path, rng),
-                                        args.repeat, clock) * 1e3
+                                        args.repeat, clock=clock) * 1e3
             line = (f"{name:12s} c={c} k={k} batch={B} layers={L:3d}:  direct {times['direct']:8.3f}  "
                     f"gemm {times['gemm']:8.3f}  auto ({C.conv_path(c, c, k, H, W, B)}) {times['auto']:8.3f}")
-            t = best_time(numpy_case(c, k, H, W, B, L, args.activation, rng), args.repeat, clock) * 1e3
+            t = best_time(numpy_case(c, k, H, W, B, L, args.activation, rng), args.repeat, clock=clock) * 1e3
             line += f"  numpy im2col {t:8.3f} ({t / times['auto']:.2f})"
             if have_torch:
                 for dtype in ("float64", "float32"):
                     for threads in (1, 2):
                         run = torch_case(c, k, H, W, B, L, args.activation, rng, dtype, threads)
-                        t = best_time(run, args.repeat, time.perf_counter) * 1e3
+                        t = best_time(run, args.repeat, clock=time.perf_counter) * 1e3
                         line += f"  torch {dtype[-2:]} {threads}t {t:8.3f} ({t / times['auto']:.2f})"
             print(line, flush=True)
 
