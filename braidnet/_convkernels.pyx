@@ -281,6 +281,26 @@ cdef int bn_conv_forward(int act, int bias, int path, int c, int k, int H, int W
     return 0
 
 
+cdef double* _deriv_grads(int act, int bias, int pth, int c, int c_in, int k, int H, int W,
+                         int batch, double s, const double* K, const double* b, const double* x,
+                         const double* lam, double* gK, double* gb, double* work) noexcept nogil:
+    """The part a layer's backward and the learned opening's gradient share: D = sigma'(K * x + b) lam
+    (returned, at the start of work), gK += s D (x) x-patches and gb += s sum D (each skipped if NULL);
+    the padded x is left in work's padded block."""
+    cdef int n = H * W * batch
+    cdef double* D = work
+    cdef double* P = _padded(c, H, W, batch, work)
+    cdef double* cols = _cols(c, c_in, k, H, W, batch, work)
+    bn_conv_pad(c_in, H, W, batch, k // 2, x, P)
+    _corr(pth, c, c_in, k, H, W, batch, K, P, D, 0, cols)                # D = K * x
+    bn_c_deriv(act, c, n, bias, b, D, lam)                               # D = sigma'(.. + b) lam
+    if gK != NULL:
+        _wgrad(pth, c, c_in, k, H, W, batch, s, D, P, gK, cols)
+    if gb != NULL:
+        _bias_grad(bias, c, n, s, D, gb)
+    return D
+
+
 cdef int bn_conv_backward(int act, int bias, int path, int c, int k, int H, int W, int batch,
                           double h, const double* K, const double* b, const double* u,
                           const double* lam_in, double* lam_out, double* gK, double* gb,
@@ -291,17 +311,10 @@ cdef int bn_conv_backward(int act, int bias, int path, int c, int k, int H, int 
     if pth < 0:
         return -1
     cdef int n = H * W * batch
-    cdef double* D = work
+    cdef double* D = _deriv_grads(act, bias, pth, c, c, k, H, W, batch, h, K, b, u, lam_in, gK, gb, work)
     cdef double* P = _padded(c, H, W, batch, work)
     cdef double* Kf = _kflip(c, c, k, H, W, batch, work)
     cdef double* cols = _cols(c, c, k, H, W, batch, work)
-    bn_conv_pad(c, H, W, batch, k // 2, u, P)
-    _corr(pth, c, c, k, H, W, batch, K, P, D, 0, cols)                  # D = K * u
-    bn_c_deriv(act, c, n, bias, b, D, lam_in)                            # D = sigma'(.. + b) lam_in
-    if gK != NULL:
-        _wgrad(pth, c, c, k, H, W, batch, h, D, P, gK, cols)
-    if gb != NULL:
-        _bias_grad(bias, c, n, h, D, gb)
     if lam_out != NULL:
         _flip(c, c, k, h, K, Kf)
         bn_conv_pad(c, H, W, batch, k // 2, D, P)                        # P = padded D
@@ -358,15 +371,7 @@ cdef int bn_conv_opening_gradient(int act, int bias, int path, int c, int c_in, 
     cdef int pth = bn_conv_path(path, c, c_in, k, H, W, batch)
     if pth < 0:
         return -1
-    cdef int n = H * W * batch
-    cdef double* D = work
-    cdef double* P = _padded(c, H, W, batch, work)
-    cdef double* cols = _cols(c, c_in, k, H, W, batch, work)
-    bn_conv_pad(c_in, H, W, batch, k // 2, x, P)
-    _corr(pth, c, c_in, k, H, W, batch, K, P, D, 0, cols)
-    bn_c_deriv(act, c, n, bias, b, D, lam0)
-    _wgrad(pth, c, c_in, k, H, W, batch, 1.0, D, P, gK, cols)
-    _bias_grad(bias, c, n, 1.0, D, gb)
+    _deriv_grads(act, bias, pth, c, c_in, k, H, W, batch, 1.0, K, b, x, lam0, gK, gb, work)
     return 0
 
 
