@@ -60,6 +60,18 @@ cdef int bn_layer_backward(int act, int bias, int width, int batch, double h,
                            const real* lam_in, real* lam_out,
                            real* gW, real* gb, real* work) noexcept nogil
 
+# With sigma' kept (a layer applied many times at one primal state, e.g. every adjoint step of
+# the layer-parallel solve on every level):
+# ds = sigma'(W u + b), (width, batch).
+cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W, const real* b,
+                         const real* u, real* ds, real* work) noexcept nogil
+
+# bn_layer_backward with ds from bn_layer_derivs(u) in place of W u and the activation: the same
+# results bit for bit.  gW/gb and lam_out may be NULL (skip that part); lam_out may equal lam_in.
+cdef int bn_layer_backward_ds(int bias, int width, int batch, double h, const real* W,
+                              const real* u, const real* ds, const real* lam_in, real* lam_out,
+                              real* gW, real* gb, real* work) noexcept nogil
+
 # Dense opening: u_out = sigma(W x + b), W (width, nfeat), x (nfeat, batch), u_out (width, batch).
 cdef int bn_opening_forward(int act, int bias, int width, int nfeat, int batch,
                             const real* W, const real* b, const real* x,

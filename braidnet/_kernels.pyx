@@ -247,6 +247,45 @@ cdef int bn_layer_gradient(int act, int bias, int width, int batch, double h,
     return bn_layer_backward(act, bias, width, batch, h, W, b, u, lam, <real*>NULL, gW, gb, work)
 
 
+cdef inline void _forward_ds(int act, int bias, int width, int batch, double h, const real* W,
+                             const real* b, const real* u_in, real* u_out,
+                             real* ds) noexcept nogil:
+    """u_out = u_in + h sigma(W u_in + b) and ds = sigma'(W u_in + b); u_out != u_in."""
+    if width <= FUSED_MAX:
+        if real is float:
+            bn_fused_forward_ds_f32(act, width, batch, bias, h, W, b, u_in, u_out, ds)
+        else:
+            bn_fused_forward_ds(act, width, batch, bias, h, W, b, u_in, u_out, ds)
+    else:                                                      # u_out = W u_in, then in place
+        _gemm_wu(width, batch, width, W, u_in, 0.0, u_out)
+        _c_update_ds(act, width, batch, bias, h, b, u_out, u_in, u_out, ds)
+
+
+cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W, const real* b,
+                         const real* u, real* ds, real* work) noexcept nogil:
+    if not _valid(act, bias):
+        return -1
+    _forward_ds(act, bias, width, batch, 0.0, W, b, u, work, ds)   # the step itself is not kept
+    return 0
+
+
+cdef int bn_layer_backward_ds(int bias, int width, int batch, double h, const real* W,
+                              const real* u, const real* ds, const real* lam_in, real* lam_out,
+                              real* gW, real* gb, real* work) noexcept nogil:
+    if not _valid(0, bias):
+        return -1
+    if width <= FUSED_MAX:
+        if real is float:
+            bn_fused_backward_ds_f32(width, batch, bias, h, W, u, ds, lam_in, lam_out, gW, gb)
+        else:
+            bn_fused_backward_ds(width, batch, bias, h, W, u, ds, lam_in, lam_out, gW, gb)
+        return 0
+    # D = ds * lam (no W u GEMM, no activation), gb += h sums of D, then the GEMMs
+    _c_dmul_gb(width, batch, bias, ds, lam_in, work, h, gb)
+    _backward_gemms(width, batch, h, W, u, lam_in, lam_out, gW, work)
+    return 0
+
+
 cdef int bn_opening_forward(int act, int bias, int width, int nfeat, int batch,
                             const real* W, const real* b, const real* x,
                             real* u_out) noexcept nogil:
@@ -291,7 +330,6 @@ cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n
                         real* work, real* derivs) noexcept nogil:
     cdef Py_ssize_t n, blk = <Py_ssize_t>width * batch
     cdef const real* W
-    cdef real* un
     if not _valid(act, bias):
         return -1
     for n in range(n_layers):
@@ -300,21 +338,11 @@ cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n
             if bn_layer_forward(act, bias, width, batch, h, W, W + width * width,
                                 states + n * blk, states + (n + 1) * blk, work) != 0:
                 return -1
-        elif width <= FUSED_MAX:
-            if real is float:
-                bn_fused_forward_ds_f32(act, width, batch, bias, h, W, W + width * width,
-                                        states + n * blk, states + (n + 1) * blk,
-                                        derivs + n * blk)
-            else:
-                bn_fused_forward_ds(act, width, batch, bias, h, W, W + width * width,
-                                    states + n * blk, states + (n + 1) * blk, derivs + n * blk)
         else:
-            # u_{n+1} = W u_n, then in place u_{n+1} = u_n + h sigma(u_{n+1} + b) and derivs[n] =
-            # sigma'(W u_n + b): the backward then needs no W u GEMM and no activation pass
-            un = states + (n + 1) * blk
-            _gemm_wu(width, batch, width, W, states + n * blk, 0.0, un)
-            _c_update_ds(act, width, batch, bias, h, W + width * width, un, states + n * blk,
-                         un, derivs + n * blk)
+            # u_{n+1} = u_n + h sigma(W u_n + b) and derivs[n] = sigma'(W u_n + b): the backward
+            # then needs no W u GEMM and no activation pass
+            _forward_ds(act, bias, width, batch, h, W, W + width * width, states + n * blk,
+                        states + (n + 1) * blk, derivs + n * blk)
     return 0
 
 
@@ -333,17 +361,9 @@ cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int 
             if bn_layer_backward(act, bias, width, batch, h, W, W + width * width,
                                  states + n * blk, lam, lam, g, g + width * width, work) != 0:
                 return -1
-        elif width <= FUSED_MAX:
-            if real is float:
-                bn_fused_backward_ds_f32(width, batch, bias, h, W, states + n * blk,
-                                         derivs + n * blk, lam, lam, g, g + width * width)
-            else:
-                bn_fused_backward_ds(width, batch, bias, h, W, states + n * blk,
-                                     derivs + n * blk, lam, lam, g, g + width * width)
         else:
-            # D = derivs[n] * lam (no W u GEMM, no activation), gb += h sums of D, then the GEMMs
-            _c_dmul_gb(width, batch, bias, derivs + n * blk, lam, work, h, g + width * width)
-            _backward_gemms(width, batch, h, W, states + n * blk, lam, lam, g, work)
+            bn_layer_backward_ds(bias, width, batch, h, W, states + n * blk, derivs + n * blk,
+                                 lam, lam, g, g + width * width, work)
     return 0
 
 

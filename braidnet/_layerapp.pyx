@@ -52,7 +52,8 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from braidnet.braid cimport AccessInfo, StepInfo, VectorApp, store_error_message
-from braidnet._kernels cimport bn_layer_adjoint, bn_layer_forward, bn_layer_gradient, real
+from braidnet._kernels cimport (bn_layer_adjoint, bn_layer_backward_ds, bn_layer_derivs,
+                                bn_layer_forward, bn_layer_gradient, real)
 from braidnet._convkernels cimport (BN_CONV_AUTO, bn_conv_adjoint, bn_conv_forward,
                                     bn_conv_gradient, bn_conv_work_size)
 
@@ -91,6 +92,7 @@ cdef struct LayerCtx:
     # every block below holds values of the app's dtype (float | double)
     const void **theta     # [N] parameter block of layer n (W row-major, then b), or NULL
     const void **states    # [N + 1] primal state at point m (adjoint mode), or NULL
+    void **derivs          # [N] sigma'(W_m u_m + b_m) of a dense layer (adjoint mode), or NULL
     void **store           # [N + 1] where the final access copies the fine vector i, or NULL
     const void *first      # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
     void *work             # width * batch scratch for the kernels
@@ -206,10 +208,20 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[m]
     c.nsteps += 1
-    if _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m], u,
-                     <real *>c.work) != 0:
+    if c.derivs[m] != NULL:
+        bn_layer_backward_ds(c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart, W,
+                             <const real *>c.states[m], <const real *>c.derivs[m], u, u,
+                             <real *>NULL, <real *>NULL, <real *>c.work)
+    elif _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m], u,
+                       <real *>c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
+
+
+cdef inline int _derivs(LayerCtx *c, int m, real *ds) noexcept nogil:
+    cdef const real *W = <const real *>c.theta[m]
+    return bn_layer_derivs(c.lk.act, c.lk.bias, c.lk.width, c.batch, W, W + c.lk.wsize,
+                           <const real *>c.states[m], ds, <real *>c.work)
 
 
 # The callbacks of each precision (the core hands every vector over as a double *).
@@ -296,8 +308,9 @@ cdef class LayerApp(VectorApp):
     cdef readonly int batch
     cdef readonly bint adjoint
     cdef readonly Py_ssize_t layer_size
-    cdef list _theta_refs, _state_refs, _store_refs
-    cdef object _first_ref, _work, _dtype
+    cdef readonly double h
+    cdef list _theta_refs, _state_refs, _store_refs, _deriv_refs
+    cdef object _first_ref, _work, _dtype, _gsingle
 
     def __cinit__(self, int n_layers, double T, int width, int batch, int act, int bias,
                   bint adjoint=False, dtype=np.float64, conv=None):
@@ -321,16 +334,21 @@ cdef class LayerApp(VectorApp):
         self.c.nb = self.c.lk.nb
         self.layer_size = self.c.lk.wsize + self.c.lk.nb
         self.c.inv_h = n_layers / T
+        self.h = T / n_layers              # the fine step, as the network computes it
         self.c.nbytes = <size_t>width * batch * dt.itemsize
         self.c.theta = <const void **>calloc(n_layers, sizeof(void *))
         self.c.states = <const void **>calloc(n_layers + 1, sizeof(void *))
         self.c.store = <void **>calloc(n_layers + 1, sizeof(void *))
-        if self.c.theta == NULL or self.c.states == NULL or self.c.store == NULL:
+        self.c.derivs = <void **>calloc(n_layers, sizeof(void *))
+        if self.c.theta == NULL or self.c.states == NULL or self.c.store == NULL \
+                or self.c.derivs == NULL:
             raise MemoryError()
         self._theta_refs = [None] * n_layers
+        self._deriv_refs = [None] * n_layers
         self._state_refs = [None] * (n_layers + 1)
         self._store_refs = [None] * (n_layers + 1)
         self._work = np.zeros(nwork, dt)
+        self._gsingle = np.zeros(self.layer_size, np.float32) if self.single else None
         self.c.work = _ptr(self._work)
         self.size = width * batch
         self.ctx = &self.c
@@ -345,6 +363,7 @@ cdef class LayerApp(VectorApp):
         free(self.c.theta)
         free(self.c.states)
         free(self.c.store)
+        free(self.c.derivs)
 
     @property
     def steps(self) -> int:
@@ -381,6 +400,70 @@ cdef class LayerApp(VectorApp):
             self.c.states[k] = _ptr(u)
         self._state_refs[k] = u
 
+    def set_deriv(self, m, ds) -> None:
+        """Keep sigma'(W_m u_m + b_m) of dense layer m in ``ds`` (adjoint mode; None clears).
+
+        Every adjoint step through layer m, on every level and in every iteration, linearises at
+        the same primal state u_m, so with ``ds`` kept (filled by :meth:`update_derivs`) a step is
+        one GEMM, W_m^T (ds * lam), instead of two and an activation pass; the results are the
+        same bit for bit.  Worth it where the serial kernels keep sigma' too
+        (``braidnet._kernels.keeps_derivs``).
+        """
+        cdef int k = self._index(m, self.n_layers - 1, "layer")
+        if ds is None:
+            self.c.derivs[k] = NULL
+        else:
+            if not self.adjoint or self.c.lk.kind != KIND_DENSE:
+                raise ValueError("set_deriv: only the adjoint app of dense layers keeps sigma'")
+            _block(ds, (self.width, self.batch), f"the derivative of layer {k}", True, self._dtype)
+            self.c.derivs[k] = _ptr(ds)
+        self._deriv_refs[k] = ds
+
+    def update_derivs(self) -> None:
+        """Fill every kept derivative (:meth:`set_deriv`) from the current weights and primal
+        states: call it after they change and before the next adjoint drive (a stale one gives
+        a wrong adjoint silently)."""
+        cdef int m, ierr = 0
+        for m in range(self.n_layers):
+            if self.c.derivs[m] != NULL and (self.c.theta[m] == NULL or self.c.states[m] == NULL):
+                raise RuntimeError(f"update_derivs: layer {m} keeps sigma' but has no "
+                                   f"{'weights' if self.c.theta[m] == NULL else 'primal state'}")
+        with nogil:
+            for m in range(self.n_layers):
+                if self.c.derivs[m] == NULL:
+                    continue
+                if self.single:
+                    ierr |= _derivs(&self.c, m, <float *>self.c.derivs[m])
+                else:
+                    ierr |= _derivs(&self.c, m, <double *>self.c.derivs[m])
+        if ierr != 0:
+            raise ValueError("update_derivs: bad activation or bias code")
+
+    def add_gradient(self, n, lam, grad_block) -> None:
+        """``grad_block += h (dF/dtheta(u_n))^T lam`` for layer n, from the app's weights, primal
+        state and kept sigma' of layer n (:func:`layer_gradient` without allocating anything).
+
+        ``lam`` = lambda_{n+1}, a (width, batch) block of the app's dtype; ``grad_block`` is float64
+        (a float32 layer's gradient is computed in float32, then added).
+        """
+        cdef int k = self._index(n, self.n_layers - 1, "layer")
+        if self.c.theta[k] == NULL or self.c.states[k] == NULL:
+            raise RuntimeError(f"add_gradient: layer {k} has no "
+                               f"{'weights' if self.c.theta[k] == NULL else 'primal state'}")
+        _block(lam, (self.width, self.batch), "lam", False, self._dtype)
+        _block(grad_block, (self.layer_size,), "grad_block", True)
+        g = grad_block
+        if self.single:
+            g = self._gsingle
+            g.fill(0)
+        cdef int ierr = _gradient_call(&self.c.lk, self.batch, self.h, self.single,
+                                       <void *>self.c.theta[k], <void *>self.c.states[k],
+                                       self.c.derivs[k], _ptr(lam), _ptr(g), self.c.work)
+        if ierr != 0:
+            raise ValueError("add_gradient: bad activation or bias code")
+        if self.single:
+            grad_block += g
+
     def set_store(self, i, u) -> None:
         """The final access (done = 1, level 0) copies the vector at fine point i into ``u``.
 
@@ -404,7 +487,30 @@ cdef class LayerApp(VectorApp):
         self._first_ref = u
 
 
-def layer_gradient(int act, int bias, double h, block, u, lam, grad_block, conv=None) -> None:
+cdef int _gradient_call(const LayerKind *lk, int batch, double h, bint single, void *W, void *u,
+                        void *ds, void *lam, void *g, void *work) noexcept:
+    """g += h (dF/dtheta(u))^T lam for one layer, with the kept sigma' ds when not NULL."""
+    cdef int ierr
+    with nogil:
+        if ds != NULL and single:
+            ierr = bn_layer_backward_ds(lk.bias, lk.width, batch, h, <float *>W, <float *>u,
+                                        <float *>ds, <float *>lam, NULL, <float *>g,
+                                        <float *>g + lk.wsize, <float *>work)
+        elif ds != NULL:
+            ierr = bn_layer_backward_ds(lk.bias, lk.width, batch, h, <double *>W, <double *>u,
+                                        <double *>ds, <double *>lam, NULL, <double *>g,
+                                        <double *>g + lk.wsize, <double *>work)
+        elif single:
+            ierr = _kind_gradient(lk, batch, h, <float *>W, <float *>u, <float *>lam,
+                                  <float *>g, <float *>work)
+        else:
+            ierr = _kind_gradient(lk, batch, h, <double *>W, <double *>u, <double *>lam,
+                                  <double *>g, <double *>work)
+    return ierr
+
+
+def layer_gradient(int act, int bias, double h, block, u, lam, grad_block, conv=None,
+                   ds=None) -> None:
     """Accumulate one layer's parameter gradient: ``grad_block += h (dF/dtheta(u, theta))^T lam``.
 
     ``block`` (the layer's (W row-major, b) parameters), the layer's primal input ``u`` = u_n and
@@ -427,22 +533,16 @@ def layer_gradient(int act, int bias, double h, block, u, lam, grad_block, conv=
     _block(grad_block, (ls,), "grad_block", True)
     _block(u, (width, batch), "u", False, dt)
     _block(lam, (width, batch), "lam", False, dt)
+    if ds is not None:
+        if conv is not None:
+            raise ValueError("ds (a kept sigma') is for dense layers only")
+        _block(ds, (width, batch), "ds", False, dt)
     work = np.empty(nwork, dt)
     g = grad_block if dt == np.float64 else np.zeros(ls, dt)
-    cdef void *W = _ptr(block)
-    cdef void *gp = _ptr(g)
-    cdef void *up = _ptr(u)
-    cdef void *lp = _ptr(lam)
-    cdef void *wp = _ptr(work)
     cdef bint single = dt == np.float32
-    cdef int ierr
-    with nogil:
-        if single:
-            ierr = _kind_gradient(&lk, batch, h, <float *>W, <float *>up, <float *>lp,
-                                  <float *>gp, <float *>wp)
-        else:
-            ierr = _kind_gradient(&lk, batch, h, <double *>W, <double *>up, <double *>lp,
-                                  <double *>gp, <double *>wp)
+    cdef int ierr = _gradient_call(&lk, batch, h, single, _ptr(block), _ptr(u),
+                                   _ptr(ds) if ds is not None else NULL, _ptr(lam), _ptr(g),
+                                   _ptr(work))
     if ierr != 0:
         raise ValueError(f"unknown activation code {act} or bias code {bias}")
     if single:

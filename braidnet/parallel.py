@@ -215,6 +215,8 @@ class ParallelNetwork:
         self._forward_done = False      # forward() ran with the current parameters
         self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
         self._gradient_layers = 0       # layer gradients assembled (work count)
+        self._reg: Optional[Tuple[float, np.ndarray]] = None   # regulariser of the current forward
+        self._ds_fresh = False          # the kept sigma' are those of the current forward's states
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -309,6 +311,14 @@ class ParallelNetwork:
         self._kblocks: Dict[int, np.ndarray] = (
             self._layer_blocks if dt == np.float64
             else {n: np.zeros(ls, dt) for n in self._layer_blocks})
+        # sigma'(W_m u_m + b_m) of each layer the adjoint steps through here, kept per backward()
+        # where the serial kernels keep it too: every adjoint step (any level, any iteration) and
+        # the layer gradient then cost one GEMM fewer (dense layers; one more state block each)
+        from braidnet._kernels import keeps_derivs
+        keep = self.net.conv_geometry is None and keeps_derivs(width, dt)
+        self._ds: Dict[int, np.ndarray] = {
+            m: np.zeros((width, batch), dt) for m in self._state
+            if keep and m < N and m in self._kblocks}
 
     def _wire_apps(self) -> None:
         """Hand the primal and adjoint apps their weights, states and store arrays."""
@@ -323,6 +333,8 @@ class ParallelNetwork:
         for m, u in self._state.items():
             if m < N:
                 self._aapp.set_state(m, u)
+        for m, ds in self._ds.items():
+            self._aapp.set_deriv(m, ds)
         for k in range(max(alo, 1), ahi + 1):
             self._aapp.set_store(k, self._lam[N - k])
         self._aapp.set_first(self._lam.get(N))
@@ -468,8 +480,9 @@ class ParallelNetwork:
             np.copyto(self._lamN, lamN)
             self._loss_parts = (loss, g_cls)
             acc = self._accuracy(theta_cls, uN, self._targets)
-        reg = self._regularizer()[0]
-        loss, reg, acc = self._sum(np.array([loss, reg, acc]))
+        self._reg = self._regularizer()       # backward() takes the gradient part
+        self._ds_fresh = False
+        loss, reg, acc = self._sum(np.array([loss, self._reg[0], acc]))
         self._forward_done = True
         return {"loss": float(loss), "objective": float(loss + reg), "accuracy": float(acc),
                 "rnorm": self._rnorm(res), "iterations": int(res.iterations)}
@@ -484,19 +497,21 @@ class ParallelNetwork:
         self._ready()
         if not self._forward_done:
             raise RuntimeError("backward() needs forward() with the current parameters first")
-        from braidnet._layerapp import layer_gradient
         net, L = self.net, self.net.layout
         self._plans["pre_adjoint"].run(self._piece, self._piece)
+        if self._ds and not self._ds_fresh:     # once per forward (drop mode calls this again)
+            self._aapp.update_derivs()
+            self._ds_fresh = True
         res = self._drive(self._adjoint, opts)
         self._plans["post_adjoint"].run(self._piece, self._piece)
 
-        g = self._regularizer()[1]
+        g = self._reg[1] if self._reg is not None else self._regularizer()[1]
+        self._reg = None                      # g is returned: a second backward() needs its own
         off = self.param_slice.start
         self._gradient_layers += self.layer_range[1] - self.layer_range[0]
         for n in range(*self.layer_range):
             s = L.layer_slice(n)
-            layer_gradient(self._act, self._bias, net.h, self._kblocks[n], self._state[n],
-                           self._lam[n + 1], g[s.start - off:s.stop - off], conv=net.conv_geometry)
+            self._aapp.add_gradient(n, self._lam[n + 1], g[s.start - off:s.stop - off])
         if self.owns_opening and L.opening_size:
             g[L.opening_slice] += net.opening_gradient(self._own(L.opening_slice), self._x, self._lam[0])
         if self.owns_classifier:

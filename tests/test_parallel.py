@@ -44,6 +44,9 @@ CASES = [
          braid=dict(max_levels=3, cfactor=4, nrelax=0, min_coarse=1)),
     dict(n_layers=2, width=4, opening="dense", braid=dict(max_levels=2, cfactor=2)),
     dict(n_layers=3, width=4, opening="pad", braid=dict(max_levels=2, cfactor=2, min_coarse=1)),
+    # wide enough that the adjoint keeps sigma' per layer (LayerApp.set_deriv)
+    dict(n_layers=12, width=40, opening="dense", activation="smoothrelu",
+         braid=dict(max_levels=3, cfactor=2, nrelax=1)),
 ]
 for i, c in enumerate(CASES):
     c["seed"] = 10 + i
@@ -160,6 +163,47 @@ def test_layer_app_steps_match_kernels():
         ro = np.zeros((w, B))
         ro.flags.writeable = False
         app.set_store(1, ro)
+
+
+@pytest.mark.parametrize("dtype,width", [(np.float64, 40), (np.float64, 8), (np.float32, 24),
+                                         (np.float32, 8)])
+@pytest.mark.parametrize("act", [_kernels.TANH, _kernels.RELU, _kernels.SMOOTHRELU])
+@pytest.mark.parametrize("bias", [_kernels.BIAS_CHANNEL, _kernels.BIAS_SCALAR])
+def test_kept_derivatives_change_nothing(dtype, width, act, bias):
+    """An adjoint step and a layer gradient with sigma' kept equal the recomputing ones bit for
+    bit, on fine and coarse steps, fused and BLAS widths."""
+    from braidnet._layerapp import LayerApp, layer_gradient
+
+    rng = np.random.default_rng(7)
+    N, T, B = 8, 2.0, 13
+    h = T / N
+    ls = width * width + (width if bias == _kernels.BIAS_CHANNEL else 1)
+    blocks = [(rng.standard_normal(ls) / np.sqrt(width)).astype(dtype) for _ in range(N)]
+    states = [rng.standard_normal((width, B)).astype(dtype) for _ in range(N)]
+    plain, kept = (LayerApp(N, T, width, B, act, bias, True, dtype) for _ in range(2))
+    ds = {m: np.full((width, B), np.nan, dtype) for m in (1, 3, 6)}
+    for app in (plain, kept):
+        for n in range(N):
+            app.set_layer(n, blocks[n])
+            app.set_state(n, states[n])
+    for m, d in ds.items():
+        kept.set_deriv(m, d)
+    kept.update_derivs()
+    lam = rng.standard_normal(width * B).astype(dtype)
+    for k0, k1 in ((1, 2), (4, 5), (2, 7)):     # layers N - k1 = 6, 3 (fine steps), 1 (coarse)
+        np.testing.assert_array_equal(kept.step_vector(lam.copy(), k0 * h, k1 * h),
+                                      plain.step_vector(lam.copy(), k0 * h, k1 * h))
+    for m, d in ds.items():
+        g_plain, g_kept = np.zeros(ls), np.zeros(ls)
+        lam2 = lam.reshape(width, B)
+        layer_gradient(act, bias, h, blocks[m], states[m], lam2, g_plain)
+        layer_gradient(act, bias, h, blocks[m], states[m], lam2, g_kept, ds=d)
+        np.testing.assert_array_equal(g_kept, g_plain)
+    with pytest.raises(ValueError, match="only the adjoint app"):
+        LayerApp(N, T, width, B, act, bias, False, dtype).set_deriv(0, ds[1])
+    kept.set_state(3, None)
+    with pytest.raises(RuntimeError, match="layer 3 keeps sigma' but has no primal state"):
+        kept.update_derivs()
 
 
 @pytest.mark.parametrize("opening", ["pad", "dense"])

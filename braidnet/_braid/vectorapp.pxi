@@ -159,18 +159,39 @@ cdef inline size_t _fast_bytes(FastApp *a) noexcept nogil:
     return a.size * (sizeof(float) if a.single else sizeof(double))
 
 
-cdef double *_fast_alloc(FastApp *a) noexcept nogil:
-    return <double *>malloc(_fast_bytes(a))
-
-
 # What the callbacks reach through braid_App: the FastApp first (so that braid_App is also a
 # FastApp *), then the first non-zero code a callback returned in the current drive.  LLNL XBraid
 # ignores callback codes: braidnet keeps the code here, skips the app's own functions once one has
 # failed (as the bundled core does) and still writes every output (vectors, norms).
+cdef enum:
+    POOL_MAX = 8            # freed vectors kept for reuse
+
+
 cdef struct _FastState:
     FastApp fast
     braid_Int code
     braid_Int nsteps        # step calls of the current drive (Core.step_calls on LLNL XBraid)
+    # A core frees and clones a vector at nearly every step (a stored point takes a copy of the
+    # stepped vector).  Blocks of a wide layer's batch are large: malloc hands each one back to
+    # the system and takes it again, zeroing fresh pages every time.  A few freed blocks kept here
+    # make that a memcpy.
+    int npool
+    void *pool[POOL_MAX]
+
+
+cdef double *_fast_alloc(FastApp *a) noexcept nogil:
+    cdef _FastState *s = <_FastState *>a
+    if s.npool > 0:
+        s.npool -= 1
+        return <double *>s.pool[s.npool]
+    return <double *>malloc(_fast_bytes(a))
+
+
+cdef void _fast_release(_FastState *s) noexcept nogil:
+    """Give the pooled blocks back to the system."""
+    while s.npool > 0:
+        s.npool -= 1
+        free(s.pool[s.npool])
 
 
 cdef inline braid_Int _fast_fail(FastApp *a, braid_Int code) noexcept nogil:
@@ -227,7 +248,12 @@ cdef braid_Int _v_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noex
     return 0
 
 cdef braid_Int _v_free(braid_App app, braid_Vector u) noexcept nogil:
-    free(<void *>u)
+    cdef _FastState *s = <_FastState *>app
+    if s.npool < POOL_MAX:
+        s.pool[s.npool] = <void *>u
+        s.npool += 1
+    else:
+        free(<void *>u)
     return 0
 
 cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Real beta,
@@ -302,9 +328,14 @@ cdef class _FastBox(_Box):
     def __cinit__(self, VectorApp app):
         self.app = app
 
+    def __dealloc__(self):
+        _fast_release(&self.state)
+
     cdef int refresh(self) except -1:
         cdef VectorApp v = <VectorApp>self.app
         v._check()
+        if v.size != self.state.fast.size or v.single != self.state.fast.single:
+            _fast_release(&self.state)     # pooled blocks of another size
         self.state.fast.size = v.size
         self.state.fast.single = v.single
         self.state.fast.ctx = v.ctx
