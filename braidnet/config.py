@@ -87,6 +87,11 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "abs_tol": (0.0, float, "if > 0: also stop each solve once the residual is below this"),
         "max_iter": (50, int, "cap on the iterations of one solve in the adaptive modes"),
     },
+    "parallel": {
+        "data": (1, int, "data-parallel groups Q: the ranks split into Q groups of P = ranks / Q, each runs the "
+                 "layer-parallel solves on its shard of the batch; losses, accuracies and gradients are summed "
+                 "over the groups (Q must divide the number of ranks; docs/design.md section 8)"),
+    },
     "optimizer": {
         "method": ("lbfgs", str, "lbfgs | bfgs (dense; one rank only) | sd (steepest descent)"),
         "iterations": (188, int, "optimisation iterations (non-nested); see nested.schedule"),
@@ -216,6 +221,7 @@ RANGES: Dict[Tuple[str, str], Range] = {
     ("nested", "start_iterations"): at_least(1), ("nested", "calibrate"): at_least(0),
     ("nested", "work_unit_seconds"): at_least(0), ("nested", "work_unit_steps"): at_least(0),
     ("output", "checkpoint_every"): at_least(0), ("output", "validate_every"): at_least(1),
+    ("parallel", "data"): at_least(1),
 }
 
 #: string keys that must not be empty
@@ -228,6 +234,7 @@ NONEMPTY: FrozenSet[Tuple[str, str]] = frozenset({("output", "dir")})
 #: training code checks that, as it knows the checkpoint's position.
 RESUMABLE: FrozenSet[Tuple[str, str]] = frozenset(
     {("output", key) for key in SCHEMA["output"]}
+    | {("parallel", "data")}           # how the ranks share the work, not what is computed
     | {("optimizer", "iterations"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
        ("nested", "accuracy_threshold"), ("nested", "schedule")})
 
@@ -321,13 +328,22 @@ def check(cfg: Config, nprocs: int = 1) -> Config:
             raise ConfigError(f"nested.start_iterations={nested['start_iterations']} exceeds "
                               f"nested.schedule[0]={schedule[0]}, which counts the chosen start's iterations; "
                               f"use at most {schedule[0]}")
-    if nprocs > coarsest + 1:
-        raise ConfigError(f"{nprocs} ranks are more than the {coarsest + 1} time points of the "
-                          f"{coarsest}-layer network allow; use at most {coarsest + 1} ranks or more layers")
+    Q = cfg["parallel"]["data"]
+    if nprocs % Q:
+        raise ConfigError(f"parallel.data={Q} data-parallel groups do not divide the {nprocs} ranks; use a "
+                          f"divisor of {nprocs}")
+    P = nprocs // Q                      # the ranks that share the layers
+    if Q > cfg["data"]["n_train"] or 0 < cfg["data"]["n_val"] < Q:
+        raise ConfigError(f"parallel.data={Q} groups need at least one sample each: data.n_train="
+                          f"{cfg['data']['n_train']}, data.n_val={cfg['data']['n_val']}")
+    if P > coarsest + 1:
+        per = f" per data-parallel group (parallel.data={Q})" if Q > 1 else ""
+        raise ConfigError(f"{P} ranks{per} are more than the {coarsest + 1} time points of the "
+                          f"{coarsest}-layer network allow; use at most {coarsest + 1} ranks{per} or more layers")
     if braid["max_levels"] > 1 and braid["cfactor"] > coarsest:
         raise ConfigError(f"braid.cfactor={braid['cfactor']} does not fit a {coarsest}-layer network "
                           f"(it must be <= the number of layers, or set braid.max_levels=1)")
-    if cfg["optimizer"]["method"] == "bfgs" and nprocs > 1:
+    if cfg["optimizer"]["method"] == "bfgs" and P > 1:
         raise ConfigError("optimizer.method='bfgs' keeps a dense matrix over the whole parameter vector and "
                           "runs on one rank only; use 'lbfgs' with several ranks")
     if cfg["data"]["dataset"] == "lpt_text" and not cfg["data"]["path"]:

@@ -33,8 +33,8 @@ class LevelRun:
         self.problem = problem
         self.net = problem.network(layers)
         X_val, y_val = problem.validation
-        self.pn = ParallelNetwork(self.net, problem.X, problem.y, comm=problem.comm, X_val=X_val, Y_val=y_val,
-                                  braid=problem.braid_options())
+        self.pn = ParallelNetwork(self.net, problem.X, problem.y, comm=problem.layer_comm, X_val=X_val,
+                                  Y_val=y_val, braid=problem.braid_options(), data_comm=problem.data_comm)
         if warm is not None:
             self.pn.load_warm_states(warm)
         braid = problem.cfg["braid"]

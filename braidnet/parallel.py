@@ -30,6 +30,15 @@ The cores are built once and driven again at every call (warm restart: the curre
 initial guess); only the weights change between drives, read through the pointers the apps hold
 into arrays that are updated in place.
 
+**Data parallelism** (``data_comm``, docs/design.md section 8): the ranks of ``comm`` are one *group*;
+Q groups (the ranks at the same position in each group form ``data_comm``) each take a contiguous
+shard of the batch (and of the validation batch; the first n % Q groups one sample more) and run
+the same layer-parallel solves on it.  The layer map acts on each sample alone, so the groups'
+MGRIT iterations are the full batch's restricted to their columns; only the loss, the accuracy,
+the data part of the gradient, the residual norms and the warm states are combined across the
+groups, every group then holds the same values and takes the same optimisation steps.  Each group
+weighs its loss and lambda_N by its share of the batch, so the sums are the full batch's mean.
+
 **Precision** (``net.dtype``, docs/design.md section 3): states, adjoints, the cores' vectors and
 messages, the state exchanges and the warm states are in the network's dtype.  The parameters,
 their exchange, gradients, loss, accuracy, regulariser and every reduction stay float64; a float32
@@ -138,15 +147,39 @@ def _check_braid_options(braid: Optional[dict], net: ResNet) -> dict:
     return opts
 
 
+def split_comm(comm, data: int) -> Tuple[object, object]:
+    """(layer communicator, data communicator) for ``data`` = Q data-parallel groups of the ranks of
+    ``comm`` (collective).  Group q is ranks q*P .. q*P + P - 1 (P = size / Q: neighbours in rank
+    order share the layers, whose messages are the many); the data communicator links the ranks
+    at the same position in every group.  Q must divide the number of ranks."""
+    size = comm.Get_size()
+    Q = _count(data, "data", 1)
+    if size % Q:
+        raise ValueError(f"data={Q} data-parallel groups do not divide the {size} ranks; use a divisor of {size}")
+    P, rank = size // Q, comm.Get_rank()
+    return comm.Split(rank // P, rank), comm.Split(rank % P, rank)
+
+
+def shard_bounds(n: int, groups: int) -> List[Tuple[int, int]]:
+    """[start, stop) of each group's contiguous shard of n samples (the first n % groups one more)."""
+    if n < groups:
+        raise ValueError(f"{n} samples cannot be shared by {groups} data-parallel groups: each needs at least one")
+    edges = np.cumsum([0] + [n // groups + (1 if q < n % groups else 0) for q in range(groups)])
+    return [(int(edges[q]), int(edges[q + 1])) for q in range(groups)]
+
+
 class ParallelNetwork:
     """A ResNet on one batch, distributed over the ranks of ``comm`` layer by layer.
 
     Args:
         net: the network (its layout, activation, T and regularisation weights).
         X, Y: training inputs (n_samples, n_features) and labels or one-hot rows; every rank passes
-            the same data (each keeps only what it needs).
+            the same data (each keeps only what it needs: its group's shard).
         comm: the time communicator (default ``MPI.COMM_WORLD``); collective for all methods
             except :meth:`scatter`.
+        data_comm: None (one group), or the communicator linking this rank with the ranks at the
+            same position in the other data-parallel groups (:func:`split_comm` makes both);
+            every method is then collective over both.
         X_val, Y_val: optional validation data (both or neither).
         braid: options of the three cores (``max_levels``, ``min_coarse``, ``cfactor``,
             ``nrelax``, ``fmg``, ``nfmg``, ``skip``, ``final_fc_relax``, ``storage``, ``tnorm``,
@@ -158,15 +191,18 @@ class ParallelNetwork:
     """
 
     def __init__(self, net: ResNet, X, Y, comm=None, X_val=None, Y_val=None,
-                 braid: Optional[dict] = None) -> None:
+                 braid: Optional[dict] = None, data_comm=None) -> None:
         if not isinstance(net, ResNet):
             raise ValueError(f"net must be a braidnet.resnet.ResNet, got {type(net).__name__}")
         from mpi4py import MPI
 
         if comm is None:
             comm = MPI.COMM_WORLD
-        if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
-            raise ValueError(f"comm must be an mpi4py intracommunicator, got {comm!r}")
+        for name, c in (("comm", comm), ("data_comm", data_comm)):
+            if c is not None and (not isinstance(c, MPI.Intracomm) or c == MPI.COMM_NULL):
+                raise ValueError(f"{name} must be an mpi4py intracommunicator, got {c!r}")
+        self.data_groups = 1 if data_comm is None else data_comm.Get_size()
+        self.data_group = 0 if data_comm is None else data_comm.Get_rank()
         x = net.prepare_inputs(X)
         targets = net.prepare_targets(Y, x.shape[1])
         if (X_val is None) != (Y_val is None):
@@ -175,6 +211,17 @@ class ParallelNetwork:
         if X_val is not None:
             xv = net.prepare_inputs(X_val)
             tv = net.prepare_targets(Y_val, xv.shape[1])
+        # this group's shard of the samples, and its weight in the batch means
+        self._shards = shard_bounds(x.shape[1], self.data_groups)
+        self._vshards = shard_bounds(xv.shape[1], self.data_groups) if xv is not None else None
+        a, b = self._shards[self.data_group]
+        x, targets = np.ascontiguousarray(x[:, a:b]), np.ascontiguousarray(targets[:, a:b])
+        self._weight = (b - a) / self._shards[-1][1]
+        self._vweight = 0.0
+        if xv is not None:
+            a, b = self._vshards[self.data_group]
+            xv, tv = np.ascontiguousarray(xv[:, a:b]), np.ascontiguousarray(tv[:, a:b])
+            self._vweight = (b - a) / self._vshards[-1][1]
         opts = _check_braid_options(braid, net)
         self._abs_tol = opts.pop("abs_tol", DEFAULT_ABS_TOL)
         self._max_iter = opts.pop("max_iter", DEFAULT_MAX_ITER)
@@ -191,6 +238,7 @@ class ParallelNetwork:
         # ---- MPI work from here on --------------------------------------------------------
         self._closed = False
         self._xcomm = comm.Dup()                                   # our own exchanges
+        self._dcomm = data_comm.Dup() if data_comm is not None else None   # across the groups
         self._tcomm = comm.Dup()                                   # primal core
         self._vcomm = comm.Dup()                                   # validation core (never shares messages)
         self._acomm = comm.Split(0, self.size - 1 - self.rank)     # adjoint core: reversed ranks
@@ -461,7 +509,9 @@ class ParallelNetwork:
         ``max_iter=None`` solves to the default tolerance; otherwise at most ``max_iter``
         iterations (or until ``abs_tol``, default the tight one).  Returns ``{"loss", "objective",
         "accuracy", "rnorm", "iterations"}``, the same on every rank (accuracy in percent, rnorm
-        the last MGRIT residual norm, -1 if none was computed).
+        the last MGRIT residual norm, -1 if none was computed).  With data-parallel groups: the
+        whole batch's loss and accuracy, rnorm the 2-norm of the groups' residual norms (the whole
+        batch's with the default ``tnorm``), iterations the most any group took.
         """
         opts = self._drive_options(max_iter, abs_tol)
         self._ready()
@@ -477,15 +527,20 @@ class ParallelNetwork:
             uN = self._state[self.n_layers]
             theta_cls = self._own(L.classifier_slice)
             loss, g_cls, lamN = self.net.classifier_loss(theta_cls, uN, self._targets)
+            if self.data_groups > 1:        # this shard's share of the batch mean
+                loss, g_cls, lamN = loss * self._weight, g_cls * self._weight, lamN * self._weight
             np.copyto(self._lamN, lamN)
             self._loss_parts = (loss, g_cls)
-            acc = self._accuracy(theta_cls, uN, self._targets)
+            acc = self._correct(theta_cls, uN, self._targets)
         self._reg = self._regularizer()       # backward() takes the gradient part
         self._ds_fresh = False
         loss, reg, acc = self._sum(np.array([loss, self._reg[0], acc]))
+        loss, acc = self._data_sum(np.array([loss, acc]))
+        acc = 100.0 * (acc / self._shards[-1][1])
         self._forward_done = True
+        rnorm, iters = self._data_solve_info(res)
         return {"loss": float(loss), "objective": float(loss + reg), "accuracy": float(acc),
-                "rnorm": self._rnorm(res), "iterations": int(res.iterations)}
+                "rnorm": rnorm, "iterations": iters}
 
     def backward(self, max_iter: Optional[int] = None,
                  abs_tol: Optional[float] = None) -> Tuple[np.ndarray, dict]:
@@ -505,8 +560,10 @@ class ParallelNetwork:
         res = self._drive(self._adjoint, opts)
         self._plans["post_adjoint"].run(self._piece, self._piece)
 
-        g = self._reg[1] if self._reg is not None else self._regularizer()[1]
+        reg_g = self._reg[1] if self._reg is not None else self._regularizer()[1]
         self._reg = None                      # g is returned: a second backward() needs its own
+        # the data part is summed over the groups, the regulariser (the same in each) added once
+        g = np.zeros_like(reg_g) if self.data_groups > 1 else reg_g
         off = self.param_slice.start
         self._gradient_layers += self.layer_range[1] - self.layer_range[0]
         for n in range(*self.layer_range):
@@ -517,7 +574,11 @@ class ParallelNetwork:
         if self.owns_classifier:
             s = L.classifier_slice
             g[s.start - off:s.stop - off] += self._loss_parts[1]
-        return g, {"rnorm": self._rnorm(res), "iterations": int(res.iterations)}
+        if self.data_groups > 1:
+            g = self._data_sum(g)
+            g += reg_g
+        rnorm, iters = self._data_solve_info(res)
+        return g, {"rnorm": rnorm, "iterations": iters}
 
     def validate(self, max_iter: Optional[int] = None, abs_tol: Optional[float] = None) -> float:
         """Validation accuracy in percent (a layer-parallel forward solve); nan without data."""
@@ -534,8 +595,8 @@ class ParallelNetwork:
         self._drive(self._validation, opts)
         acc = 0.0
         if self.owns_classifier:
-            acc = self._accuracy(self._own(L.classifier_slice), self._Uv[-1], self._tv)
-        return float(self._sum(np.array([acc]))[0])
+            acc = self._correct(self._own(L.classifier_slice), self._Uv[-1], self._tv)
+        return 100.0 * (float(self._data_sum(self._sum(np.array([acc])))[0]) / self._vshards[-1][1])
 
     def warm_states(self, root: Optional[int] = 0, endpoints: bool = False) -> Dict[str, Optional[np.ndarray]]:
         """The MGRIT states the next drives warm-start from, whole, for a checkpoint (collective).
@@ -552,8 +613,18 @@ class ParallelNetwork:
         self._root(root)
         out: Dict[str, Optional[np.ndarray]] = {}
         for name, rows in self._warm_rows(endpoints).items():
-            out[name] = self._gather_points(*rows, root=root)
+            out[name] = self._gather_groups(self._gather_points(*rows, root=root), root)
         return out
+
+    def _gather_groups(self, a: Optional[np.ndarray], root: Optional[int]) -> Optional[np.ndarray]:
+        """The groups' (N+1, width, shard) states side by side: the whole batch's, in sample order
+        (on every rank, or where ``root`` of group 0 is; the groups' ``root`` ranks hold theirs)."""
+        if self._dcomm is None:
+            return a
+        if root is None:
+            return np.concatenate(self._dcomm.allgather(a), axis=2)
+        parts = self._dcomm.gather(a, root=0)
+        return np.concatenate(parts, axis=2) if parts is not None and parts[0] is not None else None
 
     def load_warm_states(self, states: Dict[str, np.ndarray]) -> None:
         """Start the cores from saved :meth:`warm_states` (any rank count) instead of zeros.
@@ -568,14 +639,16 @@ class ParallelNetwork:
         """
         self._check_open()
         N, width = self.n_layers, self.net.state_size
-        cores = {"primal": (self._primal, self._papp.batch), "adjoint": (self._adjoint, self._aapp.batch)}
+        # (core, the group's samples [a, b) of the whole batch, whole batch)
+        cores = {"primal": (self._primal, self._shards[self.data_group], self._shards[-1][1]),
+                 "adjoint": (self._adjoint, self._shards[self.data_group], self._shards[-1][1])}
         if self._validation is not None:
-            cores["validation"] = (self._validation, self._vapp.batch)
+            cores["validation"] = (self._validation, self._vshards[self.data_group], self._vshards[-1][1])
         unknown = sorted(set(states) - set(cores))
         if unknown:
             raise ValueError(f"unknown warm-state keys {unknown}; this network has {sorted(cores)}")
         for name, arr in states.items():
-            shape = (N + 1, width, cores[name][1])
+            shape = (N + 1, width, cores[name][2])
             a = np.asarray(arr)
             if a.dtype != self._dtype or a.shape != shape or not np.all(np.isfinite(a)):
                 raise ValueError(f"warm state {name!r} must be a finite {self._dtype.name} array of shape "
@@ -585,9 +658,10 @@ class ParallelNetwork:
         rows = self._warm_rows()
         for name, arr in states.items():
             ranges, _, own = rows[name]
+            a, b = cores[name][1]
             for p, dst in zip(range(ranges[self.rank][0], ranges[self.rank][1] + 1), own):
                 if dst is not None:
-                    np.copyto(dst, arr[p])
+                    np.copyto(dst, arr[p][:, a:b])
             cores[name][0].set_options(skip=0, seq_soln=0)
             if self._core_opts.get("skip") == "every":
                 self._skip_later.add(id(cores[name][0]))
@@ -598,6 +672,8 @@ class ParallelNetwork:
         ``{"primal", "adjoint", "validation"}``: layer steps the three cores applied (every level of
         every drive; a step costs the same on every level, width and batch being fixed);
         ``"gradient"``: layer gradients assembled by :meth:`backward`.  Identical on every rank.
+        With data-parallel groups, in whole-batch steps: each group's steps weighted by its share
+        of the batch (the same numbers as one group, when the groups iterate alike).
         """
         self._check_open()
         vsteps = self._vapp.steps if self._vapp is not None else 0
@@ -605,6 +681,10 @@ class ParallelNetwork:
         total = np.empty_like(local)
         from mpi4py import MPI
         self._xcomm.Allreduce(local, total, op=MPI.SUM)
+        if self._dcomm is not None:
+            # a step on a shard is that share of a whole-batch step: the work of the whole batch
+            w = np.array([self._weight, self._weight, self._vweight, self._weight])
+            total = np.rint(self._data_sum(total * w)).astype(np.int64)
         return dict(zip(("primal", "adjoint", "validation", "gradient"), (int(v) for v in total)))
 
     def restart(self) -> None:
@@ -635,8 +715,9 @@ class ParallelNetwork:
         for core in (self._primal, self._adjoint, self._validation):
             if core is not None:
                 core.close()
-        for c in (self._xcomm, self._tcomm, self._vcomm, self._acomm):
-            c.Free()
+        for c in (self._xcomm, self._tcomm, self._vcomm, self._acomm, self._dcomm):
+            if c is not None:
+                c.Free()
 
     def __enter__(self) -> "ParallelNetwork":
         return self
@@ -757,9 +838,32 @@ class ParallelNetwork:
             out += allv[q]
         return out
 
-    def _accuracy(self, theta_cls: np.ndarray, uN: np.ndarray, targets: np.ndarray) -> float:
+    def _data_sum(self, v: np.ndarray) -> np.ndarray:
+        """Sum of v over the data-parallel groups, the same on every rank (v itself with one group):
+        reduced on group 0 and broadcast, so every group continues from identical values."""
+        if self._dcomm is None:
+            return v
+        from mpi4py import MPI
+        v = np.ascontiguousarray(v, dtype=np.float64)
+        out = np.empty_like(v)
+        self._dcomm.Reduce(v, out, op=MPI.SUM, root=0)
+        self._dcomm.Bcast(out, root=0)
+        return out
+
+    def _data_solve_info(self, res) -> Tuple[float, int]:
+        """(residual norm, iterations) of a solve over all groups: the 2-norm of the groups' norms
+        (-1 when a group computed none), the most iterations any group took."""
+        r, it = self._rnorm(res), int(res.iterations)
+        if self._dcomm is None:
+            return r, it
+        allr = self._dcomm.allgather(r)
+        r = -1.0 if min(allr) < 0 else math.sqrt(sum(x * x for x in allr))
+        return r, max(self._dcomm.allgather(it))
+
+    def _correct(self, theta_cls: np.ndarray, uN: np.ndarray, targets: np.ndarray) -> float:
+        """How many samples of this batch the classifier gets right (summed exactly over groups)."""
         z = self.net.classifier_logits(theta_cls, uN)
-        return 100.0 * float(np.mean(np.argmax(z, axis=0) == np.argmax(targets, axis=0)))
+        return float(np.count_nonzero(np.argmax(z, axis=0) == np.argmax(targets, axis=0)))
 
     def _regularizer(self) -> Tuple[float, np.ndarray]:
         """This rank's share of the regulariser and its gradient on the local slice."""

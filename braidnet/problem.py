@@ -60,9 +60,16 @@ class Problem:
     """
 
     def __init__(self, cfg: _config.Config, comm) -> None:
+        from braidnet.parallel import split_comm
+
         self.cfg = cfg
-        self.comm = comm
+        self.comm = comm                #: every rank of the run
         self.X, self.y, self.X_val, self.y_val = load_data(cfg)
+        #: the ranks that share the layers (one data-parallel group), and the communicator across
+        #: the groups (None with one group)
+        self.layer_comm, self.data_comm = comm, None
+        if cfg["parallel"]["data"] > 1:
+            self.layer_comm, self.data_comm = split_comm(comm, cfg["parallel"]["data"])
         #: (H, W) of image data (digits, idx), whose images are flattened to rows of H * W pixels here
         self.image_shape: Optional[Tuple[int, int]] = None
         if self.X.ndim == 3:
@@ -90,6 +97,13 @@ class Problem:
                                       f"use network.opening='conv'")
         return {"kind": "conv", "kernel_size": net["kernel_size"], "image_shape": shape,
                 "classifier": net["classifier"]}
+
+    def close(self) -> None:
+        """Free the communicators this problem split off (collective)."""
+        if self.data_comm is not None:
+            self.layer_comm.Free()
+            self.data_comm.Free()
+            self.layer_comm, self.data_comm = self.comm, None
 
     @property
     def validation(self) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:

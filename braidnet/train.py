@@ -56,7 +56,8 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     Args:
         cfg: the configuration, as :func:`braidnet.config.load_config` (or :func:`~braidnet.config.check`)
             returns it for this number of ranks; it is not checked again.
-        comm: the MPI communicator (default ``MPI.COMM_WORLD``); its ranks share the layers.
+        comm: the MPI communicator (default ``MPI.COMM_WORLD``); its ranks share the layers, or with
+            ``parallel.data`` = Q > 1 form Q data-parallel groups that each share the layers.
         resume: continue the run in the output folder from its checkpoint, exactly where it was
             written; a configuration that would change the run's model, data or algorithm is refused.
         out_dir: output folder (default ``cfg['output']['dir']``; ``None`` in cfg means no files).
@@ -75,9 +76,13 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
         cfg = {**cfg, "output": {**cfg["output"], "dir": out_dir}}
     record = Recorder(cfg, comm, cfg["output"]["dir"], nested=len(level_plan(cfg)) > 1)
     ckpt = record.claim(resume, overwrite)
+    problem = None
     try:
-        return _train(Problem(cfg, comm), record, ckpt, theta0)
+        problem = Problem(cfg, comm)
+        return _train(problem, record, ckpt, theta0)
     finally:
+        if problem is not None:
+            problem.close()
         record.close()
 
 

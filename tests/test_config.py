@@ -242,12 +242,13 @@ def test_resume_free_keys_not_reported():
     new = _cfg("optimizer.iterations=500", "output.dir=elsewhere", "nested.schedule=[1, 2, 3]",
                "optimizer.gtol=1e-3", "nested.accuracy_threshold=90", "optimizer.stall_steps=9",
                "output.checkpoint_every=1", "output.progress=false", "output.validate_every=5")
+    new["parallel"]["data"] = 2         # (checked against the rank count where it is loaded)
     assert C.resume_conflicts(C.defaults(), new) == []
     # the declaration: everything under [output] and exactly these others
     assert {k for s, k in C.RESUMABLE if s == "output"} == set(C.SCHEMA["output"])
     assert {(s, k) for s, k in C.RESUMABLE if s != "output"} == {
         ("optimizer", "iterations"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
-        ("nested", "accuracy_threshold"), ("nested", "schedule")}
+        ("nested", "accuracy_threshold"), ("nested", "schedule"), ("parallel", "data")}
 
 
 def test_resume_key_missing_from_an_old_config_compares_to_its_default():
