@@ -106,12 +106,13 @@ class BatchOrder:
                              f"got index={index!r}")
         return epoch * self.batches_per_epoch + index
 
-    def batches(self, step: int = 0) -> Iterator[Tuple[int, int, np.ndarray]]:
-        """Endless ``(epoch, index, indices)`` from global step ``step`` on; the caller stops.
-
-        Starting at step s gives exactly the items the iterator from 0 gives after s items.
+    def batches(self, epoch: int = 0, index: int = 0) -> Iterator[Tuple[int, int, np.ndarray]]:
+        """Endless ``(epoch, index, indices)`` from batch ``index`` of epoch ``epoch`` on; the
+        caller stops.  Started at ``position(s)`` it yields exactly what the iterator from (0, 0)
+        yields after s items (resume from a step counter: ``batches(*order.position(s))``).
         """
-        epoch, index = self.position(step)
+        self.global_step(epoch, index)   # validates the start
+        epoch, index = int(epoch), int(index)
         while True:
             yield epoch, index, self.batch(epoch, index)
             index += 1

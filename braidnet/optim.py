@@ -423,9 +423,13 @@ class LearningRate:
             raise ValueError("kind='cosine' needs total (a positive integer), got total=None")
         # unused parameters get neutral values so that state dicts hold plain numbers only
         self.step_size = int(_positive(step_size, "step_size", integer=True)) if kind == "step" else 0
-        self.gamma = float(_positive(gamma, "gamma")) if gamma is not None else (0.1 if kind == "step" else 1.0)
+        if gamma is not None:
+            self.gamma = float(_positive(gamma, "gamma"))
+        else:
+            self.gamma = 0.1 if kind == "step" else 1.0   # PyTorch's StepLR default
         self.total = int(_positive(total, "total", integer=True)) if kind == "cosine" else 0
-        if lr_min is not None and (isinstance(lr_min, bool) or not isinstance(lr_min, (int, float, np.number))
+        if lr_min is not None and (isinstance(lr_min, bool)
+                                   or not isinstance(lr_min, (int, float, np.number))
                                    or not 0.0 <= lr_min < self.base):
             raise ValueError(f"lr_min must be in [0, lr={self.base!r}), got lr_min={lr_min!r}")
         self.lr_min = 0.0 if lr_min is None else float(lr_min)
@@ -442,7 +446,8 @@ class LearningRate:
             if e >= self.total:
                 rate = self.lr_min
             else:
-                rate = self.lr_min + (self.base - self.lr_min) * 0.5 * (1.0 + math.cos(math.pi * e / self.total))
+                cos = math.cos(math.pi * e / self.total)
+                rate = self.lr_min + (self.base - self.lr_min) * 0.5 * (1.0 + cos)
         else:
             rate = self.base
         if t < self.warmup:
@@ -455,13 +460,10 @@ class LearningRate:
                 "lr_gamma": self.gamma, "lr_total": self.total, "lr_min": self.lr_min,
                 "lr_warmup": self.warmup, "lr_steps_per_epoch": self.steps_per_epoch}
 
-    def check_state(self, state: Dict[str, object]) -> None:
-        """Raise ValueError unless ``state`` (an optimiser state) holds this same schedule."""
-        _check_same(state, self.state_dict(), "learning-rate schedule")
-
     def __repr__(self) -> str:
-        d = self.state_dict()
-        return "LearningRate(" + ", ".join(f"{k[3:] if k != 'lr_min' else k}={d[k]!r}" for k in d) + ")"
+        return (f"LearningRate(lr={self.base!r}, kind={self.kind!r}, step_size={self.step_size}, "
+                f"gamma={self.gamma!r}, total={self.total}, lr_min={self.lr_min!r}, "
+                f"warmup={self.warmup}, steps_per_epoch={self.steps_per_epoch})")
 
 
 def _check_same(state: Dict[str, object], mine: Dict[str, object], what: str) -> None:

@@ -9,7 +9,7 @@ from braidnet.batches import BatchOrder, shard, shard_bounds
 
 
 def take(order, n, step=0):
-    return list(itertools.islice(order.batches(step), n))
+    return list(itertools.islice(order.batches(*order.position(step)), n))
 
 
 def test_permutation_is_seeded_per_epoch():
@@ -78,6 +78,10 @@ def test_resumption_equals_uninterrupted(drop_last):
         for (e1, i1, b1), (e2, i2, b2) in zip(full[s:], resumed):
             assert (e1, i1) == (e2, i2)
             assert_array_equal(b1, b2)
+    # started from an (epoch, index) position directly
+    e, i, b = next(order.batches(3, 1))
+    assert (e, i) == (3, 1)
+    assert_array_equal(b, full[3 * order.batches_per_epoch + 1][2])
     # the iterator walks epochs in order with consecutive positions
     bpe = order.batches_per_epoch
     assert [(e, i) for e, i, _ in full] == [divmod(s, bpe) for s in range(17)]
@@ -131,6 +135,8 @@ def test_shard_of_uneven_batch_values():
     (lambda: BatchOrder(10, 5, 1).permutation(-1), "epoch=-1"),
     (lambda: BatchOrder(10, 5, 1).position(-2), "step=-2"),
     (lambda: BatchOrder(10, 5, 1).global_step(0, 2), "index=2"),
+    (lambda: next(BatchOrder(10, 5, 1).batches(-1, 0)), "epoch=-1"),
+    (lambda: next(BatchOrder(10, 5, 1).batches(0, 2)), "index=2"),
     (lambda: shard(np.arange(4), 4, 4), "q=4"),
     (lambda: shard(np.arange(4), 0, 0), "Q=0"),
     (lambda: shard(np.arange(2), 0, 3), "n=2 samples over Q=3"),
