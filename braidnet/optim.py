@@ -1,4 +1,5 @@
-"""Optimisers: L-BFGS, dense BFGS and steepest descent with Armijo backtracking; SGD and Adam.
+"""Optimisers: L-BFGS, dense BFGS and steepest descent with Armijo backtracking; SGD and Adam
+with learning-rate schedules.
 
 The line-search methods follow LPT's code (docs/design.md section 5): a search direction p, then
 backtracking from step 1.0 by a factor 0.5 until the Armijo condition
@@ -15,6 +16,14 @@ only where each process holds the whole vector.
 
 All optimisers serialise to ``state_dict()`` (a dict of arrays and scalars, for checkpoints) and
 restore with ``load_state_dict()``.
+
+**Stochastic optimisers.**  :class:`SGD` (momentum, Nesterov) and :class:`Adam` take one gradient
+per call of ``step(x, g)``, are element-wise (no reductions: a rank may hold just its slice) and
+use the rate ``lr(t)`` of a :class:`LearningRate` schedule at their 0-based step t.  A schedule is a
+pure function of t and the step counter is part of the state, so a run restored from
+``state_dict()`` continues bit for bit like the uninterrupted run; ``load_state_dict()`` refuses a
+state whose kind, hyperparameters or schedule differ from the optimiser's own.  Which samples each
+step sees is :mod:`braidnet.batches`' job.
 """
 from __future__ import annotations
 
@@ -353,53 +362,228 @@ def minimize(opt: LineSearchOptimizer, fun: Fun, grad: Grad, x0: np.ndarray, max
     return Result(x, f, g, n_iter, converged, message, history)
 
 
+_SCHEDULE_KINDS = ("constant", "step", "cosine")
+
+
+def _nonneg_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
+    return int(value)
+
+
+class LearningRate:
+    """Learning-rate schedule: a pure function ``lr(t)`` of the 0-based optimiser step t.
+
+    Because the rate depends on t alone, a resumed run (whose optimiser restores its step counter)
+    gets exactly the rates of the uninterrupted run; a schedule keeps no state of its own.
+
+    **Units.**  ``step`` and ``cosine`` change per *epoch*, as PyTorch's ``StepLR`` and
+    ``CosineAnnealingLR`` stepped once per epoch: step t lies in epoch ``e = t // steps_per_epoch``,
+    and ``step_size`` and ``total`` count epochs.  With ``steps_per_epoch=1`` (the default) epochs
+    and steps coincide, which gives a per-step schedule.  ``warmup`` always counts optimiser steps.
+
+    Kinds (``lr`` is the base rate):
+
+    - ``constant``: ``lr``.
+    - ``step``: ``lr * gamma ** (e // step_size)``.
+    - ``cosine``: ``lr_min + (lr - lr_min) * (1 + cos(pi * e / total)) / 2`` for ``e <= total``,
+      ``lr_min`` afterwards (PyTorch's closed form would rise again after ``total``; a run longer
+      than its schedule stays at the floor instead).
+
+    Linear warm-up multiplies by ``(t + 1) / warmup`` for ``t < warmup`` (the full rate is reached
+    at step ``warmup - 1``).
+
+    Args:
+        lr: base rate, finite and > 0.
+        kind: one of ``constant``, ``step``, ``cosine``.
+        step_size: epochs per decay (``step`` only, required there).
+        gamma: decay factor, finite and > 0 (``step`` only; default 0.1).
+        total: epochs of the cosine (``cosine`` only, required there).
+        lr_min: floor of the cosine, in [0, lr) (``cosine`` only; default 0).
+        warmup: linear warm-up steps (default 0: none).
+        steps_per_epoch: optimiser steps per epoch (default 1).
+    """
+
+    def __init__(self, lr: float, kind: str = "constant", *, step_size: Optional[int] = None,
+                 gamma: Optional[float] = None, total: Optional[int] = None,
+                 lr_min: Optional[float] = None, warmup: int = 0, steps_per_epoch: int = 1) -> None:
+        if kind not in _SCHEDULE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_SCHEDULE_KINDS)}, got kind={kind!r}")
+        self.kind = kind
+        self.base = float(_positive(lr, "lr"))
+        # a parameter of another kind is refused: silently ignoring it would hide a typo'd config
+        for name, value, owner in (("step_size", step_size, "step"), ("gamma", gamma, "step"),
+                                   ("total", total, "cosine"), ("lr_min", lr_min, "cosine")):
+            if value is not None and kind != owner:
+                raise ValueError(f"{name} applies to kind='{owner}' only, got {name}={value!r} "
+                                 f"with kind={kind!r}")
+        if kind == "step" and step_size is None:
+            raise ValueError("kind='step' needs step_size (a positive integer), got step_size=None")
+        if kind == "cosine" and total is None:
+            raise ValueError("kind='cosine' needs total (a positive integer), got total=None")
+        # unused parameters get neutral values so that state dicts hold plain numbers only
+        self.step_size = int(_positive(step_size, "step_size", integer=True)) if kind == "step" else 0
+        if gamma is not None:
+            self.gamma = float(_positive(gamma, "gamma"))
+        else:
+            self.gamma = 0.1 if kind == "step" else 1.0   # PyTorch's StepLR default
+        self.total = int(_positive(total, "total", integer=True)) if kind == "cosine" else 0
+        if lr_min is not None and (isinstance(lr_min, bool)
+                                   or not isinstance(lr_min, (int, float, np.number))
+                                   or not 0.0 <= lr_min < self.base):
+            raise ValueError(f"lr_min must be in [0, lr={self.base!r}), got lr_min={lr_min!r}")
+        self.lr_min = 0.0 if lr_min is None else float(lr_min)
+        self.warmup = _nonneg_int(warmup, "warmup")
+        self.steps_per_epoch = int(_positive(steps_per_epoch, "steps_per_epoch", integer=True))
+
+    def __call__(self, t: int) -> float:
+        """The rate of 0-based optimiser step ``t``."""
+        t = _nonneg_int(t, "t")
+        e = t // self.steps_per_epoch
+        if self.kind == "step":
+            rate = self.base * self.gamma ** (e // self.step_size)
+        elif self.kind == "cosine":
+            if e >= self.total:
+                rate = self.lr_min
+            else:
+                cos = math.cos(math.pi * e / self.total)
+                rate = self.lr_min + (self.base - self.lr_min) * 0.5 * (1.0 + cos)
+        else:
+            rate = self.base
+        if t < self.warmup:
+            rate *= (t + 1) / self.warmup
+        return rate
+
+    def state_dict(self) -> Dict[str, object]:
+        """The schedule as plain scalars, keys prefixed ``lr_`` (merged into optimiser states)."""
+        return {"lr_kind": self.kind, "lr_base": self.base, "lr_step_size": self.step_size,
+                "lr_gamma": self.gamma, "lr_total": self.total, "lr_min": self.lr_min,
+                "lr_warmup": self.warmup, "lr_steps_per_epoch": self.steps_per_epoch}
+
+    def __repr__(self) -> str:
+        return (f"LearningRate(lr={self.base!r}, kind={self.kind!r}, step_size={self.step_size}, "
+                f"gamma={self.gamma!r}, total={self.total}, lr_min={self.lr_min!r}, "
+                f"warmup={self.warmup}, steps_per_epoch={self.steps_per_epoch})")
+
+
+def _check_same(state: Dict[str, object], mine: Dict[str, object], what: str) -> None:
+    # Loading a state into an optimiser configured differently would silently change the run.
+    for key, value in mine.items():
+        if key not in state:
+            raise ValueError(f"state has no {key!r}: not a state of this optimiser's {what}")
+        other = state[key]
+        try:
+            same = str(other) == value if isinstance(value, str) else float(other) == float(value)
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            raise ValueError(f"state is for {what} with {key}={other!r}, this optimiser has "
+                             f"{key}={value!r}")
+
+
+def _schedule(lr) -> LearningRate:
+    if isinstance(lr, LearningRate):
+        return lr
+    return LearningRate(lr)
+
+
+def _check_kind(state: Dict[str, object], kind: str) -> None:
+    if state.get("kind") != kind:
+        raise ValueError(f"state is for optimiser kind={state.get('kind')!r}, not {kind!r}")
+
+
 class SGD:
-    """Mini-batch stochastic gradient descent with optional (heavy-ball) momentum."""
+    """Stochastic gradient descent with optional momentum, PyTorch's formulation.
+
+    With ``lr_t = schedule(t)`` and momentum ``mu``: ``b <- mu b + g`` (``b = g`` on the first
+    step), then ``x <- x - lr_t b``, or with ``nesterov`` ``x <- x - lr_t (g + mu b)``; without
+    momentum ``x <- x - lr_t g``.  The buffer holds gradients, not steps, so a changing rate acts on
+    the whole buffer at once, as in PyTorch.  No weight decay: the objective already carries its
+    Tikhonov regularisation, whose gradient is part of g.  Element-wise, so each rank may hold just
+    its slice of x and g.
+
+    Args:
+        lr: a :class:`LearningRate`, or a number for a constant rate.
+        momentum: in [0, 1).
+        nesterov: Nesterov momentum (needs momentum > 0).
+    """
 
     kind = "sgd"
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
-        self.lr = float(_positive(lr, "lr"))
-        if not 0.0 <= momentum < 1.0:
+    def __init__(self, lr=0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        self.schedule = _schedule(lr)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.number)) \
+                or not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got momentum={momentum!r}")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov must be True or False, got nesterov={nesterov!r}")
+        if nesterov and momentum == 0.0:
+            raise ValueError(f"nesterov=True needs momentum > 0, got momentum={momentum!r}")
         self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
         self.velocity: Optional[np.ndarray] = None
         self.n_iter = 0
 
+    @property
+    def lr(self) -> float:
+        """The rate the next step will use."""
+        return self.schedule(self.n_iter)
+
     def step(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Return the new point (x itself is not modified)."""
+        lr = self.schedule(self.n_iter)
         self.n_iter += 1
         if self.momentum == 0.0:
-            return x - self.lr * g
+            return x - lr * g
         if self.velocity is None:
-            self.velocity = np.zeros_like(x)
-        self.velocity *= self.momentum
-        self.velocity -= self.lr * g
-        return x + self.velocity
+            self.velocity = np.array(g, copy=True)
+        else:
+            self.velocity *= self.momentum
+            self.velocity += g
+        d = g + self.momentum * self.velocity if self.nesterov else self.velocity
+        return x - lr * d
+
+    def _hyper(self) -> Dict[str, object]:
+        d = {"kind": self.kind, "momentum": self.momentum, "nesterov": int(self.nesterov)}
+        d.update(self.schedule.state_dict())
+        return d
 
     def state_dict(self) -> Dict[str, object]:
-        return {"kind": self.kind, "lr": self.lr, "momentum": self.momentum, "n_iter": self.n_iter,
-                "velocity": np.zeros(0) if self.velocity is None else self.velocity.copy()}
+        """Hyperparameters, schedule, step counter and momentum buffer (plain scalars and arrays)."""
+        d = self._hyper()
+        d.update(n_iter=self.n_iter,
+                 velocity=np.zeros(0) if self.velocity is None else self.velocity.copy())
+        return d
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
-        if state.get("kind") != self.kind:
-            raise ValueError(f"state is for optimiser kind={state.get('kind')!r}, not {self.kind!r}")
-        self.lr, self.momentum = float(state["lr"]), float(state["momentum"])
+        """Restore what :meth:`state_dict` returned; the kind, hyperparameters and schedule must
+        equal this optimiser's (ValueError otherwise)."""
+        _check_kind(state, self.kind)
+        _check_same(state, self._hyper(), "optimiser")
         self.n_iter = int(state["n_iter"])
-        v = np.asarray(state["velocity"], dtype=np.float64)
+        v = np.asarray(state["velocity"])
         self.velocity = None if v.size == 0 else v.copy()
 
 
 class Adam:
-    """Adam (Kingma & Ba) with bias correction; element-wise, so no reductions."""
+    """Adam (Kingma & Ba) with bias correction; element-wise, so no reductions.
+
+    ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``, then with k = t + 1 steps taken
+    ``x <- x - lr_t (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps)``, ``lr_t = schedule(t)``.
+
+    Args:
+        lr: a :class:`LearningRate`, or a number for a constant rate.
+        beta1, beta2: in [0, 1).
+        eps: > 0.
+    """
 
     kind = "adam"
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+    def __init__(self, lr=1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
-        self.lr = float(_positive(lr, "lr"))
+        self.schedule = _schedule(lr)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= b < 1.0:
+            if isinstance(b, bool) or not isinstance(b, (int, float, np.number)) or not 0.0 <= b < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {name}={b!r}")
         self.beta1, self.beta2 = float(beta1), float(beta2)
         self.eps = float(_positive(eps, "eps"))
@@ -407,8 +591,14 @@ class Adam:
         self.v: Optional[np.ndarray] = None
         self.n_iter = 0
 
+    @property
+    def lr(self) -> float:
+        """The rate the next step will use."""
+        return self.schedule(self.n_iter)
+
     def step(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Return the new point (x itself is not modified)."""
+        lr = self.schedule(self.n_iter)
         if self.m is None:
             self.m, self.v = np.zeros_like(x), np.zeros_like(x)
         self.n_iter += 1
@@ -418,21 +608,28 @@ class Adam:
         self.v += (1.0 - self.beta2) * g * g
         mhat = self.m / (1.0 - self.beta1 ** self.n_iter)
         vhat = self.v / (1.0 - self.beta2 ** self.n_iter)
-        return x - self.lr * mhat / (np.sqrt(vhat) + self.eps)
+        return x - lr * mhat / (np.sqrt(vhat) + self.eps)
+
+    def _hyper(self) -> Dict[str, object]:
+        d = {"kind": self.kind, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        d.update(self.schedule.state_dict())
+        return d
 
     def state_dict(self) -> Dict[str, object]:
+        """Hyperparameters, schedule, step counter and moments (plain scalars and arrays)."""
         empty = np.zeros(0)
-        return {"kind": self.kind, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
-                "eps": self.eps, "n_iter": self.n_iter,
-                "m": empty if self.m is None else self.m.copy(),
-                "v": empty if self.v is None else self.v.copy()}
+        d = self._hyper()
+        d.update(n_iter=self.n_iter, m=empty if self.m is None else self.m.copy(),
+                 v=empty if self.v is None else self.v.copy())
+        return d
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
-        if state.get("kind") != self.kind:
-            raise ValueError(f"state is for optimiser kind={state.get('kind')!r}, not {self.kind!r}")
-        self.lr, self.beta1, self.beta2 = float(state["lr"]), float(state["beta1"]), float(state["beta2"])
-        self.eps, self.n_iter = float(state["eps"]), int(state["n_iter"])
-        m, v = np.asarray(state["m"], dtype=np.float64), np.asarray(state["v"], dtype=np.float64)
+        """Restore what :meth:`state_dict` returned; the kind, hyperparameters and schedule must
+        equal this optimiser's (ValueError otherwise)."""
+        _check_kind(state, self.kind)
+        _check_same(state, self._hyper(), "optimiser")
+        self.n_iter = int(state["n_iter"])
+        m, v = np.asarray(state["m"]), np.asarray(state["v"])
         self.m = None if m.size == 0 else m.copy()
         self.v = None if v.size == 0 else v.copy()
 
@@ -447,7 +644,8 @@ def minimize_stochastic(opt, batch_fun_and_grad: Callable[[np.ndarray, np.ndarra
     Each epoch draws a seeded permutation of ``range(n_samples)`` and calls
     ``batch_fun_and_grad(x, indices) -> (f, g)`` on consecutive batches (the last one may be
     smaller).  One history row per epoch: mean batch objective, norm of the last batch gradient
-    (through ``dot``), ``step`` = the learning rate.
+    (through ``dot``), ``step`` = the learning rate of the epoch's last step.  For the fixed-size,
+    resumable batch order that layer-parallel training needs see :class:`braidnet.batches.BatchOrder`.
     """
     _positive(n_samples, "n_samples", integer=True)
     _positive(batch_size, "batch_size", integer=True)
@@ -463,11 +661,12 @@ def minimize_stochastic(opt, batch_fun_and_grad: Callable[[np.ndarray, np.ndarra
         fsum, nb = 0.0, 0
         for start in range(0, n_samples, batch_size):
             f, g = batch_fun_and_grad(x, perm[start:start + batch_size])
+            lr = opt.lr
             x = opt.step(x, g)
             fsum += f
             nb += 1
         row = {"iter": epoch, "objective": fsum / nb, "gnorm": math.sqrt(dot(g, g)),
-               "step": opt.lr, "ls_trials": 0, "time": time.perf_counter() - t0}
+               "step": lr, "ls_trials": 0, "time": time.perf_counter() - t0}
         stop = callback(epoch, x, row) if callback is not None else None
         history.append(row)
         if stop:

@@ -1,9 +1,10 @@
 """Optimisers: convergence, line search bookkeeping, distributed reductions, checkpoints."""
+import io
 import threading
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from braidnet import optim
 
@@ -236,3 +237,212 @@ def test_bad_hyperparameters():
         optim.minimize(optim.LBFGS(), rosenbrock, rosenbrock_grad, np.zeros(2), max_iter=0)
     with pytest.raises(ValueError, match="batch_size=0"):
         optim.minimize_stochastic(optim.SGD(), lambda x, i: (0.0, x), np.zeros(2), 10, 0, 1)
+
+
+# ---- learning-rate schedules, SGD/Adam against hand-written updates -------------------------
+
+SCHEDULES = {
+    "constant": dict(lr=0.05, kind="constant"),
+    "step": dict(lr=0.05, kind="step", step_size=2, gamma=0.5, steps_per_epoch=2),
+    "cosine": dict(lr=0.05, kind="cosine", total=3, lr_min=0.01, steps_per_epoch=2),
+    "cosine_warmup": dict(lr=0.05, kind="cosine", total=4, warmup=3),
+}
+
+
+def reference_rate(spec, t):
+    """The schedule written out independently: epoch first, then the kind's formula, warm-up."""
+    spe = spec.get("steps_per_epoch", 1)
+    epoch = t // spe
+    lr = spec["lr"]
+    if spec["kind"] == "step":
+        for _ in range(epoch // spec["step_size"]):
+            lr *= spec["gamma"]
+    elif spec["kind"] == "cosine":
+        lo, T = spec.get("lr_min", 0.0), spec["total"]
+        frac = min(epoch, T) / T
+        lr = lo + 0.5 * (lr - lo) * (1.0 + np.cos(np.pi * frac))
+    w = spec.get("warmup", 0)
+    return lr * (t + 1) / w if t < w else lr
+
+
+def quadratic_grad():
+    A = np.diag([1.0, 4.0, 0.5])
+    c = np.array([1.0, -2.0, 0.5])
+    return lambda x: A @ x - c
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedule_matches_reference(name):
+    spec = SCHEDULES[name]
+    sched = optim.LearningRate(**spec)
+    for t in range(20):
+        assert_allclose(sched(t), reference_rate(spec, t), rtol=1e-15, atol=0)
+
+
+def test_schedule_values_by_hand():
+    cos = optim.LearningRate(0.1, "cosine", total=10, lr_min=0.02)
+    assert cos(0) == 0.1
+    assert_allclose(cos(5), 0.06, rtol=1e-15)          # T/2: halfway between lr and lr_min
+    assert_allclose(cos(10), 0.02, rtol=1e-15)         # T: lr_min
+    assert cos(25) == 0.02                             # stays at the floor after T
+    # per-epoch units: 3 steps per epoch, total 10 epochs -> T/2 is step 15..17
+    cos_e = optim.LearningRate(0.1, "cosine", total=10, lr_min=0.02, steps_per_epoch=3)
+    assert cos_e(14) == cos(4) and cos_e(15) == cos(5) and cos_e(17) == cos(5) and cos_e(18) == cos(6)
+    step = optim.LearningRate(0.1, "step", step_size=3, gamma=0.5)
+    assert [step(t) for t in (0, 2, 3, 5, 6)] == [0.1, 0.1, 0.05, 0.05, 0.025]
+    step_e = optim.LearningRate(0.1, "step", step_size=3, steps_per_epoch=4)   # default gamma 0.1
+    assert step_e(11) == 0.1 and step_e(12) == 0.1 * 0.1 and step_e(23) == 0.1 * 0.1
+    assert_allclose(step_e(24), 0.1 * 0.1 * 0.1, rtol=1e-15)
+    warm = optim.LearningRate(0.2, warmup=4)
+    assert [warm(t) for t in range(6)] == [0.05, 0.1, 0.15000000000000002, 0.2, 0.2, 0.2]
+
+
+def reference_sgd(x, grad, rates, mu, nesterov):
+    x = x.copy()
+    buf = None
+    for lr in rates:
+        g = grad(x)
+        if mu == 0.0:
+            x = x - lr * g
+            continue
+        buf = g.copy() if buf is None else mu * buf + g
+        x = x - lr * (g + mu * buf if nesterov else buf)
+    return x
+
+
+def reference_adam(x, grad, rates, b1, b2, eps):
+    x = x.copy()
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    for k, lr in enumerate(rates, start=1):
+        g = grad(x)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g ** 2
+        x = x - lr * (m / (1 - b1 ** k)) / (np.sqrt(v / (1 - b2 ** k)) + eps)
+    return x
+
+
+OPTIMISERS = {
+    "sgd": (dict(), lambda x, g, r: reference_sgd(x, g, r, 0.0, False)),
+    "momentum": (dict(momentum=0.8), lambda x, g, r: reference_sgd(x, g, r, 0.8, False)),
+    "nesterov": (dict(momentum=0.7, nesterov=True), lambda x, g, r: reference_sgd(x, g, r, 0.7, True)),
+    "adam": (dict(beta1=0.85, beta2=0.99, eps=1e-6),
+             lambda x, g, r: reference_adam(x, g, r, 0.85, 0.99, 1e-6)),
+}
+
+
+@pytest.mark.parametrize("sched", list(SCHEDULES))
+@pytest.mark.parametrize("name", list(OPTIMISERS))
+def test_stochastic_step_equals_reference(name, sched):
+    kwargs, reference = OPTIMISERS[name]
+    cls = optim.Adam if name == "adam" else optim.SGD
+    opt = cls(lr=optim.LearningRate(**SCHEDULES[sched]), **kwargs)
+    grad = quadratic_grad()
+    x0 = np.array([0.3, -0.2, 1.0])
+    n = 9
+    x = x0.copy()
+    for _ in range(n):
+        x_new = opt.step(x, grad(x))
+        assert not np.shares_memory(x_new, x)
+        x = x_new
+    assert opt.n_iter == n
+    rates = [reference_rate(SCHEDULES[sched], t) for t in range(n)]
+    assert_allclose(x, reference(x0, grad, rates), rtol=1e-13, atol=1e-15)
+    assert opt.lr == optim.LearningRate(**SCHEDULES[sched])(n)
+
+
+def test_float_lr_is_constant_schedule():
+    opt = optim.SGD(lr=0.25)
+    assert opt.schedule.kind == "constant" and opt.lr == 0.25
+    x = opt.step(np.array([1.0, 2.0]), np.array([4.0, -4.0]))
+    assert_array_equal(x, [0.0, 3.0])
+
+
+def npz_roundtrip(state):
+    """What a checkpoint file gives back: every entry a numpy array."""
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    buf.seek(0)
+    with np.load(buf) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.SGD(lr=optim.LearningRate(0.05, "cosine", total=5, lr_min=0.001, warmup=2),
+                      momentum=0.9, nesterov=True),
+    lambda: optim.SGD(lr=optim.LearningRate(0.05, "step", step_size=2, steps_per_epoch=3)),
+    lambda: optim.Adam(lr=optim.LearningRate(0.05, "step", step_size=1, gamma=0.7)),
+])
+@pytest.mark.parametrize("via_file", [False, True])
+def test_resume_mid_run_is_bit_for_bit(make, via_file):
+    grad = quadratic_grad()
+    x0 = np.array([0.3, -0.2, 1.0])
+    a = make()
+    x = x0.copy()
+    for _ in range(12):
+        x = a.step(x, grad(x))
+    b = make()
+    y = x0.copy()
+    for _ in range(5):
+        y = b.step(y, grad(y))
+    state = b.state_dict()
+    for v in state.values():
+        assert isinstance(v, (int, float, str, np.ndarray))
+    c = make()
+    c.load_state_dict(npz_roundtrip(state) if via_file else state)
+    assert c.n_iter == 5 and c.lr == b.lr
+    for _ in range(7):
+        y = c.step(y, grad(y))
+    assert_array_equal(y, x)
+
+
+def test_load_state_refuses_other_kind_or_schedule():
+    sgd = optim.SGD(lr=optim.LearningRate(0.1, "cosine", total=10), momentum=0.9)
+    sgd.step(np.ones(2), np.ones(2))
+    state = sgd.state_dict()
+    with pytest.raises(ValueError, match="kind='sgd', not 'adam'"):
+        optim.Adam().load_state_dict(state)
+    with pytest.raises(ValueError, match="lr_kind='cosine'.*lr_kind='step'"):
+        optim.SGD(lr=optim.LearningRate(0.1, "step", step_size=3), momentum=0.9).load_state_dict(state)
+    with pytest.raises(ValueError, match="lr_total=10.*lr_total=20"):
+        optim.SGD(lr=optim.LearningRate(0.1, "cosine", total=20), momentum=0.9).load_state_dict(state)
+    with pytest.raises(ValueError, match="momentum=0.9.*momentum=0.5"):
+        optim.SGD(lr=optim.LearningRate(0.1, "cosine", total=10), momentum=0.5).load_state_dict(state)
+    adam = optim.Adam(beta2=0.99)
+    with pytest.raises(ValueError, match="beta2=0.99.*beta2=0.999"):
+        optim.Adam().load_state_dict(adam.state_dict())
+    # nothing was changed by the refused loads
+    fresh = optim.SGD(lr=optim.LearningRate(0.1, "step", step_size=3), momentum=0.9)
+    with pytest.raises(ValueError):
+        fresh.load_state_dict(state)
+    assert fresh.n_iter == 0 and fresh.velocity is None
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: optim.LearningRate(0.0), "lr=0.0"),
+    (lambda: optim.LearningRate(float("nan")), "lr=nan"),
+    (lambda: optim.LearningRate(0.1, "linear"), "kind='linear'"),
+    (lambda: optim.LearningRate(0.1, "step"), "step_size=None"),
+    (lambda: optim.LearningRate(0.1, "step", step_size=0), "step_size=0"),
+    (lambda: optim.LearningRate(0.1, "step", step_size=2, gamma=-0.5), "gamma=-0.5"),
+    (lambda: optim.LearningRate(0.1, "cosine"), "total=None"),
+    (lambda: optim.LearningRate(0.1, "cosine", total=1.5), "total=1.5"),
+    (lambda: optim.LearningRate(0.1, "cosine", total=5, lr_min=0.1), "lr_min=0.1"),
+    (lambda: optim.LearningRate(0.1, "cosine", total=5, lr_min=-1.0), "lr_min=-1.0"),
+    (lambda: optim.LearningRate(0.1, "constant", total=5), "total=5 with kind='constant'"),
+    (lambda: optim.LearningRate(0.1, "cosine", total=5, gamma=0.5), "gamma=0.5 with kind='cosine'"),
+    (lambda: optim.LearningRate(0.1, warmup=-1), "warmup=-1"),
+    (lambda: optim.LearningRate(0.1, steps_per_epoch=0), "steps_per_epoch=0"),
+    (lambda: optim.LearningRate(0.1)(-1), "t=-1"),
+    (lambda: optim.SGD(lr=-0.1), "lr=-0.1"),
+    (lambda: optim.SGD(momentum=-0.1), "momentum=-0.1"),
+    (lambda: optim.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
+    (lambda: optim.SGD(momentum=0.5, nesterov="no"), "nesterov='no'"),
+    (lambda: optim.Adam(beta1=1.0), "beta1=1.0"),
+    (lambda: optim.Adam(beta2=-0.1), "beta2=-0.1"),
+    (lambda: optim.Adam(eps=0.0), "eps=0.0"),
+])
+def test_bad_schedule_and_stochastic_arguments(call, match):
+    with pytest.raises(ValueError, match=match) as err:
+        call()
+    assert "\n" not in str(err.value)
