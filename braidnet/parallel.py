@@ -147,6 +147,13 @@ def _check_braid_options(braid: Optional[dict], net: ResNet) -> dict:
     return opts
 
 
+def _shards(n: int, groups: int) -> List[Tuple[int, int]]:
+    """[start, stop) of each group's contiguous shard of n samples (braidnet.batches.shard_bounds)."""
+    from braidnet.batches import shard_bounds
+    b = shard_bounds(n, groups)
+    return [(int(b[q]), int(b[q + 1])) for q in range(groups)]
+
+
 def split_comm(comm, data: int) -> Tuple[object, object]:
     """(layer communicator, data communicator) for ``data`` = Q data-parallel groups of the ranks of
     ``comm`` (collective).  Group q is ranks q*P .. q*P + P - 1 (P = size / Q: neighbours in rank
@@ -158,14 +165,6 @@ def split_comm(comm, data: int) -> Tuple[object, object]:
         raise ValueError(f"data={Q} data-parallel groups do not divide the {size} ranks; use a divisor of {size}")
     P, rank = size // Q, comm.Get_rank()
     return comm.Split(rank // P, rank), comm.Split(rank % P, rank)
-
-
-def shard_bounds(n: int, groups: int) -> List[Tuple[int, int]]:
-    """[start, stop) of each group's contiguous shard of n samples (the first n % groups one more)."""
-    if n < groups:
-        raise ValueError(f"{n} samples cannot be shared by {groups} data-parallel groups: each needs at least one")
-    edges = np.cumsum([0] + [n // groups + (1 if q < n % groups else 0) for q in range(groups)])
-    return [(int(edges[q]), int(edges[q + 1])) for q in range(groups)]
 
 
 class ParallelNetwork:
@@ -212,8 +211,8 @@ class ParallelNetwork:
             xv = net.prepare_inputs(X_val)
             tv = net.prepare_targets(Y_val, xv.shape[1])
         # this group's shard of the samples, and its weight in the batch means
-        self._shards = shard_bounds(x.shape[1], self.data_groups)
-        self._vshards = shard_bounds(xv.shape[1], self.data_groups) if xv is not None else None
+        self._shards = _shards(x.shape[1], self.data_groups)
+        self._vshards = _shards(xv.shape[1], self.data_groups) if xv is not None else None
         a, b = self._shards[self.data_group]
         x, targets = np.ascontiguousarray(x[:, a:b]), np.ascontiguousarray(targets[:, a:b])
         self._weight = (b - a) / self._shards[-1][1]

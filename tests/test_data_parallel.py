@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import mpi_launch
-from braidnet.parallel import shard_bounds
 
 RTOL = 1e-9
 
@@ -33,14 +32,6 @@ def test_groups_equal_one_rank(nprocs, tmp_path):
             assert res["rnorm"] <= max(tol, 1e-12), where
             assert res["accuracy"] <= 1e-9 and res["val"] <= 1e-9, where
             assert res["iterations_equal"] and res["steps_equal"], where
-
-
-def test_shard_bounds():
-    assert shard_bounds(7, 3) == [(0, 3), (3, 5), (5, 7)]
-    assert shard_bounds(6, 3) == [(0, 2), (2, 4), (4, 6)]
-    assert shard_bounds(5, 1) == [(0, 5)]
-    with pytest.raises(ValueError, match="2 samples cannot be shared by 3 data-parallel groups"):
-        shard_bounds(2, 3)
 
 
 def test_bad_data_communicators():
