@@ -90,7 +90,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
     "parallel": {
         "data": (1, int, "data-parallel groups Q: the ranks split into Q groups of P = ranks / Q, each runs the "
                  "layer-parallel solves on its shard of the batch; losses, accuracies and gradients are summed "
-                 "over the groups (Q must divide the number of ranks; docs/design.md section 8)"),
+                 "over the groups (Q must divide the number of ranks; docs/design.md section 9)"),
     },
     "optimizer": {
         "method": ("lbfgs", str, "lbfgs | bfgs (dense; one rank only) | sd (steepest descent)"),

@@ -30,7 +30,7 @@ The cores are built once and driven again at every call (warm restart: the curre
 initial guess); only the weights change between drives, read through the pointers the apps hold
 into arrays that are updated in place.
 
-**Data parallelism** (``data_comm``, docs/design.md section 8): the ranks of ``comm`` are one *group*;
+**Data parallelism** (``data_comm``, docs/design.md section 9): the ranks of ``comm`` are one *group*;
 Q groups (the ranks at the same position in each group form ``data_comm``) each take a contiguous
 shard of the batch (and of the validation batch; the first n % Q groups one sample more) and run
 the same layer-parallel solves on it.  The layer map acts on each sample alone, so the groups'
