@@ -59,7 +59,7 @@ from braidnet.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ParallelNetwork", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
+__all__ = ["ParallelNetwork", "split_comm", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
 
 #: Tolerance and iteration cap of an "exact" solve (``max_iter=None``), unless ``braid`` sets them.
 DEFAULT_ABS_TOL = 1e-10
