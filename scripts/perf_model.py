@@ -102,8 +102,9 @@ def deep_par(layers: int, ls_trials: float, cfactor: int = CFACTOR, min_coarse: 
 
 
 def _per_rank(N: int, ranks: int, stride: int) -> float:
-    """Level points on the busiest rank: its ceil((N+1)/P) fine points hold that / stride of them."""
-    return math.ceil((N + 1) / ranks) / stride
+    """Level intervals on the busiest rank: its ceil((N+1)/P) fine points hold that / stride of them
+    (at most the level's N / stride)."""
+    return min(math.ceil((N + 1) / ranks), N) / stride
 
 
 def _sweep_steps(p: float, c: int, frac: float) -> float:
@@ -114,8 +115,12 @@ def _sweep_steps(p: float, c: int, frac: float) -> float:
 
 
 def _sweep_hops(p: float, c: int) -> float:
-    """Messages on the critical path of one sweep: one neighbour exchange while a rank holds a whole
-    interval; else the interval's chain crosses ceil(c / p) ranks (at most c)."""
+    """Messages on the critical path of one sweep.  A rank sweeps its intervals from last to first, so
+    it sends its last value to the right first and needs its left neighbour's value last: with two
+    intervals or more per rank the message is hidden behind the rank's own steps (0); with one, one
+    neighbour exchange; with less, the interval's chain crosses ceil(c / p) ranks (at most c)."""
+    if p >= 2 * c:
+        return 0.0
     if p >= c:
         return 1.0
     return float(min(c, math.ceil(c / max(p, 1e-12))))
@@ -256,20 +261,31 @@ def allreduce_time(groups: int, nbytes: float, latency: float, bandwidth: float)
     return math.ceil(math.log2(groups)) * (latency + nbytes / bandwidth) if groups > 1 else 0.0
 
 
-def data_parallel_time(par: Dict[str, Any], ranks: int, groups: int, latency: float, bandwidth: float,
-                       state_bytes: float, costs: Dict[str, float], param_bytes: float) -> float:
-    """Seconds per optimisation iteration with Q = ``groups`` data-parallel groups of P = ``ranks``
-    layer-parallel ranks: the corrected model at batch / Q (step costs and state messages / Q), plus
-    the allreduce of one rank's gradient slice (param_bytes / P) across the Q groups."""
+def shard_costs(costs: Dict[str, float], groups: int, fixed: Optional[Dict[str, float]] = None
+                ) -> Dict[str, float]:
+    """Step costs on 1/Q of the batch: fixed + (cost - fixed) / Q per kind of step (``fixed``: the
+    part of a step that does not shrink with the batch, e.g. from a calibration at a small batch;
+    default 0, cost proportional to the batch)."""
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups!r}")
-    shard = {k: v / groups for k, v in costs.items()}
-    t = corrected_time(par, ranks, latency, bandwidth, state_bytes / groups, shard)
+    fixed = fixed or {}
+    return {k: min(fixed.get(k, 0.0), v) + (v - min(fixed.get(k, 0.0), v)) / groups for k, v in costs.items()}
+
+
+def data_parallel_time(par: Dict[str, Any], ranks: int, groups: int, latency: float, bandwidth: float,
+                       state_bytes: float, costs: Dict[str, float], param_bytes: float,
+                       fixed: Optional[Dict[str, float]] = None) -> float:
+    """Seconds per optimisation iteration with Q = ``groups`` data-parallel groups of P = ``ranks``
+    layer-parallel ranks: the corrected model at batch / Q (:func:`shard_costs`, state messages / Q),
+    plus the allreduce of one rank's gradient slice (param_bytes / P) across the Q groups
+    (:func:`allreduce_time`)."""
+    t = corrected_time(par, ranks, latency, bandwidth, state_bytes / groups, shard_costs(costs, groups, fixed))
     return t + allreduce_time(groups, param_bytes / ranks, latency, bandwidth)
 
 
 def best_split(par: Dict[str, Any], total: int, latency: float, bandwidth: float, state_bytes: float,
-               costs: Dict[str, float], param_bytes: float) -> Dict[str, Any]:
+               costs: Dict[str, float], param_bytes: float, fixed: Optional[Dict[str, float]] = None
+               ) -> Dict[str, Any]:
     """The fastest P x Q = total (powers of two, P <= layers + 1) by :func:`data_parallel_time`:
     ``{"ranks": P, "groups": Q, "seconds": T, "all": {(P, Q): T}}``."""
     if total < 1 or total & (total - 1):
@@ -280,7 +296,7 @@ def best_split(par: Dict[str, Any], total: int, latency: float, bandwidth: float
     while P <= total:
         if P <= N + 1:
             allt[(P, total // P)] = data_parallel_time(par, P, total // P, latency, bandwidth, state_bytes,
-                                                       costs, param_bytes)
+                                                       costs, param_bytes, fixed)
         P *= 2
     (P, Q), T = min(allt.items(), key=lambda kv: kv[1])
     return {"ranks": P, "groups": Q, "seconds": T, "all": allt}

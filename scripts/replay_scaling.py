@@ -422,6 +422,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         layers = a.layers[i] if i < len(a.layers) else p["layers"]
         cal = launch(1, "calibrate", a, "--problem", name, "--layers-one", str(layers), "--batch", str(p["batch"]))
         costs = {k: cal[k] for k in ("primal", "adjoint", "gradient")}
+        # a second calibration at a small batch: the part of a step that does not shrink with the
+        # batch (data parallelism's shards), from the line through the two
+        small = max(p["batch"] // 64, 1)
+        cal_s = launch(1, "calibrate", a, "--problem", name, "--layers-one", str(layers), "--batch", str(small))
+        fixed = {k: max(0.0, (cal_s[k] * p["batch"] - costs[k] * small) / (p["batch"] - small)) for k in costs}
         scale = p["batch"] / a.trace_batch
         state_bytes = 8.0 * p["width"] * p["batch"]
         settings = [("fitted", FITTED_MSG[name], math.inf), ("cluster", CLUSTER_LATENCY, CLUSTER_BANDWIDTH)]
@@ -429,7 +434,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{a.trace_batch}); One-shot d = {bench.D}, {bench.BRAID['max_levels']} levels, cfactor "
               f"{bench.BRAID['cfactor']}, FCF; one traced L-BFGS iteration")
         print(f"   calibrated here (1 rank, real batch): primal step {costs['primal'] * 1e6:.1f} us, adjoint step "
-              f"{costs['adjoint'] * 1e6:.1f} us, layer gradient {costs['gradient'] * 1e6:.1f} us")
+              f"{costs['adjoint'] * 1e6:.1f} us, layer gradient {costs['gradient'] * 1e6:.1f} us; at batch {small}: "
+              f"{cal_s['primal'] * 1e6:.1f}, {cal_s['adjoint'] * 1e6:.1f}, {cal_s['gradient'] * 1e6:.1f} us (the part "
+              f"that does not shrink with the batch: {', '.join(f'{v * 1e6:.1f}' for v in fixed.values())} us)")
         rows = []
         for P in a.ranks:
             t0 = time.time()
@@ -475,10 +482,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 s.update(published=old, corrected=new, groups={})
                 cells = ""
                 for Q in a.groups:
-                    shard = {k: v / Q for k, v in costs.items()}
+                    shard = perf_model.shard_costs(costs, Q, fixed)
                     rq = replay(rank_programs(row["record"], shard, scale / Q)[0], lat, bw)["time"] + \
                         perf_model.allreduce_time(Q, param_bytes / P, lat, bw)
-                    mq = perf_model.data_parallel_time(c, P, Q, lat, bw, state_bytes, costs, param_bytes)
+                    mq = perf_model.data_parallel_time(c, P, Q, lat, bw, state_bytes, costs, param_bytes, fixed)
                     s["groups"][Q] = {"replay": rq, "model": mq}
                     if Q > 1:
                         cells += f" {rq * 1e3:8.2f}m {mq * 1e3:8.2f}m"
@@ -491,14 +498,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         dict(rows[0]["counts"], reductions=None)
                     par.pop("reductions", None)
                     pb = param_bytes * depth / layers
-                    best = perf_model.best_split(par, total, lat, bw, state_bytes, costs, pb)
+                    best = perf_model.best_split(par, total, lat, bw, state_bytes, costs, pb, fixed)
                     splits.append({"total": total, "layers": depth, **{k: best[k] for k in ("ranks", "groups", "seconds")}})
-            print("   predicted best split (corrected model, L-BFGS in steady state): " + "; ".join(
-                f"{sp['total']} ranks, {sp['layers']} layers: P={sp['ranks']} x Q={sp['groups']}" for sp in splits))
+            print("   predicted best split P x Q of a rank total (corrected model, L-BFGS in steady state; ms per "
+                  "iteration):")
+            for depth in sorted({sp["layers"] for sp in splits}):
+                print(f"   {depth:>6} layers: " + ", ".join(
+                    f"{sp['total']} ranks: {sp['ranks']} x {sp['groups']} ({sp['seconds'] * 1e3:.2f})"
+                    for sp in splits if sp["layers"] == depth))
             out.setdefault("splits", {}).setdefault(name, {})[label] = splits
         for row in rows:
             row.pop("record")
-        out["problems"][name] = {"layers": layers, "problem": p, "calibration": cal, "t_step": t_step, "rows": rows}
+        out["problems"][name] = {"layers": layers, "problem": p, "calibration": cal, "calibration_small": cal_s,
+                                 "fixed": fixed, "t_step": t_step, "rows": rows}
     print(f"\n(total {time.time() - t_start:.0f} s)")
     if a.json:
         with open(a.json, "w") as f:

@@ -246,7 +246,7 @@ cdef class Core:
         CHKERR(braid_GetNumSteps(self._core, &n))
         return n
 
-    def set_trace(self, on: bool) -> None:
+    def set_trace(self, on) -> None:
         """Start (``True``: a new trace, the earlier one discarded) or stop (``False``: the events are
         kept for :attr:`trace`) this rank's event trace.  Local, no communication.
 
@@ -254,7 +254,8 @@ cdef class Core:
         (:data:`TRACE_AVAILABLE` False) this raises ``NotImplementedError``.
         """
         self._check_open()
-        if not isinstance(on, (bool, np.bool_)) and on not in (0, 1):
+        # (untyped argument: a `bool` annotation would let Cython coerce any value to a bint)
+        if not isinstance(on, (bool, np.bool_)) and not (isinstance(on, numbers.Integral) and on in (0, 1)):
             raise ValueError(f"on must be True or False, got {on!r}")
         if not BRAIDNET_CORE_IS_BUNDLED:
             raise NotImplementedError("the event trace (Core.set_trace) needs braidnet's bundled MGRIT core; "
