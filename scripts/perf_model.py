@@ -284,9 +284,10 @@ def data_parallel_time(par: Dict[str, Any], ranks: int, groups: int, latency: fl
 
 
 def best_split(par: Dict[str, Any], total: int, latency: float, bandwidth: float, state_bytes: float,
-               costs: Dict[str, float], param_bytes: float, fixed: Optional[Dict[str, float]] = None
-               ) -> Dict[str, Any]:
-    """The fastest P x Q = total (powers of two, P <= layers + 1) by :func:`data_parallel_time`:
+               costs: Dict[str, float], param_bytes: float, fixed: Optional[Dict[str, float]] = None,
+               max_groups: Optional[int] = None) -> Dict[str, Any]:
+    """The fastest P x Q = total (powers of two, P <= layers + 1, Q <= max_groups: e.g. the batch, so
+    that every group has a sample) by :func:`data_parallel_time`:
     ``{"ranks": P, "groups": Q, "seconds": T, "all": {(P, Q): T}}``."""
     if total < 1 or total & (total - 1):
         raise ValueError(f"total must be a power of two >= 1, got {total!r}")
@@ -294,9 +295,11 @@ def best_split(par: Dict[str, Any], total: int, latency: float, bandwidth: float
     allt = {}
     P = 1
     while P <= total:
-        if P <= N + 1:
+        if P <= N + 1 and (max_groups is None or total // P <= max_groups):
             allt[(P, total // P)] = data_parallel_time(par, P, total // P, latency, bandwidth, state_bytes,
                                                        costs, param_bytes, fixed)
         P *= 2
+    if not allt:
+        raise ValueError(f"no split of {total} ranks with P <= {N + 1} and Q <= {max_groups}")
     (P, Q), T = min(allt.items(), key=lambda kv: kv[1])
     return {"ranks": P, "groups": Q, "seconds": T, "all": allt}

@@ -498,7 +498,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         dict(rows[0]["counts"], reductions=None)
                     par.pop("reductions", None)
                     pb = param_bytes * depth / layers
-                    best = perf_model.best_split(par, total, lat, bw, state_bytes, costs, pb, fixed)
+                    best = perf_model.best_split(par, total, lat, bw, state_bytes, costs, pb, fixed, p["batch"])
                     splits.append({"total": total, "layers": depth, **{k: best[k] for k in ("ranks", "groups", "seconds")}})
             print("   predicted best split P x Q of a rank total (corrected model, L-BFGS in steady state; ms per "
                   "iteration):")
