@@ -12,7 +12,8 @@ Measures, each in its own process with one BLAS thread per rank:
    (128 layers, width 220, batch 1000, random data of that shape), with the MGRIT residual reduction
    per iteration (geometric mean of the residual ratios of warm-restarted one-iteration solves from a
    cold start, at the benchmark's final weights);
-2. a performance model fitted to those times (module ``fit_model``), and its predicted speedup of
+2. a performance model fitted to those times (``scripts/perf_model.py``: the critical-path model that
+   ``scripts/replay_scaling.py`` checks against replays of real traces at 1-64 ranks), and its predicted speedup of
    layer-parallel over layer-serial training at 16-1024 ranks for 1024 and 4096 layers, with the
    crossover (fewest ranks at which layer-parallel is faster);
 3. braidnet against TorchBraid at equal work: layer-parallel forward + backward of one network with
