@@ -45,7 +45,7 @@ EXTENSIONS = ("braid", "_kernels", "_layerapp", "refapps", "_convkernels")
 # The bundled MGRIT core (xbraid/), compiled into braidnet.braid unless XBRAID_DIR is set.
 CORE_SOURCES = tuple(os.path.join("xbraid", f) for f in (
     "base.c", "braid.c", "comm.c", "cycle.c", "drive.c", "grid.c", "interp.c", "norm.c", "relax.c",
-    "restrict.c", "status.c"))
+    "restrict.c", "status.c", "trace.c"))
 CORE_HEADERS = tuple(os.path.join("xbraid", f) for f in ("braid.h", "_braid.h", "braid_status.h"))
 # The SIMD kernels of braidnet._kernels: plain C, compiled on their own with all warnings on (the
 # Cython-generated C is not -Wextra clean) and linked into that extension only.  Tested without

@@ -5,7 +5,8 @@ import numpy as np
 from mpi4py import MPI
 
 __all__ = ["BraidError", "CALLBACK_ERROR", "Core", "DriveResult", "StepStatus", "AccessStatus",
-           "VectorApp", "check_app", "check_options", "error_string", "BUNDLED_CORE"]
+           "VectorApp", "check_app", "check_options", "error_string", "BUNDLED_CORE", "TRACE_AVAILABLE",
+           "TRACE_DTYPE", "TRACE_KINDS"]
 
 CALLBACK_ERROR: int
 ERROR_MEMORY: int
@@ -14,6 +15,9 @@ ERROR_DIVERGED: int
 ERROR_REMOTE: int
 ERROR_MPI: int
 BUNDLED_CORE: bool
+TRACE_AVAILABLE: bool
+TRACE_DTYPE: np.dtype
+TRACE_KINDS: dict[str, int]
 
 def error_string(code: int) -> str: ...
 
@@ -122,6 +126,9 @@ class Core:
     def levels(self) -> int: ...
     @property
     def step_calls(self) -> int: ...
+    def set_trace(self, on: bool) -> None: ...
+    @property
+    def trace(self) -> np.ndarray: ...
     @property
     def distribution(self) -> tuple[int, int]: ...
     @property

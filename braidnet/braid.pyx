@@ -36,10 +36,19 @@ import numpy as np
 from mpi4py import MPI
 
 __all__ = ["BraidError", "CALLBACK_ERROR", "Core", "DriveResult", "StepStatus", "AccessStatus",
-           "VectorApp", "check_app", "check_options", "error_string", "BUNDLED_CORE"]
+           "VectorApp", "check_app", "check_options", "error_string", "BUNDLED_CORE", "TRACE_AVAILABLE",
+           "TRACE_DTYPE", "TRACE_KINDS"]
 
 #: True when built against braidnet's own core, False against LLNL XBraid.
 BUNDLED_CORE = bool(BRAIDNET_CORE_IS_BUNDLED)
+#: Whether :meth:`Core.set_trace` works: the event trace is an extension of the bundled core.
+TRACE_AVAILABLE = BUNDLED_CORE
+#: The fields of :attr:`Core.trace` (braid_TraceEvent in xbraid/braid.h, seven braid_Int).
+TRACE_DTYPE = np.dtype([("kind", np.int32), ("level", np.int32), ("index", np.int32), ("peer", np.int32),
+                        ("bytes", np.int32), ("iter", np.int32), ("drive", np.int32)])
+#: Event kinds of :attr:`Core.trace`.
+TRACE_KINDS = {"step": int(BRAID_TRACE_STEP), "send": int(BRAID_TRACE_SEND), "recv": int(BRAID_TRACE_RECV),
+               "reduce": int(BRAID_TRACE_REDUCE)}
 
 # One file per concern (as mpi4py builds MPI.pyx), in dependency order.
 include "_braid/errors.pxi"

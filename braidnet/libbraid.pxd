@@ -202,6 +202,27 @@ cdef extern from *:
         *nsteps_ptr = -1;
         return BRAID_ERROR_GENERIC;
     }
+    /* LLNL XBraid records no event trace: never called (Core.set_trace refuses first), declared so
+     * that the same Cython compiles. */
+    #define BRAID_TRACE_STEP   1
+    #define BRAID_TRACE_SEND   2
+    #define BRAID_TRACE_RECV   3
+    #define BRAID_TRACE_REDUCE 4
+    typedef struct {
+       braid_Int kind, level, index, peer, bytes, iter, drive;
+    } braid_TraceEvent;
+    static braid_Int braid_SetTrace(braid_Core core, braid_Int on)
+    {
+        (void)core; (void)on;
+        return BRAID_ERROR_GENERIC;
+    }
+    static braid_Int braid_GetTrace(braid_Core core, braid_Int *nevents_ptr, const braid_TraceEvent **events_ptr)
+    {
+        (void)core;
+        *nevents_ptr = 0;
+        *events_ptr = NULL;
+        return BRAID_ERROR_GENERIC;
+    }
     #endif
     """
     # 1 when built against the bundled core, 0 against LLNL XBraid.
@@ -223,5 +244,15 @@ cdef extern from *:
     braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr,
                                     braid_Int *strides) nogil
     braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr) nogil
+    # The event trace (bundled core only; stand-ins that fail on LLNL XBraid).
+    enum:
+        BRAID_TRACE_STEP
+        BRAID_TRACE_SEND
+        BRAID_TRACE_RECV
+        BRAID_TRACE_REDUCE
+    ctypedef struct braid_TraceEvent:
+        braid_Int kind, level, index, peer, bytes, iter, drive
+    braid_Int braid_SetTrace(braid_Core core, braid_Int on) nogil
+    braid_Int braid_GetTrace(braid_Core core, braid_Int *nevents_ptr, const braid_TraceEvent **events_ptr) nogil
     # No file output: braid_SetFileIOLevel(core, 0) on LLNL XBraid, nothing on the bundled core.
     braid_Int braidnet_FileOutputOff(braid_Core core) nogil

@@ -264,6 +264,7 @@ class ParallelNetwork:
         self._gradient_layers = 0       # layer gradients assembled (work count)
         self._reg: Optional[Tuple[float, np.ndarray]] = None   # regulariser of the current forward
         self._ds_fresh = False          # the kept sigma' are those of the current forward's states
+        self._tracing = False           # set_trace(True): the primal and adjoint cores record events
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -686,6 +687,29 @@ class ParallelNetwork:
             total = np.rint(self._data_sum(total * w)).astype(np.int64)
         return dict(zip(("primal", "adjoint", "validation", "gradient"), (int(v) for v in total)))
 
+    def set_trace(self, on: bool) -> None:
+        """Start (a new trace) or stop the event trace of the primal and adjoint cores on this rank
+        (:meth:`braidnet.braid.Core.set_trace`; local, no communication).  Cores made by
+        :meth:`restart` while it is on trace too.  Needs braidnet's bundled core
+        (``braidnet.braid.TRACE_AVAILABLE``), else ``NotImplementedError``."""
+        if not isinstance(on, (bool, np.bool_)):
+            raise ValueError(f"on must be True or False, got {on!r}")
+        self._check_open()
+        for core in (self._primal, self._adjoint):
+            core.set_trace(bool(on))
+        self._tracing = bool(on)
+
+    def traces(self) -> Dict[str, np.ndarray]:
+        """This rank's events since :meth:`set_trace` ``(True)``: ``{"primal", "adjoint"}``, each a
+        :attr:`braidnet.braid.Core.trace` array whose ``peer`` field is translated to ranks of this
+        network's communicator (the adjoint core's communicator has the ranks reversed)."""
+        self._check_open()
+        out = {"primal": self._primal.trace, "adjoint": self._adjoint.trace}
+        a = out["adjoint"]
+        has_peer = a["peer"] >= 0
+        a["peer"][has_peer] = self.size - 1 - a["peer"][has_peer]
+        return out
+
     def restart(self) -> None:
         """Forget the MGRIT states: new cores start from the initial guess again (collective).
 
@@ -702,6 +726,8 @@ class ParallelNetwork:
             if old is not None:
                 old.close()
                 setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
+                if self._tracing and name != "_validation":
+                    getattr(self, name).set_trace(True)
         self._driven = set()
         self._skip_later = set()
         self._u0_fresh = self._u0v_fresh = self._forward_done = False

@@ -12,7 +12,8 @@ Measures, each in its own process with one BLAS thread per rank:
    (128 layers, width 220, batch 1000, random data of that shape), with the MGRIT residual reduction
    per iteration (geometric mean of the residual ratios of warm-restarted one-iteration solves from a
    cold start, at the benchmark's final weights);
-2. a performance model fitted to those times (module ``fit_model``), and its predicted speedup of
+2. a performance model fitted to those times (``scripts/perf_model.py``: the critical-path model that
+   ``scripts/replay_scaling.py`` checks against replays of real traces at 1-64 ranks), and its predicted speedup of
    layer-parallel over layer-serial training at 16-1024 ranks for 1024 and 4096 layers, with the
    crossover (fewest ranks at which layer-parallel is faster);
 3. braidnet against TorchBraid at equal work: layer-parallel forward + backward of one network with
@@ -53,6 +54,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+# the performance model (fitted here to 1-4 ranks, checked against trace replays by replay_scaling.py)
+from perf_model import fit_model, model_terms, predict  # noqa: E402
 
 PROBLEMS = {
     "peaks": dict(width=8, layers=64, batch=5000, features=2, classes=5),
@@ -589,54 +594,6 @@ def launch(nprocs: int, worker: str, args: argparse.Namespace, *extra: str, pyth
     if proc.returncode or len(lines) != 1:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return json.loads(lines[0][6:])
-
-
-def messages(ranks: int, levels: int, coarse: int, mgrit_iterations: float) -> float:
-    """Messages on the critical path of one optimisation iteration: per MGRIT iteration, a boundary
-    exchange for each of F-, C-, F-relaxation, restriction and interpolation on every level but the
-    coarsest (5 per level), plus the coarsest level's sequential solve passed through the ranks that
-    own its points.  None on one rank."""
-    if ranks <= 1:
-        return 0.0
-    return mgrit_iterations * (5 * (levels - 1) + min(ranks, coarse + 1) - 1)
-
-
-def model_terms(par: Dict[str, Any], ranks: int, cores: int) -> tuple:
-    """(weighted layer steps on the critical path, messages on it) of one optimisation iteration.
-
-    The coarsest level's solve is sequential: coarse_intervals steps per MGRIT iteration (d per primal
-    solve, one primal solve per line-search trial, weight 1; d adjoint, weight 2).  Every other step is
-    spread evenly over min(ranks, cores) ranks.
-    """
-    seq = par["coarse_intervals"] * D * (par["ls_trials"] * 1 + 2)
-    spread = max(par["weighted_steps"] - seq, 0.0)
-    it = par["mgrit_iterations"]
-    return spread / min(ranks, cores) + seq, messages(ranks, par["levels"], par["coarse_intervals"], it)
-
-
-def fit_model(rows: List[Dict[str, Any]], cores: int) -> Dict[str, float]:
-    """Least squares (non-negative) for the cost per weighted layer step t_step and the latency per
-    message t_msg of  T(P) = t_step * (S_spread / min(P, cores) + S_coarse) + t_msg * messages(P)."""
-    from scipy.optimize import nnls
-
-    A = np.array([model_terms(r, r["ranks"], cores) for r in rows])
-    b = np.array([r["seconds"] for r in rows])
-    # relative least squares: each measurement counts the same
-    coef, _ = nnls(A / b[:, None], np.ones_like(b))
-    return {"t_step": float(coef[0]), "t_msg": float(coef[1])}
-
-
-def predict(model: Dict[str, float], serial_step: float, counts: Dict[str, Any], trials_par: float,
-            fwd_serial: float, ranks: int) -> float:
-    """Predicted speedup T_serial / T_parallel of a network with counts['layers'] layers on ``ranks``
-    ranks (as many cores as ranks)."""
-    N = counts["layers"]
-    t_ser = serial_step * N * (W_FWD * fwd_serial + W_BWD)
-    par = {"weighted_steps": trials_par * counts["forward"] + counts["backward"],
-           "mgrit_iterations": D * (trials_par + 1), "levels": counts["levels"], "ls_trials": trials_par,
-           "coarse_intervals": counts["coarse_intervals"]}
-    comp, msg = model_terms(par, ranks, ranks)
-    return t_ser / (model["t_step"] * comp + model["t_msg"] * msg)
 
 
 def _predictions(model, label, serial_step, counts, trials, forwards, a) -> List[Dict[str, Any]]:

@@ -88,6 +88,9 @@ struct _braid_Core_struct {
    double wall_time;
    long nsteps;
 
+   /* event trace (braid_SetTrace): NULL while off, so that recording costs one pointer test */
+   struct _braid_Trace *trace;
+
    struct _braid_Status_struct status;
 };
 
@@ -153,6 +156,24 @@ braid_Int _braid_IsFCycle(braid_Core core, braid_Int iter);
 braid_Int _braid_Iterate(braid_Core core, braid_Int skip_down);
 braid_Int _braid_FAccess(braid_Core core, braid_Int done);
 braid_Int _braid_FinalFCRelax(braid_Core core);
+
+/* ---- trace.c: the opt-in event trace (braid_SetTrace) ---- */
+struct _braid_Trace {
+   braid_TraceEvent *events;
+   braid_Int n, cap;
+   braid_Int recording;        /* 0 after braid_SetTrace(core, 0): events kept, none added */
+   braid_Int drive;            /* drives begun since the trace started, minus one */
+};
+void _braid_TraceRecord(braid_Core core, braid_Int kind, braid_Int level, braid_Int index, braid_Int peer,
+                        braid_Int bytes);
+void _braid_TraceNewDrive(braid_Core core);
+void _braid_TraceFree(braid_Core core);
+/* Record an event only when a trace is on: the test is all that tracing costs while it is off. */
+#define _braid_TRACE(core, kind, level, index, peer, bytes)                     \
+   do {                                                                         \
+      if ((core)->trace != NULL)                                                \
+         _braid_TraceRecord((core), (kind), (level), (index), (peer), (bytes)); \
+   } while (0)
 
 /* ---- braid.c ---- */
 braid_Int _braid_CopyHistory(const braid_Real *history, braid_Int len, braid_Int *nrequest_ptr, braid_Real *out);

@@ -112,6 +112,7 @@ _braid_Step(braid_Core core, braid_Int level, braid_Int index, braid_Vector usto
    s->done = core->done;
    _braid_CALL(core, core->step(core->app, ustop ? ustop : u, add_rhs ? f : NULL, u, s));
    core->nsteps++;
+   _braid_TRACE(core, BRAID_TRACE_STEP, level, index, -1, 0);
    if (add_rhs && f != NULL)
       _braid_Sum(core, 1.0, f, 1.0, u);
    if (core->access_level >= 3)

@@ -74,6 +74,7 @@ braid_Destroy(braid_Core core)
    if (core == NULL) return 0;
    core->error = 0;  /* callbacks again allowed: free must run */
    _braid_FreeGrids(core);
+   _braid_TraceFree(core);
    free(core->rnorms);
    free(core);
    return 0;

@@ -26,7 +26,7 @@ extern "C" {
 
 /* Defined by braidnet's own core only: code that must also build against LLNL XBraid tests it before
  * using the extensions below (braid_SetWarmSkip, braid_GetErrorRank, braid_GetDistribution,
- * braid_GetDistributionOf, braid_GetLevelStrides, braid_GetNumSteps). */
+ * braid_GetDistributionOf, braid_GetLevelStrides, braid_GetNumSteps, braid_SetTrace, braid_GetTrace). */
 #define BRAIDNET_BUNDLED_CORE 1
 
 typedef int    braid_Int;
@@ -277,6 +277,41 @@ braid_Int braid_GetDistributionOf(braid_Core core, braid_Int rank, braid_Int *il
 braid_Int braid_GetLevelStrides(braid_Core core, braid_Int max, braid_Int *nlevels_ptr, braid_Int *strides);
 /** (out) how many times this rank called the step callback in the last drive. */
 braid_Int braid_GetNumSteps(braid_Core core, braid_Int *nsteps_ptr);
+/*--------------------------------------------------------------------------
+ * Event trace (extension of this core).  Off by default; while off, the only cost is one pointer test
+ * per step, message and reduction.  While on, each rank records, in program order, what decides the
+ * solve's critical path: its step calls, the messages it sends, the receives it waits for and the
+ * reductions it joins.  scripts/replay_scaling.py replays these traces as a discrete-event simulation
+ * (a rank's clock advances by a step's cost; a receive waits for its message's arrival).
+ *--------------------------------------------------------------------------*/
+
+#define BRAID_TRACE_STEP   1   /* a step call: level, index = the level's point stepped into */
+#define BRAID_TRACE_SEND   2   /* a message posted to peer (non-blocking): level, bytes */
+#define BRAID_TRACE_RECV   3   /* a receive from peer completed (this rank waited for it): level, bytes */
+#define BRAID_TRACE_REDUCE 4   /* an allreduce over the time communicator (every rank joins): bytes */
+
+/** One event.  peer is a rank of the core's time communicator (-1 for steps and reductions); messages
+ *  between two ranks on one level are matched in order (the k-th SEND from a to b on level l is the
+ *  k-th RECV on b from a on level l); index is -1 except for steps; iter is the drive's iteration
+ *  (core iteration counter) when the event happened; drive counts the drives since the trace began. */
+typedef struct {
+   braid_Int kind, level, index, peer, bytes, iter, drive;
+} braid_TraceEvent;
+
+/**
+ * braid_SetTrace (extension of this core): on = 1 starts a new trace (the earlier one is discarded),
+ * recording over every later drive until braid_SetTrace(core, 0), which stops recording and keeps the
+ * events for braid_GetTrace.  Local to this rank (no communication); 0 or 1.
+ */
+braid_Int braid_SetTrace(braid_Core core, braid_Int on);
+/**
+ * braid_GetTrace (extension of this core): the events recorded since the last braid_SetTrace(core, 1).
+ *  - nevents_ptr (out) number of events (0 when no trace was ever started)
+ *  - events_ptr  (out) the core's own array of them (NULL when none), valid until the next
+ *                      braid_SetTrace(core, 1), braid_Drive or braid_Destroy; do not free it
+ */
+braid_Int braid_GetTrace(braid_Core core, braid_Int *nevents_ptr, const braid_TraceEvent **events_ptr);
+
 /** (out) a static English description of an error code. */
 const char *braid_ErrorString(braid_Int code);
 

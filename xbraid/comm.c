@@ -39,6 +39,8 @@ _braid_CommWaitRecv(braid_Core core, braid_Int level)
    if (MPI_Wait(&g->recvreq, MPI_STATUS_IGNORE) != MPI_SUCCESS)
       return _braid_Fail(core, BRAID_ERROR_MPI);
    memcpy(header, g->recvbuf, sizeof(header));
+   /* the receive is recorded where this rank waits for it: that is where it can lose time */
+   _braid_TRACE(core, BRAID_TRACE_RECV, level, -1, g->left, _braid_HEADER_BYTES + header[1]);
    _braid_Free(core, &g->uleft);
    if (header[0] != 0)
       _braid_Fail(core, BRAID_ERROR_REMOTE);
@@ -67,6 +69,7 @@ _braid_CommSend(braid_Core core, braid_Int level, braid_Vector u, braid_Int msgt
    if (MPI_Isend(g->sendbuf, _braid_HEADER_BYTES + size, MPI_BYTE, g->right, _braid_Tag(level), core->comm,
                  &g->sendreq) != MPI_SUCCESS)
       return _braid_Fail(core, BRAID_ERROR_MPI);
+   _braid_TRACE(core, BRAID_TRACE_SEND, level, -1, g->right, _braid_HEADER_BYTES + size);
    return 0;
 }
 
@@ -93,6 +96,7 @@ _braid_CommAgreeOnError(braid_Core core)
    mine[1] = core->rank;
    if (MPI_Allreduce(mine, all, 1, MPI_2INT, MPI_MAXLOC, core->comm) != MPI_SUCCESS)
       return _braid_Fail(core, BRAID_ERROR_MPI);
+   _braid_TRACE(core, BRAID_TRACE_REDUCE, -1, -1, -1, (braid_Int) sizeof(mine));
    if (all[0] == 1) {
       core->error_rank = all[1];
       _braid_Fail(core, BRAID_ERROR_REMOTE);

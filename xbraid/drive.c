@@ -103,6 +103,7 @@ braid_Drive(braid_Core core)
    core->error_rank = -1;
    core->done = core->niter = core->iter = 0;
    core->nsteps = 0;
+   _braid_TraceNewDrive(core);
    first = (core->grids == NULL);
 
    code = _braid_DriveSetup(core);

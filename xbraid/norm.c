@@ -28,6 +28,7 @@ _braid_NormFinish(braid_Core core, braid_Real *rnorm)
    mine[1] = isfinite(core->rnorm_acc) ? 0.0 : 1.0;
    if (MPI_Allreduce(mine, all, 2, MPI_DOUBLE, core->tnorm == 3 ? MPI_MAX : MPI_SUM, core->comm) != MPI_SUCCESS)
       return _braid_Fail(core, BRAID_ERROR_MPI);
+   _braid_TRACE(core, BRAID_TRACE_REDUCE, -1, -1, -1, (braid_Int) sizeof(mine));
    *rnorm = (core->tnorm == 2) ? sqrt(all[0]) : all[0];
    if (all[1] > 0.0) *rnorm = NAN;
    return 0;

@@ -246,6 +246,47 @@ cdef class Core:
         CHKERR(braid_GetNumSteps(self._core, &n))
         return n
 
+    def set_trace(self, on) -> None:
+        """Start (``True``: a new trace, the earlier one discarded) or stop (``False``: the events are
+        kept for :attr:`trace`) this rank's event trace.  Local, no communication.
+
+        The trace is an extension of braidnet's bundled core: built against LLNL XBraid
+        (:data:`TRACE_AVAILABLE` False) this raises ``NotImplementedError``.
+        """
+        self._check_open()
+        # (untyped argument: a `bool` annotation would let Cython coerce any value to a bint)
+        if not isinstance(on, (bool, np.bool_)) and not (isinstance(on, numbers.Integral) and on in (0, 1)):
+            raise ValueError(f"on must be True or False, got {on!r}")
+        if not BRAIDNET_CORE_IS_BUNDLED:
+            raise NotImplementedError("the event trace (Core.set_trace) needs braidnet's bundled MGRIT core; "
+                                      "this braidnet was built against LLNL XBraid (XBRAID_DIR)")
+        CHKERR(braid_SetTrace(self._core, 1 if on else 0))
+
+    @property
+    def trace(self) -> np.ndarray:
+        """This rank's events since the last ``set_trace(True)``, in program order, as a numpy structured
+        array with int32 fields ``kind`` (:data:`TRACE_KINDS`: 1 step, 2 send, 3 receive completed,
+        4 reduction), ``level``, ``index`` (steps: the level's point stepped into, fine point
+        ``index * level_strides[level]``; else -1), ``peer`` (messages: the other rank of the time
+        communicator; else -1), ``bytes`` (messages: header + packed vector; reductions: bytes
+        reduced), ``iter`` (the drive's iteration) and ``drive`` (drives since the trace started,
+        from 0).  Empty when no trace was started.  A copy: later drives do not change it.
+        """
+        cdef braid_Int n = 0
+        cdef const braid_TraceEvent *ev = NULL
+        cdef size_t addr
+        self._check_open()
+        out = np.zeros(0, dtype=TRACE_DTYPE)
+        if not BRAIDNET_CORE_IS_BUNDLED or self._core == NULL:
+            return out
+        CHKERR(braid_GetTrace(self._core, &n, &ev))
+        out = np.zeros(n, dtype=TRACE_DTYPE)
+        if n > 0:
+            # braid_TraceEvent is seven braid_Int (int32) in TRACE_DTYPE's field order
+            addr = out.ctypes.data
+            memcpy(<void *>addr, ev, n * sizeof(braid_TraceEvent))
+        return out
+
     @property
     def distribution(self) -> tuple:
         """(ilower, iupper): the fine time indices this rank owns (iupper < ilower: none)."""

@@ -16,7 +16,8 @@
  * iterations are F-cycles under braid_SetFMG / braid_SetNFMG; a zero residual does not meet a zero
  * tolerance; the final FC relaxation (braid_SetFinalFCRelax) against values computed by hand from a
  * drive without it, and the residual of the warm restart after it; a warm restart that skips
- * (braid_SetWarmSkip) restarts its C-points from the coarse solution.
+ * (braid_SetWarmSkip) restarts its C-points from the coarse solution.  The event trace (braid_SetTrace)
+ * records exactly the drive's step calls and balanced sends and receives.
  * Exit code 0 on success.
  */
 #include <math.h>
@@ -497,6 +498,43 @@ int main(int argc, char **argv)
       }
       else if (rank == 0) printf("warm skip: ok (the C-points become the coarse solution, error %.2e)\n", err[1]);
       free(u);
+   }
+
+   /* the event trace (braid_SetTrace): its steps are the step counter, every send is received, the
+    * drive after braid_SetTrace(core, 0) adds nothing, and a new trace (or Destroy) frees the old */
+   {
+      braid_Core core = make_core(&app, &configs[0], comm);
+      const braid_TraceEvent *ev = NULL;
+      int nev = -1, nsteps = -1, i, counts[4] = {0, 0, 0, 0}, bad = 0;
+      braid_SetMaxLevels(core, 3);
+      braid_SetCFactor(core, -1, 2);
+      braid_GetTrace(core, &nev, &ev);
+      bad |= (nev != 0 || ev != NULL);
+      bad |= (braid_SetTrace(core, 2) != BRAID_ERROR_ARG || braid_SetTrace(NULL, 1) != BRAID_ERROR_ARG);
+      braid_SetTrace(core, 1);
+      braid_Drive(core);
+      braid_GetNumSteps(core, &nsteps);
+      braid_SetTrace(core, 0);
+      braid_Drive(core);
+      braid_GetTrace(core, &nev, &ev);
+      for (i = 0; i < nev; i++) {
+         if (ev[i].kind < 1 || ev[i].kind > 4 || ev[i].drive != 0) bad = 1;
+         else counts[ev[i].kind - 1]++;
+      }
+      bad |= (counts[0] != nsteps || counts[3] < 2);
+      /* sends and receives balance over the ranks */
+      counts[1] -= counts[2];
+      MPI_Allreduce(MPI_IN_PLACE, &counts[1], 1, MPI_INT, MPI_SUM, comm);
+      bad |= (counts[1] != 0);
+      braid_SetTrace(core, 1);       /* a new trace: the old events are freed */
+      braid_GetTrace(core, &nev, &ev);
+      bad |= (nev != 0);
+      braid_Drive(core);             /* recorded, then freed by Destroy */
+      braid_Destroy(core);
+      if (bad) {
+         printf("FAIL event trace on rank %d (%d events, %d step events, %d steps)\n", rank, nev, counts[0], nsteps);
+         failures++;
+      }
    }
 
    /* setters reject bad values */
