@@ -281,7 +281,9 @@ class ParallelNetwork:
         self._x_all = x_all if self.owns_opening else None
         self._t_all = t_all if self.owns_classifier else None
         self._batch: Optional[np.ndarray] = None        # this group's sample indices of the batch
-        self._samples: Dict[str, np.ndarray] = {}        # "sample" policy: (own points, width, n) per core
+        # "sample" policy: per core (n, own points, width), sample-major so that a batch's states
+        # are contiguous blocks (saving and loading a batch then costs a copy, not a strided gather)
+        self._samples: Dict[str, np.ndarray] = {}
         self._samples_loaded = False                     # load_warm_states filled them
         self._allocate(x.shape[1])
         self._wire_apps()
@@ -290,7 +292,7 @@ class ParallelNetwork:
             width = self.net.state_size
             for name, (_, _, own) in self._warm_rows(endpoints=True).items():
                 if name != "validation":
-                    self._samples[name] = np.zeros((len(own), width, n), self._dtype)
+                    self._samples[name] = np.zeros((n, len(own), width), self._dtype)
         self._vapp = self._validation = None
         if xv is not None:
             self._build_validation(xv, tv)
@@ -662,7 +664,7 @@ class ParallelNetwork:
             if name in self._samples:
                 # every group holds every sample's states (use_batch exchanges them): group 0's
                 ranges, _, own = rows
-                kept = [None if a is None else self._samples[name][i] for i, a in enumerate(own)]
+                kept = [None if a is None else self._samples[name][:, i, :].T for i, a in enumerate(own)]
                 out[name] = self._gather_points(ranges, self.n_samples, kept, root)
                 if root is not None and self._dcomm is not None and self.data_group != 0:
                     out[name] = None
@@ -715,8 +717,7 @@ class ParallelNetwork:
             ranges, _, own = rows[name]
             if name in self._samples:       # every sample's states; use_batch loads a batch's
                 lo = ranges[self.rank][0]
-                for i in range(len(own)):
-                    np.copyto(self._samples[name][i], arr[lo + i])
+                np.copyto(self._samples[name], arr[lo:lo + len(own)].transpose(2, 0, 1))
                 self._samples_loaded = True
                 continue
             a, b = cores[name][1]
@@ -782,21 +783,22 @@ class ParallelNetwork:
                 if a is not None:
                     cur[i] = a
             if self._dcomm is None:
-                store[:, :, self._batch] = cur
+                store[self._batch] = cur.transpose(2, 0, 1)
                 continue
             # every group gets every group's columns: a sample's next step may be on another group
             parts = self._dcomm.allgather((self._batch, cur))
             for cols, part in parts:
-                store[:, :, cols] = part
+                store[cols] = part.transpose(2, 0, 1)
 
     def _load_samples(self) -> None:
         """The current batch's columns of the per-sample store as the (new) cores' warm states."""
         rows = self._warm_rows()
         for name, store in self._samples.items():
             core = self._primal if name == "primal" else self._adjoint
+            batch = store[self._batch]                   # (b, own points, width)
             for i, dst in enumerate(rows[name][2]):
                 if dst is not None:
-                    np.copyto(dst, store[i][:, self._batch])
+                    np.copyto(dst, batch[:, i, :].T)
             core.set_options(skip=0, seq_soln=0)
             if self._core_opts.get("skip") == "every":
                 self._skip_later.add(id(core))
