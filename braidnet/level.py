@@ -113,6 +113,8 @@ class LevelRun:
         self.oneshot.d = d
         self.x, self.f, self.g, info = self.opt.step(self.oneshot.objective, self.oneshot.gradient,
                                                      self.x, self.f, self.g)
+        self.failed_steps = 0 if info.success else self.failed_steps + 1
+        self.step, self.ls_trials = info.step, info.ls_trials
         if self.problem.order is not None:
             # stochastic L-BFGS: the step used batch k throughout; f and g of the next batch at x
             self.use_batch(self.batch_step + 1)
@@ -122,8 +124,6 @@ class LevelRun:
         if not info.success:
             # the rejected trials moved the warm-start states: bring them back to x
             self.evaluate(d)
-        self.failed_steps = 0 if info.success else self.failed_steps + 1
-        self.step, self.ls_trials = info.step, info.ls_trials
 
     def iterations(self, first: int, last: int, d: Callable[[int], int]) -> Iterator[int]:
         """Yield k = first, ..., last with the state of iteration k current; the step from k to k + 1
