@@ -124,7 +124,7 @@ class Recorder:
         if self.show and self.nested and not self.history:
             progress.info(work.unit_summary(self.unit_seconds, self.unit_steps))
         if self.show:
-            progress.info(PROGRESS_HEADER)
+            progress.info(PROGRESS_HEADER + (" | epochs done" if self.show_epoch else ""))
         self.writer.start_history(self.history)
         self._t0 = time.perf_counter() - (self.history[-1]["time"] if self.history else seconds_before)
         self.iteration = self.history[-1]["iteration"] + 1 if self.history else first_iteration
