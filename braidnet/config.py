@@ -93,8 +93,29 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
                  "over the groups (Q must divide the number of ranks; docs/design.md section 9)"),
     },
     "optimizer": {
-        "method": ("lbfgs", str, "lbfgs | bfgs (dense; one rank only) | sd (steepest descent)"),
-        "iterations": (188, int, "optimisation iterations (non-nested); see nested.schedule"),
+        "method": ("lbfgs", str, "lbfgs | bfgs (dense; one rank only) | sd (steepest descent): line search; "
+                   "sgd | adam: a learning-rate step per optimisation step (docs/guide/training.md)"),
+        "iterations": (188, int, "optimisation iterations (non-nested); see nested.schedule and optimizer.epochs"),
+        "batch_size": (0, int, "samples per optimisation step (0: the full training set, every step; > 0: "
+                       "mini-batches of a seeded order, the incomplete last batch of each epoch dropped)"),
+        "epochs": (0, int, "mini-batches, non-nested: train this many epochs (batches_per_epoch steps each) "
+                   "instead of optimizer.iterations steps (0: optimizer.iterations)"),
+        "batch_seed": (0, int, "seed of the mini-batch order (each epoch a permutation of the samples)"),
+        "warm": ("sample", str, "mini-batches: initial guess of the MGRIT states when the batch changes: sample "
+                 "(each sample's states of the last step that used it) | batch (the previous batch's states "
+                 "as they are) | zero (cold restart)"),
+        "lr": (0.01, float, "sgd, adam: base learning rate"),
+        "momentum": (0.0, float, "sgd: momentum (0: none)"),
+        "nesterov": (False, bool, "sgd: Nesterov momentum (needs momentum > 0)"),
+        "beta1": (0.9, float, "adam: decay of the first moment"),
+        "beta2": (0.999, float, "adam: decay of the second moment"),
+        "eps": (1e-8, float, "adam: denominator guard"),
+        "lr_schedule": ("constant", str, "sgd, adam: constant | step (lr * lr_gamma^(epoch // lr_step_size)) | "
+                        "cosine (from lr to lr_min over the level's epochs); epochs of batches_per_epoch steps"),
+        "lr_step_size": (1, int, "step schedule: epochs per decay"),
+        "lr_gamma": (0.1, float, "step schedule: decay factor"),
+        "lr_min": (0.0, float, "cosine schedule: the floor"),
+        "lr_warmup": (0, int, "sgd, adam: linear warm-up over this many steps (0: none)"),
         "memory": (10, int, "L-BFGS memory"),
         "gtol": (1e-9, float, "stop when ||gradient|| < gtol"),
         "ls_trials": (20, int, "most Armijo backtracking trials per iteration"),
@@ -124,6 +145,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "checkpoint_every": (10, int, "write a checkpoint every k optimisation iterations (0: only at the end)"),
         "progress": (True, bool, "one progress line per iteration on rank 0"),
         "validate_every": (1, int, "validation forward pass every k iterations"),
+        "history": ("step", str, "step (a history row and progress line per optimisation step) | epoch "
+                    "(mini-batches: one per epoch, with the epoch's mean batch objective)"),
     },
 }
 
@@ -135,7 +158,10 @@ CHOICES = {
     ("network", "opening"): ("dense", "pad", "replicate", "mnist", "conv"),
     ("network", "bias"): ("channel", "scalar"),
     ("network", "dtype"): ("float64", "float32"),
-    ("optimizer", "method"): ("lbfgs", "bfgs", "sd"),
+    ("optimizer", "method"): ("lbfgs", "bfgs", "sd", "sgd", "adam"),
+    ("optimizer", "warm"): ("sample", "batch", "zero"),
+    ("optimizer", "lr_schedule"): ("constant", "step", "cosine"),
+    ("output", "history"): ("step", "epoch"),
     ("nested", "interpolation"): ("constant", "linear"),
     ("nested", "states"): ("interpolate", "zero"),
     ("braid", "skip"): ("first", "every", "off"),
@@ -216,6 +242,12 @@ RANGES: Dict[Tuple[str, str], Range] = {
     ("optimizer", "gtol"): at_least(0), ("optimizer", "ls_trials"): at_least(1),
     ("optimizer", "ls_factor"): inside(0, 1), ("optimizer", "armijo_c"): inside(0, 1),
     ("optimizer", "stall_steps"): at_least(1),
+    ("optimizer", "batch_size"): at_least(0), ("optimizer", "epochs"): at_least(0),
+    ("optimizer", "batch_seed"): at_least(0), ("optimizer", "lr"): above(0),
+    ("optimizer", "momentum"): Range(0, 1, high_open=True), ("optimizer", "beta1"): Range(0, 1, high_open=True),
+    ("optimizer", "beta2"): Range(0, 1, high_open=True), ("optimizer", "eps"): above(0),
+    ("optimizer", "lr_step_size"): at_least(1), ("optimizer", "lr_gamma"): above(0),
+    ("optimizer", "lr_min"): at_least(0), ("optimizer", "lr_warmup"): at_least(0),
     ("nested", "refine"): at_least(2), ("nested", "boost_iterations"): at_least(0), ("nested", "boost_d"): at_least(1),
     ("nested", "accuracy_threshold"): at_least(0), ("nested", "starts"): at_least(1),
     ("nested", "start_iterations"): at_least(1), ("nested", "calibrate"): at_least(0),
@@ -235,7 +267,7 @@ NONEMPTY: FrozenSet[Tuple[str, str]] = frozenset({("output", "dir")})
 RESUMABLE: FrozenSet[Tuple[str, str]] = frozenset(
     {("output", key) for key in SCHEMA["output"]}
     | {("parallel", "data")}           # how the ranks share the work, not what is computed
-    | {("optimizer", "iterations"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
+    | {("optimizer", "iterations"), ("optimizer", "epochs"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
        ("nested", "accuracy_threshold"), ("nested", "schedule")})
 
 Config = Dict[str, Dict[str, Any]]
@@ -346,6 +378,7 @@ def check(cfg: Config, nprocs: int = 1) -> Config:
     if cfg["optimizer"]["method"] == "bfgs" and P > 1:
         raise ConfigError("optimizer.method='bfgs' keeps a dense matrix over the whole parameter vector and "
                           "runs on one rank only; use 'lbfgs' with several ranks")
+    _check_batches(cfg, Q)
     if cfg["data"]["dataset"] == "lpt_text" and not cfg["data"]["path"]:
         raise ConfigError("data.dataset='lpt_text' needs data.path, the folder of the *.dat files")
     _check_network(cfg)
@@ -353,6 +386,38 @@ def check(cfg: Config, nprocs: int = 1) -> Config:
         raise ConfigError(f"network.width={net['width']} is smaller than the 200 input bands of indian_pines; "
                           f"zero-padding needs width >= number of features (use opening = 'dense')")
     return cfg
+
+
+#: the stochastic optimisers (a learning-rate step, no line search)
+STOCHASTIC = ("sgd", "adam")
+
+
+def _check_batches(cfg: Config, Q: int) -> None:
+    """Mini-batch keys against each other, the data and the data-parallel groups."""
+    opt, nested = cfg["optimizer"], cfg["nested"]
+    B, n = opt["batch_size"], cfg["data"]["n_train"]
+    if B > n:
+        raise ConfigError(f"optimizer.batch_size={B} exceeds data.n_train={n}; use at most {n} (0: full batch)")
+    if 0 < B < Q:
+        raise ConfigError(f"optimizer.batch_size={B} cannot be split over parallel.data={Q} data-parallel groups; "
+                          f"use a batch of at least {Q} samples")
+    if opt["epochs"] > 0 and nested["schedule"]:
+        raise ConfigError(f"optimizer.epochs={opt['epochs']} is for a non-nested run; nested.schedule counts "
+                          f"optimisation steps per level (set optimizer.epochs=0)")
+    if opt["epochs"] > 0 and not 0 < B < n:
+        raise ConfigError(f"optimizer.epochs={opt['epochs']} needs mini-batches (0 < optimizer.batch_size < "
+                          f"data.n_train={n}); a full-batch run counts optimizer.iterations")
+    if opt["nesterov"] and opt["momentum"] == 0:
+        raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0")
+    if opt["lr_min"] >= opt["lr"] and opt["lr_schedule"] == "cosine":
+        raise ConfigError(f"optimizer.lr_min={opt['lr_min']} must be below optimizer.lr={opt['lr']} "
+                          f"for the cosine schedule")
+    if cfg["output"]["history"] == "epoch" and not 0 < B < n:
+        raise ConfigError("output.history='epoch' needs mini-batches (0 < optimizer.batch_size < data.n_train); "
+                          "a full-batch run has a row per optimisation step")
+    if 0 < B < n and nested["starts"] > 1:
+        raise ConfigError(f"nested.starts={nested['starts']} is not available with mini-batches "
+                          f"(optimizer.batch_size={B}); use nested.starts=1")
 
 
 #: openings of each network.kind

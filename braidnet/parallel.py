@@ -59,7 +59,10 @@ from braidnet.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ParallelNetwork", "split_comm", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER"]
+__all__ = ["ParallelNetwork", "split_comm", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER", "WARM_POLICIES"]
+
+#: How a mini-batch network's MGRIT states start when the batch changes (:meth:`ParallelNetwork.use_batch`).
+WARM_POLICIES = ("sample", "batch", "zero")
 
 #: Tolerance and iteration cap of an "exact" solve (``max_iter=None``), unless ``braid`` sets them.
 DEFAULT_ABS_TOL = 1e-10
@@ -184,13 +187,21 @@ class ParallelNetwork:
             ``nrelax``, ``fmg``, ``nfmg``, ``skip``, ``final_fc_relax``, ``storage``, ``tnorm``,
             ``print_level`` (default 0), ``access_level``, ``seq_soln``, and ``abs_tol``/``max_iter``,
             which become the defaults of an exact solve).
+        batch_size: None (default) or >= the number of samples: every solve is on all of X (full
+            batch).  Otherwise mini-batch mode: the cores are built for batches of ``batch_size``
+            samples (this group's shard of them), and :meth:`use_batch` chooses the batch.
+        warm: mini-batch mode: how the primal and adjoint states start when the batch changes
+            (:data:`WARM_POLICIES`): ``"sample"`` each sample's states from the last step that used
+            it (kept per sample, zeros before its first use), ``"batch"`` the previous batch's
+            states as they are, ``"zero"`` a cold restart.
 
     Bad input raises ``ValueError`` before any MPI call.  Call :meth:`set_params` before
     :meth:`forward`, and :meth:`forward` before :meth:`backward`.
     """
 
     def __init__(self, net: ResNet, X, Y, comm=None, X_val=None, Y_val=None,
-                 braid: Optional[dict] = None, data_comm=None) -> None:
+                 braid: Optional[dict] = None, data_comm=None, batch_size: Optional[int] = None,
+                 warm: str = "sample") -> None:
         if not isinstance(net, ResNet):
             raise ValueError(f"net must be a braidnet.resnet.ResNet, got {type(net).__name__}")
         from mpi4py import MPI
@@ -210,11 +221,27 @@ class ParallelNetwork:
         if X_val is not None:
             xv = net.prepare_inputs(X_val)
             tv = net.prepare_targets(Y_val, xv.shape[1])
-        # this group's shard of the samples, and its weight in the batch means
-        self._shards = _shards(x.shape[1], self.data_groups)
+        n = x.shape[1]
+        if batch_size is not None and _count(batch_size, "batch_size", 1) >= n:
+            batch_size = None                       # a batch of every sample is the full batch
+        if warm not in WARM_POLICIES:
+            raise ValueError(f"warm must be one of {', '.join(WARM_POLICIES)}, got warm={warm!r}")
+        if batch_size is not None and batch_size < self.data_groups:
+            raise ValueError(f"batch_size={batch_size} cannot be split over {self.data_groups} data-parallel "
+                             f"groups (need batch_size >= groups)")
+        #: samples per step (None: full batch, every sample) and the mini-batch warm-start policy
+        self.batch_size, self.warm = batch_size, warm
+        self.n_samples = n
+        # this group's shard of the samples (of each batch), and its weight in the batch means
+        self._shards = _shards(n if batch_size is None else batch_size, self.data_groups)
         self._vshards = _shards(xv.shape[1], self.data_groups) if xv is not None else None
         a, b = self._shards[self.data_group]
-        x, targets = np.ascontiguousarray(x[:, a:b]), np.ascontiguousarray(targets[:, a:b])
+        x_all = t_all = None
+        if batch_size is None:
+            x, targets = np.ascontiguousarray(x[:, a:b]), np.ascontiguousarray(targets[:, a:b])
+        else:       # the inputs and targets of the current batch; use_batch fills them
+            x_all, t_all = x, targets
+            x, targets = np.zeros((x.shape[0], b - a)), np.zeros((targets.shape[0], b - a))
         self._weight = (b - a) / self._shards[-1][1]
         self._vweight = 0.0
         if xv is not None:
@@ -249,8 +276,23 @@ class ParallelNetwork:
         self._plans = self._plan()
         self._x = x if self.owns_opening else None
         self._targets = targets if self.owns_classifier else None
+        # mini-batch mode: the whole training set where a batch is read from (opening's owner: the
+        # inputs, classifier's owner: the targets), the current batch and the per-sample states
+        self._x_all = x_all if self.owns_opening else None
+        self._t_all = t_all if self.owns_classifier else None
+        self._batch: Optional[np.ndarray] = None        # this group's sample indices of the batch
+        # "sample" policy: per core (n, own points, width), sample-major so that a batch's states
+        # are contiguous blocks (saving and loading a batch then costs a copy, not a strided gather)
+        self._samples: Dict[str, np.ndarray] = {}
+        self._samples_loaded = False                     # load_warm_states filled them
         self._allocate(x.shape[1])
         self._wire_apps()
+        self._vapp = self._validation = None
+        if batch_size is not None and warm == "sample":
+            width = self.net.state_size
+            for name, (_, _, own) in self._warm_rows(endpoints=True).items():
+                if name != "validation":
+                    self._samples[name] = np.zeros((n, len(own), width), self._dtype)
         self._vapp = self._validation = None
         if xv is not None:
             self._build_validation(xv, tv)
@@ -515,6 +557,8 @@ class ParallelNetwork:
         """
         opts = self._drive_options(max_iter, abs_tol)
         self._ready()
+        if self.batch_size is not None and self._batch is None:
+            raise RuntimeError("a mini-batch network needs use_batch() before forward()")
         L = self.net.layout
         if not self._u0_fresh:
             if self.owns_opening:
@@ -603,7 +647,10 @@ class ParallelNetwork:
 
         Returns ``{"primal": u, "adjoint": lam[, "validation": u_val]}``, each of shape
         (N+1, width, batch) and of the network's dtype, indexed by primal point (``lam[p]`` = lambda_p), on ``root`` (None
-        elsewhere) or on every rank (``root=None``).  They are the fine states of each core's last
+        elsewhere) or on every rank (``root=None``).  In mini-batch mode ``batch`` is the batch size,
+        except with ``warm="sample"``: the primal and adjoint arrays are then the per-sample states of
+        every training sample, (N+1, width, n_samples), the current batch's saved first (zeros for a
+        sample not used yet); any (P, Q) loads them.  They are the fine states of each core's last
         final access; a core's warm state is its C-point values, which these contain.  The rows the
         cores never hold (u_0 of the primal and validation cores, lambda_N of the adjoint) are zeros,
         or with ``endpoints=True`` the current u_0 / lambda_N: whole trajectories, as a refinement
@@ -611,9 +658,19 @@ class ParallelNetwork:
         """
         self._check_open()
         self._root(root)
+        if self._samples:
+            self._save_samples()
         out: Dict[str, Optional[np.ndarray]] = {}
         for name, rows in self._warm_rows(endpoints).items():
-            out[name] = self._gather_groups(self._gather_points(*rows, root=root), root)
+            if name in self._samples:
+                # every group holds every sample's states (use_batch exchanges them): group 0's
+                ranges, _, own = rows
+                kept = [None if a is None else self._samples[name][:, i, :].T for i, a in enumerate(own)]
+                out[name] = self._gather_points(ranges, self.n_samples, kept, root)
+                if root is not None and self._dcomm is not None and self.data_group != 0:
+                    out[name] = None
+            else:
+                out[name] = self._gather_groups(self._gather_points(*rows, root=root), root)
         return out
 
     def _gather_groups(self, a: Optional[np.ndarray], root: Optional[int]) -> Optional[np.ndarray]:
@@ -640,8 +697,9 @@ class ParallelNetwork:
         self._check_open()
         N, width = self.n_layers, self.net.state_size
         # (core, the group's samples [a, b) of the whole batch, whole batch)
-        cores = {"primal": (self._primal, self._shards[self.data_group], self._shards[-1][1]),
-                 "adjoint": (self._adjoint, self._shards[self.data_group], self._shards[-1][1])}
+        whole = self.n_samples if self._samples else self._shards[-1][1]
+        cores = {"primal": (self._primal, self._shards[self.data_group], whole),
+                 "adjoint": (self._adjoint, self._shards[self.data_group], whole)}
         if self._validation is not None:
             cores["validation"] = (self._validation, self._vshards[self.data_group], self._vshards[-1][1])
         unknown = sorted(set(states) - set(cores))
@@ -658,6 +716,11 @@ class ParallelNetwork:
         rows = self._warm_rows()
         for name, arr in states.items():
             ranges, _, own = rows[name]
+            if name in self._samples:       # every sample's states; use_batch loads a batch's
+                lo = ranges[self.rank][0]
+                np.copyto(self._samples[name], arr[lo:lo + len(own)].transpose(2, 0, 1))
+                self._samples_loaded = True
+                continue
             a, b = cores[name][1]
             for p, dst in zip(range(ranges[self.rank][0], ranges[self.rank][1] + 1), own):
                 if dst is not None:
@@ -665,6 +728,95 @@ class ParallelNetwork:
             cores[name][0].set_options(skip=0, seq_soln=0)
             if self._core_opts.get("skip") == "every":
                 self._skip_later.add(id(cores[name][0]))
+
+    def use_batch(self, indices) -> None:
+        """Train on the samples ``indices`` from now on (mini-batch mode; collective).
+
+        Every rank passes the same ``batch_size`` indices into the training set; data-parallel group
+        q takes ``batches.shard(indices, q, Q)``.  The opening's and the classifier's owners copy
+        the batch's inputs and targets, u_0 is recomputed at the next :meth:`forward`, and the
+        primal and adjoint states start as the ``warm`` policy says: ``"sample"`` saves the current
+        batch's final states per sample, restarts the cores and loads the new batch's samples'
+        states as warm states (as :meth:`load_warm_states` does); ``"batch"`` keeps the states as
+        they are; ``"zero"`` restarts the cores from zeros.  The validation core is not touched.
+        """
+        from braidnet.batches import shard
+
+        self._check_open()
+        if self.batch_size is None:
+            raise RuntimeError("use_batch() needs a mini-batch network (batch_size < number of samples)")
+        idx = np.asarray(indices)
+        if idx.shape != (self.batch_size,) or idx.dtype.kind not in "iu" \
+                or idx.min() < 0 or idx.max() >= self.n_samples:
+            raise ValueError(f"indices must be {self.batch_size} integers in [0, {self.n_samples}), "
+                             f"got {idx.dtype} {idx.shape}")
+        mine = np.array(shard(idx, self.data_group, self.data_groups), dtype=np.int64)
+        first = self._batch is None
+        if self.warm == "sample":
+            if not first:
+                self._save_samples()
+                self._restart_training()
+            self._batch = mine
+            if self._samples_loaded or not first:
+                self._load_samples()
+        elif self.warm == "zero":
+            self._U.fill(0)
+            self._Lam.fill(0)
+            self._restart_training()
+        self._batch = mine
+        if self.owns_opening:
+            np.copyto(self._x, self._x_all[:, mine])
+        if self.owns_classifier:
+            np.copyto(self._targets, self._t_all[:, mine])
+        self._u0_fresh = self._forward_done = False
+
+    def _save_samples(self) -> None:
+        """The current batch's primal and adjoint states into the per-sample store, on every group."""
+        if self._batch is None:
+            return
+        from braidnet.batches import shard_bounds
+
+        rows = self._warm_rows(endpoints=True)
+        for name, store in self._samples.items():
+            own = rows[name][2]
+            cur = np.zeros((len(own), self.net.state_size, len(self._batch)), self._dtype)
+            for i, a in enumerate(own):
+                if a is not None:
+                    cur[i] = a
+            if self._dcomm is None:
+                store[self._batch] = cur.transpose(2, 0, 1)
+                continue
+            # every group gets every group's columns: a sample's next step may be on another group
+            parts = self._dcomm.allgather((self._batch, cur))
+            for cols, part in parts:
+                store[cols] = part.transpose(2, 0, 1)
+
+    def _load_samples(self) -> None:
+        """The current batch's columns of the per-sample store as the (new) cores' warm states."""
+        rows = self._warm_rows()
+        for name, store in self._samples.items():
+            core = self._primal if name == "primal" else self._adjoint
+            batch = store[self._batch]                   # (b, own points, width)
+            for i, dst in enumerate(rows[name][2]):
+                if dst is not None:
+                    np.copyto(dst, batch[:, i, :].T)
+            core.set_options(skip=0, seq_soln=0)
+            if self._core_opts.get("skip") == "every":
+                self._skip_later.add(id(core))
+
+    def _restart_training(self) -> None:
+        """New primal and adjoint cores (their first drive initialises every point from the store
+        arrays); the validation core keeps its states."""
+        from braidnet.braid import Core
+
+        T, N = self.net.T, self.n_layers
+        for name, app, comm in (("_primal", self._papp, self._tcomm), ("_adjoint", self._aapp, self._acomm)):
+            old = getattr(self, name)
+            self._driven.discard(id(old))
+            self._skip_later.discard(id(old))
+            old.close()
+            setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
+        self._u0_fresh = self._forward_done = False
 
     def step_counts(self) -> Dict[str, int]:
         """Work done since this network was built, summed over the ranks (collective).

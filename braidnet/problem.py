@@ -8,8 +8,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+import math
+
 from braidnet import config as _config
 from braidnet import datasets, optim
+from braidnet.batches import BatchOrder
 from braidnet.resnet import ResNet
 
 
@@ -41,12 +44,20 @@ def load_data(cfg: _config.Config) -> Tuple[np.ndarray, np.ndarray, np.ndarray, 
     return datasets.load_lpt_text(data["path"])     # config.check made sure data.path is given
 
 
-def level_plan(cfg: _config.Config) -> List[Tuple[int, int]]:
-    """(layers, optimisation iterations) per level, coarsest first; one level when not nested."""
+def level_plan(cfg: _config.Config, n_train: Optional[int] = None) -> List[Tuple[int, int]]:
+    """(layers, optimisation iterations) per level, coarsest first; one level when not nested.
+
+    With ``optimizer.epochs`` > 0 (mini-batches, not nested) the one level trains that many epochs
+    of ``n_train // batch_size`` steps (``n_train``: the training samples, by default
+    ``data.n_train``)."""
     schedule = cfg["nested"]["schedule"]
     layers = cfg["network"]["layers"]
     if not schedule:
-        return [(layers, cfg["optimizer"]["iterations"])]
+        opt = cfg["optimizer"]
+        if opt["epochs"] > 0:
+            n = cfg["data"]["n_train"] if n_train is None else n_train
+            return [(layers, opt["epochs"] * max(n // opt["batch_size"], 1))]
+        return [(layers, opt["iterations"])]
     r = cfg["nested"]["refine"]
     n = len(schedule)
     return [(layers // r ** (n - 1 - k), m) for k, m in enumerate(schedule)]
@@ -78,7 +89,15 @@ class Problem:
             self.X_val = self.X_val.reshape(len(self.X_val), -1)
         self.n_features = self.X.shape[1]
         self.n_classes = int(max(self.y.max(), self.y_val.max() if len(self.y_val) else 0)) + 1
-        self.plan = level_plan(cfg)
+        n, B = len(self.y), cfg["optimizer"]["batch_size"]
+        if B > n:
+            raise _config.ConfigError(f"optimizer.batch_size={B} exceeds the {n} training samples of "
+                                      f"data.dataset={cfg['data']['dataset']!r}; use at most {n}")
+        #: samples per optimisation step (None: every sample, full batch) and their order
+        self.batch_size: Optional[int] = B if 0 < B < n else None
+        self.order: Optional[BatchOrder] = (BatchOrder(n, B, cfg["optimizer"]["batch_seed"], drop_last=True)
+                                            if self.batch_size is not None else None)
+        self.plan = level_plan(cfg, n)
         self._conv = self._conv_options()
 
     def _conv_options(self) -> Dict[str, Any]:
@@ -136,9 +155,36 @@ class Problem:
                 "min_coarse": braid["min_coarse"], "fmg": braid["fmg"], "skip": braid["skip"],
                 "final_fc_relax": braid["final_fc_relax"]}
 
-    def optimizer(self, dot) -> optim.LineSearchOptimizer:
-        """A fresh line-search optimiser working with the distributed inner product ``dot``."""
+    @property
+    def stochastic(self) -> bool:
+        """SGD or Adam: a learning-rate step per optimisation step, no line search."""
+        return self.cfg["optimizer"]["method"] in _config.STOCHASTIC
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Optimisation steps per epoch (1 for full batch)."""
+        return self.order.batches_per_epoch if self.order is not None else 1
+
+    def schedule(self, steps: int) -> optim.LearningRate:
+        """The learning-rate schedule of a level of ``steps`` steps (epochs of batches_per_epoch
+        steps; a cosine spans the level's epochs)."""
+        opt, kind = self.cfg["optimizer"], self.cfg["optimizer"]["lr_schedule"]
+        extra: Dict[str, Any] = {}
+        if kind == "step":
+            extra = {"step_size": opt["lr_step_size"], "gamma": opt["lr_gamma"]}
+        elif kind == "cosine":
+            extra = {"total": max(1, math.ceil(steps / self.batches_per_epoch)), "lr_min": opt["lr_min"]}
+        return optim.LearningRate(opt["lr"], kind, warmup=opt["lr_warmup"],
+                                  steps_per_epoch=self.batches_per_epoch, **extra)
+
+    def optimizer(self, dot, steps: int = 0):
+        """A fresh optimiser: line search (working with the distributed inner product ``dot``), or
+        SGD / Adam with the schedule of a level of ``steps`` steps."""
         opt = self.cfg["optimizer"]
+        if opt["method"] == "sgd":
+            return optim.SGD(self.schedule(steps), momentum=opt["momentum"], nesterov=opt["nesterov"])
+        if opt["method"] == "adam":
+            return optim.Adam(self.schedule(steps), beta1=opt["beta1"], beta2=opt["beta2"], eps=opt["eps"])
         common = dict(dot=dot, ls_factor=opt["ls_factor"], c1=opt["armijo_c"], ls_max_trials=opt["ls_trials"])
         if opt["method"] == "lbfgs":
             return optim.LBFGS(memory=opt["memory"], **common)

@@ -45,6 +45,13 @@ class Recorder:
         self.unit_steps: Optional[float] = cfg["nested"]["work_unit_steps"] or None
         self.saved_at: Optional[int] = None      # global iteration of the last checkpoint written
         self.iteration = 0                       # global iteration of the next row
+        mini = 0 < cfg["optimizer"]["batch_size"] < cfg["data"]["n_train"]
+        #: one row per epoch (output.history = "epoch"), and progress lines with the epoch
+        self.per_epoch = cfg["output"]["history"] == "epoch"
+        self.show_epoch = mini
+        # epoch rows: sums of objective, loss, training accuracy over the steps since the last row
+        self._sums = np.zeros(4)
+        self._resumed_at: Optional[int] = None   # a checkpoint's global iteration (epoch rows)
         self._t0 = time.perf_counter()
         self._built_as = built_as()              # every row says which braidnet and core computed it
 
@@ -69,6 +76,9 @@ class Recorder:
         self.counter = work.WorkCounter(ckpt.layer_steps)
         self.unit_seconds, self.unit_steps = ckpt.unit_seconds, ckpt.unit_steps
         self.saved_at = self.history[-1]["iteration"] + 1 if self.history else ckpt.iteration
+        if "iteration" in ckpt.batches:          # epoch rows: the global iteration may lie past the last row
+            self._resumed_at = self.saved_at = int(ckpt.batches["iteration"])
+            self._sums = np.array(ckpt.batches["sums"], dtype=np.float64)
         return ckpt
 
     def _resume_problem(self, ckpt: Checkpoint) -> Optional[str]:
@@ -114,18 +124,40 @@ class Recorder:
         if self.show and self.nested and not self.history:
             progress.info(work.unit_summary(self.unit_seconds, self.unit_steps))
         if self.show:
-            progress.info(PROGRESS_HEADER)
+            progress.info(PROGRESS_HEADER + (" | epochs done" if self.show_epoch else ""))
         self.writer.start_history(self.history)
         self._t0 = time.perf_counter() - (self.history[-1]["time"] if self.history else seconds_before)
         self.iteration = self.history[-1]["iteration"] + 1 if self.history else first_iteration
+        if self._resumed_at is not None:
+            self.iteration = self._resumed_at
 
-    def row(self, run: LevelRun, level: int, k: int, last: int) -> Dict[str, Any]:
-        """Record iteration k of a level (``level``: 0 = finest) that ends at iteration ``last``."""
+    def _due(self, run: LevelRun, k: int, last: int) -> bool:
+        """Whether iteration k gets a row: every one, or with epoch rows a level's first and last and
+        each that starts an epoch (its row: the epoch before it)."""
+        return not self.per_epoch or k == 0 or k == last or run.batch_step % run.problem.batches_per_epoch == 0
+
+    def row(self, run: LevelRun, level: int, k: int, last: int) -> Optional[Dict[str, Any]]:
+        """Record iteration k of a level (``level``: 0 = finest) that ends at iteration ``last``; the
+        row, or None when it gets none (epoch rows)."""
         f, gnorm = run.f, run.grad_norm()
         bad = is_bad(f) or is_bad(gnorm)
-        every = self.cfg["output"]["validate_every"]
-        val = run.validate() if (k % every == 0 or k == last) and not bad else math.nan   # no solve on NaN
         fw, bw = run.oneshot.last_forward, run.oneshot.last_backward
+        if bad:
+            where = (f"the last good checkpoint is {self.writer.path('checkpoint.npz')} (iteration {self.saved_at})"
+                     if self.saved_at is not None and self.writer.dir else "no checkpoint was written before it")
+            raise TrainingDiverged(divergence(self.iteration, f, gnorm, fw, bw) + "; " + where)
+        if not self._due(run, k, last):
+            self._sums += (f, fw.get("loss") or 0.0, fw.get("accuracy") or 0.0, 1.0)
+            self.iteration += 1
+            return None
+        loss, acc = fw.get("loss"), fw.get("accuracy")
+        if self.per_epoch and self._sums[3] > 0:     # the mean over the epoch's steps
+            f, loss, acc = (float(v) for v in self._sums[:3] / self._sums[3])
+        self._sums[:] = 0.0
+        if self.per_epoch and k != last:           # this state's step belongs to the next row
+            self._sums += (run.f, fw.get("loss") or 0.0, fw.get("accuracy") or 0.0, 1.0)
+        every = self.cfg["output"]["validate_every"]
+        val = run.validate() if k % every == 0 or k == last or self.per_epoch else math.nan
         elapsed, steps = time.perf_counter() - self._t0, self.counter.current(run.pn)
         # a non-nested run without given units gets its own averages at the end (braidnet.work)
         own = not self.nested
@@ -136,17 +168,13 @@ class Recorder:
                else work.units(steps, self.unit_steps),
                "layer_steps": steps, "primal_rnorm": fw.get("rnorm", -1.0), "adjoint_rnorm": bw.get("rnorm", -1.0),
                "primal_iters": fw.get("iterations", 0), "adjoint_iters": bw.get("iterations", 0),
-               "objective": f, "loss": fw.get("loss"), "grad_norm": gnorm, "step": run.step,
-               "ls_trials": run.ls_trials, "train_accuracy": fw.get("accuracy"), "val_accuracy": val,
-               "time": elapsed, **self._built_as}
-        if bad:
-            where = (f"the last good checkpoint is {self.writer.path('checkpoint.npz')} (iteration {self.saved_at})"
-                     if self.saved_at is not None and self.writer.dir else "no checkpoint was written before it")
-            raise TrainingDiverged(divergence(self.iteration, f, gnorm, fw, bw) + "; " + where)
+               "objective": f, "loss": loss, "grad_norm": gnorm, "step": run.step,
+               "ls_trials": run.ls_trials, "train_accuracy": acc, "val_accuracy": val,
+               "time": elapsed, "epoch": run.epoch, **self._built_as}
         self.history.append(row)
         self.writer.row(row)
         if self.show:
-            progress.info(progress_line(row))
+            progress.info(progress_line(row, self.show_epoch))
         self.iteration += 1
         return row
 
@@ -155,22 +183,30 @@ class Recorder:
         ``output.checkpoint_every`` global iterations (if the state is finite)."""
         every = self.cfg["output"]["checkpoint_every"]
         if every and self.iteration % every == 0 and not (is_bad(run.f) or is_bad(run.grad_norm())):
-            self._save(run.checkpoint(level, k, self.history, self.counter.current(run.pn),
-                                      (self.unit_seconds, self.unit_steps)))
+            self._save(self._position(run.checkpoint(level, k, self.history, self.counter.current(run.pn),
+                                                     (self.unit_seconds, self.unit_steps))))
+
+    def _position(self, ckpt: Checkpoint) -> Checkpoint:
+        """Epoch rows: the global iteration and the epoch's sums so far go into the checkpoint."""
+        if self.per_epoch:
+            ckpt.batches = {**ckpt.batches, "iteration": np.array(self.iteration), "sums": self._sums.copy()}
+        return ckpt
 
     def end(self, run: LevelRun, level: int, k: int) -> None:
         """Where the run stops, iteration k of plan level ``level`` recorded: the last checkpoint."""
         ckpt = run.checkpoint(level, k, self.history, self.counter.current(run.pn),
                               (self.unit_seconds, self.unit_steps))
         ckpt.kind = "end"
-        self._save(ckpt, self.iteration - 1)
+        self._save(self._position(ckpt), self.iteration - 1)
 
-    def level_start(self, level: int, theta: np.ndarray, warm: Optional[Dict[str, np.ndarray]]) -> None:
-        """Plan level ``level`` starts from the refined ``theta`` and MGRIT states ``warm``."""
-        self._save(Checkpoint(level=level, iteration=0, theta=theta, f=math.nan, g=np.zeros(0), step=0.0,
-                              ls_trials=0, history=self.history, layer_steps=self.counter.done,
-                              unit_seconds=self.unit_seconds, unit_steps=self.unit_steps, warm=warm or {},
-                              kind="level"))
+    def level_start(self, level: int, theta: np.ndarray, warm: Optional[Dict[str, np.ndarray]],
+                    batch_step: int = 0) -> None:
+        """Plan level ``level`` starts from the refined ``theta`` and MGRIT states ``warm``, on batch
+        ``batch_step``."""
+        self._save(self._position(Checkpoint(
+            level=level, iteration=0, theta=theta, f=math.nan, g=np.zeros(0), step=0.0, ls_trials=0,
+            history=self.history, layer_steps=self.counter.done, unit_seconds=self.unit_seconds,
+            unit_steps=self.unit_steps, warm=warm or {}, kind="level", batches={"step": np.array(batch_step)})))
 
     def _save(self, ckpt: Checkpoint, iteration: Optional[int] = None) -> None:
         ckpt.config = with_run(self.cfg, self.comm.Get_size())

@@ -37,7 +37,7 @@ progress = logging.getLogger("braidnet.progress")
 HISTORY_FIELDS = ["iteration", "level", "layers", "work_units", "work_units_counted", "layer_steps",
                   "primal_rnorm", "adjoint_rnorm", "primal_iters", "adjoint_iters", "objective", "loss",
                   "grad_norm", "step", "ls_trials", "train_accuracy", "val_accuracy", "time",
-                  "version", "core"]
+                  "epoch", "version", "core"]
 #: the history's text columns (every other column is a number): what computed the row, so that a run
 #: resumed under another braidnet or core says so row by row
 HISTORY_TEXT = ("version", "core")
@@ -57,13 +57,13 @@ STARTS_FIELDS = ["start", "seed", "iterations", "objective", "loss", "train_accu
                  "seconds", "chosen"]
 
 
-def progress_line(row: Dict[str, Any]) -> str:
-    """The progress line of one history row."""
+def progress_line(row: Dict[str, Any], epoch: bool = False) -> str:
+    """The progress line of one history row (``epoch``: with its epoch, for mini-batch runs)."""
     return (f"it {row['iteration']:4d} | L{row['level']} {row['layers']:4d} layers | "
             f"obj {row['objective']:.6e} | loss {row['loss']:.4e} | |g| {row['grad_norm']:.3e} | "
             f"step {row['step']:.3g} ({row['ls_trials']}) | acc {row['train_accuracy']:5.1f}% / "
             f"{row['val_accuracy']:5.1f}% | r {row['primal_rnorm']:.1e} / {row['adjoint_rnorm']:.1e} | "
-            f"{row['time']:.2f} s")
+            f"{row['time']:.2f} s" + (f" | epoch {row['epoch']:.2f}" if epoch else ""))
 
 
 @dataclass
@@ -94,9 +94,10 @@ class Checkpoint:
     config: Dict[str, Any] = field(default_factory=dict)          # the configuration of the run
     kind: str = "iteration"
     failed_steps: int = 0               # line searches failed in a row before this point
+    batches: Dict[str, Any] = field(default_factory=dict)   # mini-batches: position, epoch sums
 
     # on disk: one array per field; the dicts' entries under a prefix
-    _PREFIXES = {"warm": "warm_", "optimizer": "opt_"}
+    _PREFIXES = {"warm": "warm_", "optimizer": "opt_", "batches": "batch_"}
     _JSON = ("history", "last_forward", "last_backward", "config")
 
     def save(self, path: str) -> None:

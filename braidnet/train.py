@@ -99,6 +99,8 @@ def _train(problem: Problem, record: Recorder, ckpt: Optional[Checkpoint],
     else:
         theta, first_level, first = ckpt.theta, ckpt.level, ckpt.iteration
         record.open(first)
+    # the global batch (mini-batches) / step counter: nested levels continue it
+    batch_step = first if ckpt is None else int(ckpt.batches.get("step", 0))
 
     end = _LevelEnd(first)
     run: Optional[LevelRun] = None
@@ -109,10 +111,11 @@ def _train(problem: Problem, record: Recorder, ckpt: Optional[Checkpoint],
         warm = ckpt.warm or None if ckpt is not None and ckpt.kind == "level" else None
         if run is not None:              # refine the last level's weights and states for this depth
             theta, warm = run.refined(layers)
+            batch_step = run.batch_step  # the new level starts on the batch the last one ended on
             record.close_level(run)
             run.close()
-            record.level_start(level, theta, warm)
-        run = LevelRun(problem, layers, warm)
+            record.level_start(level, theta, warm, batch_step)
+        run = LevelRun(problem, layers, warm, steps=iterations)
         if ckpt is not None and level == first_level and ckpt.kind != "level":
             run.restore(ckpt, d(first))
             if ckpt.kind == "end":       # its row is written: go on with the next step
@@ -120,7 +123,7 @@ def _train(problem: Problem, record: Recorder, ckpt: Optional[Checkpoint],
                 run.advance(d(first))
                 record.checkpoint(run, level, first)
         else:
-            run.begin(theta, d(first))
+            run.begin(theta, d(first), batch_step)
         end = _train_level(run, record, level, len(plan) - 1 - level, first, iterations, d)
         first = 0
         message = end.message or message
@@ -179,6 +182,8 @@ def _train_level(run: LevelRun, record: Recorder, level: int, label: int, first:
         row = record.row(run, label, k, last)
         if k == last:
             break
+        if row is None:                  # no row of its own (epoch rows): the same checks
+            row = {"grad_norm": run.grad_norm(), "train_accuracy": run.oneshot.last_forward.get("accuracy")}
         if run.failed_steps >= cfg["optimizer"]["stall_steps"]:
             return _LevelEnd(k, f"stalled: the line search failed in {run.failed_steps} iterations in a row "
                                 f"(optimizer.stall_steps)", stalled=True)

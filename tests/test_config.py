@@ -247,7 +247,7 @@ def test_resume_free_keys_not_reported():
     # the declaration: everything under [output] and exactly these others
     assert {k for s, k in C.RESUMABLE if s == "output"} == set(C.SCHEMA["output"])
     assert {(s, k) for s, k in C.RESUMABLE if s != "output"} == {
-        ("optimizer", "iterations"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
+        ("optimizer", "iterations"), ("optimizer", "epochs"), ("optimizer", "gtol"), ("optimizer", "stall_steps"),
         ("nested", "accuracy_threshold"), ("nested", "schedule"), ("parallel", "data")}
 
 

@@ -458,7 +458,7 @@ def test_parse_override():
     ("braid.fmg=1", r"braid\.fmg must be true or false, got 1"),
     ("data.path=3", r"data\.path must be a string, got 3"),
     ("network.activation=sigmoid", r"network\.activation must be one of tanh, relu, smoothrelu; got 'sigmoid'"),
-    ("optimizer.method=adam", r"optimizer\.method must be one of lbfgs, bfgs, sd"),
+    ("optimizer.method=newton", r"optimizer\.method must be one of lbfgs, bfgs, sd, sgd, adam"),
     ("braid.cfactor=1", r"braid\.cfactor must be >= 2, got 1"),
     ("network.layers=0", r"network\.layers must be >= 1, got 0"),
     ("nested.schedule=[200, -1]", r"nested\.schedule must be a list of integers >= 0"),
