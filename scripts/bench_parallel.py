@@ -161,9 +161,13 @@ def worker_parallel(a) -> Optional[Dict[str, Any]]:
     from braidnet.parallel import ParallelNetwork
     from braidnet.oneshot import OneShot
 
+    from braidnet.parallel import split_comm
+
     comm = MPI.COMM_WORLD
     net, X, y, theta = make_problem(a.problem, a.activation)
-    with ParallelNetwork(net, X, y, comm=comm, braid=dict(BRAID)) as pn:
+    # Q data-parallel groups of P = size / Q ranks (one group: the world)
+    lcomm, dcomm = split_comm(comm, a.groups) if a.groups > 1 else (comm, None)
+    with ParallelNetwork(net, X, y, comm=lcomm, braid=dict(BRAID), data_comm=dcomm) as pn:
         oneshot = OneShot(pn, D)
         opt = _optimizer(pn.dot)
         x = pn.scatter(theta)
@@ -195,7 +199,7 @@ def worker_parallel(a) -> Optional[Dict[str, Any]]:
     N = net.n_layers
     coarse = N // levels[-1]
     t = float(np.mean(trials[a.warmup:]))
-    return {"kind": "parallel", "problem": a.problem, "ranks": comm.Get_size(), "seconds": dt,
+    return {"kind": "parallel", "problem": a.problem, "ranks": comm.Get_size(), "groups": a.groups, "seconds": dt,
             "weighted_steps": steps, "ls_trials": t, "levels": len(levels), "coarse_intervals": coarse,
             # MGRIT iterations per optimisation iteration: d per primal solve (one per trial), d adjoint
             "mgrit_iterations": D * (t + 1), "primal_rnorm": prim[-1], "adjoint_rnorm": adj[-1],
@@ -723,6 +727,37 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
     return out
 
 
+def data_parallel_rows(a) -> Dict[str, Any]:
+    """Seconds per One-shot L-BFGS iteration for each P x Q split of ``--splits`` (the same training
+    as the training part: its problems, d, hierarchy and optimiser; Q groups each on 1/Q of the batch),
+    against the 1 x 1 run of the same launch."""
+    splits = []
+    for text in a.splits:
+        try:
+            P, Q = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise SystemExit(f"--splits takes PxQ with integers, got {text!r}") from None
+        splits.append((P, Q))
+    print(f"== data x layer parallelism: seconds per One-shot L-BFGS iteration ({a.iterations} timed after "
+          f"{a.warmup}), P ranks share the layers, Q groups share the batch; {a.cores} cores "
+          f"(P x Q > cores: oversubscribed)")
+    out: Dict[str, Any] = {}
+    for name in a.problems:
+        p = PROBLEMS[name]
+        rows = [dict(launch(P * Q, "parallel", a, "--problem", name, "--groups", str(Q)), P=P, Q=Q)
+                for P, Q in splits]
+        base = next((r["seconds"] for r in rows if (r["P"], r["Q"]) == (1, 1)), None)
+        print(f"   {name}: {p['layers']} layers, width {p['width']}, batch {p['batch']}")
+        print(f"   {'P x Q':>8} {'s/iter':>9} {'vs 1x1':>7} {'steps/iter':>10} {'objective':>12}")
+        for r in rows:
+            vs = f"{base / r['seconds']:7.2f}" if base else f"{'-':>7}"
+            print(f"   {str(r['P']) + ' x ' + str(r['Q']):>8} {r['seconds']:9.4f} {vs} {r['weighted_steps']:10.0f} "
+                  f"{r['objective']:12.6g}")
+        out[name] = rows
+    print()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, epilog=TB_RECIPE,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -741,8 +776,12 @@ def main() -> int:
                          "per-message overhead on a quiet cluster); negative: fitted only")
     ap.add_argument("--cluster-bandwidth", type=float, default=1e10,
                     help="bytes per second of a message in that prediction (default 10 GB/s)")
-    ap.add_argument("--parts", nargs="+", default=["training", "torchbraid"], choices=["training", "torchbraid"],
-                    help="what to measure: serial vs parallel training and the model; the TorchBraid comparison")
+    ap.add_argument("--parts", nargs="+", default=["training", "torchbraid"],
+                    choices=["training", "data", "torchbraid"],
+                    help="what to measure: serial vs parallel training and the model; data x layer parallel "
+                         "training at the --splits; the TorchBraid comparison")
+    ap.add_argument("--splits", nargs="+", default=["1x1", "2x1", "1x2", "2x2"],
+                    help="data part: P x Q splits (P ranks share the layers, Q data-parallel groups)")
     ap.add_argument("--no-torch", action="store_true", help="skip the TorchBraid comparison (= --parts training)")
     ap.add_argument("--torchbraid-python", default=os.environ.get("BRAIDNET_TORCHBRAID_PYTHON"),
                     help="interpreter with torch and torchbraid (default: $BRAIDNET_TORCHBRAID_PYTHON, else this "
@@ -765,6 +804,7 @@ def main() -> int:
     ap.add_argument("--problem", default="peaks", help=argparse.SUPPRESS)
     ap.add_argument("--relax", default="F+skip", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--groups", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--width", type=int, default=8, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=5000, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -828,6 +868,8 @@ def main() -> int:
         out["problems"][name]["predictions"] = preds
         print()
 
+    if "data" in a.parts:
+        out["data"] = data_parallel_rows(a)
     if "torchbraid" in a.parts:
         out["torchbraid"] = torchbraid_comparison(a)
     print(f"\n(total {time.time() - t_start:.0f} s; load average now "
