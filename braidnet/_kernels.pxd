@@ -62,6 +62,11 @@ cdef int bn_layer_backward(int act, int bias, int width, int batch, double h,
 
 # With sigma' kept (a layer applied many times at one primal state, e.g. every adjoint step of
 # the layer-parallel solve on every level):
+# bn_layer_forward that also writes ds = sigma'(W u_in + b) (the same u_out bit for bit).
+cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, const real* W,
+                             const real* b, const real* u_in, real* u_out, real* ds,
+                             real* work) noexcept nogil
+
 # ds = sigma'(W u + b), (width, batch).
 cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W, const real* b,
                          const real* u, real* ds, real* work) noexcept nogil

@@ -250,7 +250,8 @@ cdef int bn_layer_gradient(int act, int bias, int width, int batch, double h,
 cdef inline void _forward_ds(int act, int bias, int width, int batch, double h, const real* W,
                              const real* b, const real* u_in, real* u_out,
                              real* ds) noexcept nogil:
-    """u_out = u_in + h sigma(W u_in + b) and ds = sigma'(W u_in + b); u_out != u_in."""
+    """u_out = u_in + h sigma(W u_in + b) and ds = sigma'(W u_in + b); u_out != u_in unless the
+    width is fused (the fused kernels work in place)."""
     if width <= FUSED_MAX:
         if real is float:
             bn_fused_forward_ds_f32(act, width, batch, bias, h, W, b, u_in, u_out, ds)
@@ -259,6 +260,19 @@ cdef inline void _forward_ds(int act, int bias, int width, int batch, double h, 
     else:                                                      # u_out = W u_in, then in place
         _gemm_wu(width, batch, width, W, u_in, 0.0, u_out)
         _c_update_ds(act, width, batch, bias, h, b, u_out, u_in, u_out, ds)
+
+
+cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, const real* W,
+                             const real* b, const real* u_in, real* u_out, real* ds,
+                             real* work) noexcept nogil:
+    if not _valid(act, bias):
+        return -1
+    if width <= FUSED_MAX or u_out != u_in:
+        _forward_ds(act, bias, width, batch, h, W, b, u_in, u_out, ds)
+    else:                                                      # in place: W u_in into work first
+        _gemm_wu(width, batch, width, W, u_in, 0.0, work)
+        _c_update_ds(act, width, batch, bias, h, b, work, u_in, u_out, ds)
+    return 0
 
 
 cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W, const real* b,

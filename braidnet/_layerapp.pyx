@@ -49,11 +49,11 @@ every rank's core runs its callbacks on one thread.
 from libc.math cimport lround
 from libc.stdio cimport snprintf
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from braidnet.braid cimport AccessInfo, StepInfo, VectorApp, store_error_message
 from braidnet._kernels cimport (bn_layer_adjoint, bn_layer_backward_ds, bn_layer_derivs,
-                                bn_layer_forward, bn_layer_gradient, real)
+                                bn_layer_forward, bn_layer_forward_ds, bn_layer_gradient, real)
 from braidnet._convkernels cimport (BN_CONV_AUTO, bn_conv_adjoint, bn_conv_forward,
                                     bn_conv_gradient, bn_conv_work_size)
 
@@ -92,7 +92,8 @@ cdef struct LayerCtx:
     # every block below holds values of the app's dtype (float | double)
     const void **theta     # [N] parameter block of layer n (W row-major, then b), or NULL
     const void **states    # [N + 1] primal state at point m (adjoint mode), or NULL
-    void **derivs          # [N] sigma'(W_m u_m + b_m) of a dense layer (adjoint mode), or NULL
+    void **derivs          # [N] sigma'(W_m u_m + b_m) of a dense layer, or NULL
+    unsigned char *dsvalid # [N] primal mode: derivs[m] holds sigma' at the value store[m] holds
     void **store           # [N + 1] where the final access copies the fine vector i, or NULL
     const void *first      # current value at t = 0 (u_0 or lambda_N), or NULL (zeros)
     void *work             # width * batch scratch for the kernels
@@ -191,6 +192,15 @@ cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nog
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[n]
     c.nsteps += 1
+    if c.derivs[n] != NULL and info.level == 0:
+        # A fine step out of the value the final access keeps for point n (in a final FC
+        # relaxation: every F-point) leaves sigma' there for the adjoint, at the cost of one write.
+        c.dsvalid[n] = c.store[n] != NULL and memcmp(u, c.store[n], c.nbytes) == 0
+        if c.dsvalid[n]:
+            if bn_layer_forward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart,
+                                   W, W + c.lk.wsize, u, u, <real *>c.derivs[n], <real *>c.work) != 0:
+                return store_error_message(info.app, b"LayerApp: bad activation or bias code")
+            return 0
     if _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u, <real *>c.work) != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
@@ -266,6 +276,8 @@ cdef int _access(void *ctx, const double *u, const AccessInfo *info) noexcept no
         return 0
     i = lround(info.t * c.inv_h)
     if 0 <= i <= c.nlayers and c.store[i] != NULL:
+        if i < c.nlayers and c.dsvalid[i] and memcmp(c.store[i], u, c.nbytes) != 0:
+            c.dsvalid[i] = 0            # sigma' was taken at the value this replaces
         memcpy(c.store[i], u, c.nbytes)
     return 0
 
@@ -340,8 +352,9 @@ cdef class LayerApp(VectorApp):
         self.c.states = <const void **>calloc(n_layers + 1, sizeof(void *))
         self.c.store = <void **>calloc(n_layers + 1, sizeof(void *))
         self.c.derivs = <void **>calloc(n_layers, sizeof(void *))
+        self.c.dsvalid = <unsigned char *>calloc(n_layers, 1)
         if self.c.theta == NULL or self.c.states == NULL or self.c.store == NULL \
-                or self.c.derivs == NULL:
+                or self.c.derivs == NULL or self.c.dsvalid == NULL:
             raise MemoryError()
         self._theta_refs = [None] * n_layers
         self._deriv_refs = [None] * n_layers
@@ -364,6 +377,7 @@ cdef class LayerApp(VectorApp):
         free(self.c.states)
         free(self.c.store)
         free(self.c.derivs)
+        free(self.c.dsvalid)
 
     @property
     def steps(self) -> int:
@@ -401,36 +415,56 @@ cdef class LayerApp(VectorApp):
         self._state_refs[k] = u
 
     def set_deriv(self, m, ds) -> None:
-        """Keep sigma'(W_m u_m + b_m) of dense layer m in ``ds`` (adjoint mode; None clears).
+        """Keep sigma'(W_m u_m + b_m) of dense layer m in ``ds`` (None clears).
 
-        Every adjoint step through layer m, on every level and in every iteration, linearises at
-        the same primal state u_m, so with ``ds`` kept (filled by :meth:`update_derivs`) a step is
-        one GEMM, W_m^T (ds * lam), instead of two and an activation pass; the results are the
-        same bit for bit.  Worth it where the serial kernels keep sigma' too
-        (``braidnet._kernels.keeps_derivs``).
+        Adjoint mode: every adjoint step through layer m, on every level and in every iteration,
+        linearises at the same primal state u_m, so with ``ds`` kept (filled by
+        :meth:`update_derivs`) a step is one GEMM, W_m^T (ds * lam), instead of two and an
+        activation pass; the results are the same bit for bit.  Worth it where the serial kernels
+        keep sigma' too (``braidnet._kernels.keeps_derivs``).
+
+        Primal mode (the same arrays): a fine step out of point m whose start is exactly what the
+        store of m holds writes sigma' into ``ds`` as it goes; a final FC relaxation does that for
+        every F-point, and :attr:`derivs_valid` tells which layers need no :meth:`update_derivs`.
         """
         cdef int k = self._index(m, self.n_layers - 1, "layer")
         if ds is None:
             self.c.derivs[k] = NULL
         else:
-            if not self.adjoint or self.c.lk.kind != KIND_DENSE:
-                raise ValueError("set_deriv: only the adjoint app of dense layers keeps sigma'")
+            if self.c.lk.kind != KIND_DENSE:
+                raise ValueError("set_deriv: only dense layers keep sigma'")
             _block(ds, (self.width, self.batch), f"the derivative of layer {k}", True, self._dtype)
             self.c.derivs[k] = _ptr(ds)
+        self.c.dsvalid[k] = 0
         self._deriv_refs[k] = ds
 
-    def update_derivs(self) -> None:
+    @property
+    def derivs_valid(self):
+        """Primal mode: uint8 flags per layer, 1 where the kept sigma' is that of the current
+        weights at the value the store of the point holds (a copy)."""
+        return np.array(<unsigned char[:self.n_layers]>self.c.dsvalid, dtype=np.uint8)
+
+    def reset_derivs(self) -> None:
+        """Forget which kept sigma' are current (call it when the weights change)."""
+        memset(self.c.dsvalid, 0, self.n_layers)
+
+    def update_derivs(self, skip=None) -> None:
         """Fill every kept derivative (:meth:`set_deriv`) from the current weights and primal
-        states: call it after they change and before the next adjoint drive (a stale one gives
-        a wrong adjoint silently)."""
+        states, except the layers where ``skip`` (a primal app's :attr:`derivs_valid`) is 1:
+        call it after they change and before the next adjoint drive (a stale one gives a wrong
+        adjoint silently)."""
         cdef int m, ierr = 0
+        cdef const unsigned char[::1] sk = np.zeros(self.n_layers, np.uint8) if skip is None \
+            else np.ascontiguousarray(skip, dtype=np.uint8)
+        if sk.shape[0] != self.n_layers:
+            raise ValueError(f"skip must have {self.n_layers} flags, got {sk.shape[0]}")
         for m in range(self.n_layers):
             if self.c.derivs[m] != NULL and (self.c.theta[m] == NULL or self.c.states[m] == NULL):
                 raise RuntimeError(f"update_derivs: layer {m} keeps sigma' but has no "
                                    f"{'weights' if self.c.theta[m] == NULL else 'primal state'}")
         with nogil:
             for m in range(self.n_layers):
-                if self.c.derivs[m] == NULL:
+                if self.c.derivs[m] == NULL or sk[m]:
                     continue
                 if self.single:
                     ierr |= _derivs(&self.c, m, <float *>self.c.derivs[m])

@@ -425,6 +425,7 @@ class ParallelNetwork:
                 self._aapp.set_state(m, u)
         for m, ds in self._ds.items():
             self._aapp.set_deriv(m, ds)
+            self._papp.set_deriv(m, ds)     # fine steps from a final state fill it on the way
         for k in range(max(alo, 1), ahi + 1):
             self._aapp.set_store(k, self._lam[N - k])
         self._aapp.set_first(self._lam.get(N))
@@ -565,6 +566,7 @@ class ParallelNetwork:
                 np.copyto(self._u0, self.net.opening_forward(self._own(L.opening_slice), self._x))
             self._plans["u0"].run(lambda key: self._state[0], lambda key: self._state[0])
             self._u0_fresh = True
+        self._papp.reset_derivs()              # the weights may have changed since the last drive
         res = self._drive(self._primal, opts)
         loss = acc = 0.0
         if self.owns_classifier:
@@ -599,7 +601,7 @@ class ParallelNetwork:
         net, L = self.net, self.net.layout
         self._plans["pre_adjoint"].run(self._piece, self._piece)
         if self._ds and not self._ds_fresh:     # once per forward (drop mode calls this again)
-            self._aapp.update_derivs()
+            self._aapp.update_derivs(skip=self._papp.derivs_valid)
             self._ds_fresh = True
         res = self._drive(self._adjoint, opts)
         self._plans["post_adjoint"].run(self._piece, self._piece)

@@ -47,6 +47,9 @@ CASES = [
     # wide enough that the adjoint keeps sigma' per layer (LayerApp.set_deriv)
     dict(n_layers=12, width=40, opening="dense", activation="smoothrelu",
          braid=dict(max_levels=3, cfactor=2, nrelax=1)),
+    # ... and the primal solve's final FC relaxation leaves sigma' of the F-points on the way
+    dict(n_layers=13, width=36, opening="pad", activation="relu",
+         braid=dict(max_levels=3, cfactor=3, nrelax=0, final_fc_relax=True)),
 ]
 for i, c in enumerate(CASES):
     c["seed"] = 10 + i
@@ -165,6 +168,16 @@ def test_layer_app_steps_match_kernels():
         app.set_store(1, ro)
 
 
+def plain_primal_step(block, u, h, act, bias, dtype):
+    """u + h sigma(W u + b) by the kernels, without kept derivatives."""
+    from braidnet._layerapp import LayerApp
+
+    N, width = 8, u.shape[0]
+    app = LayerApp(N, h * N, width, u.shape[1], act, bias, False, dtype)
+    app.set_layer(3, block)
+    return app.step_vector(u.ravel().copy(), 3 * h, 4 * h)
+
+
 @pytest.mark.parametrize("dtype,width", [(np.float64, 40), (np.float64, 8), (np.float32, 24),
                                          (np.float32, 8)])
 @pytest.mark.parametrize("act", [_kernels.TANH, _kernels.RELU, _kernels.SMOOTHRELU])
@@ -199,11 +212,56 @@ def test_kept_derivatives_change_nothing(dtype, width, act, bias):
         layer_gradient(act, bias, h, blocks[m], states[m], lam2, g_plain)
         layer_gradient(act, bias, h, blocks[m], states[m], lam2, g_kept, ds=d)
         np.testing.assert_array_equal(g_kept, g_plain)
-    with pytest.raises(ValueError, match="only the adjoint app"):
-        LayerApp(N, T, width, B, act, bias, False, dtype).set_deriv(0, ds[1])
+    with pytest.raises(ValueError, match="only dense layers keep sigma'"):
+        LayerApp(N, T, 4, B, act, bias, True, np.float64, conv=(1, 3, 2, 2)).set_deriv(0, np.zeros((4, B)))
+    # the primal app fills ds on a fine step out of exactly the value the store keeps, and only there
+    prim = LayerApp(N, T, width, B, act, bias, False, dtype)
+    fresh = {m: np.full((width, B), np.nan, dtype) for m in ds}
+    for n in range(N):
+        prim.set_layer(n, blocks[n])
+    for m, d in fresh.items():
+        prim.set_deriv(m, d)
+        prim.set_store(m, states[m].copy())
+    other = rng.standard_normal(width * B).astype(dtype)
+    np.testing.assert_array_equal(prim.step_vector(states[3].ravel().copy(), 3 * h, 4 * h),
+                                  plain_primal_step(blocks[3], states[3], h, act, bias, dtype))
+    prim.step_vector(states[6].ravel().copy(), 6 * h, 8 * h, level=1)    # coarse: not kept
+    prim.step_vector(other.copy(), 1 * h, 2 * h)                         # not the kept value
+    assert list(np.flatnonzero(prim.derivs_valid)) == [3]
+    np.testing.assert_array_equal(fresh[3], ds[3])
+    prim.access_vector(states[3].ravel(), 3 * h)          # the same value again: still valid
+    assert prim.derivs_valid[3] == 1
+    prim.access_vector(other, 3 * h)                      # a new final value: sigma' is stale
+    assert not prim.derivs_valid.any()
+    prim.step_vector(other.copy(), 3 * h, 4 * h)
+    prim.reset_derivs()
+    assert not prim.derivs_valid.any()
+    kept.update_derivs(skip=np.array([0, 1, 0, 1, 0, 0, 1, 0], np.uint8))   # nothing recomputed
+    with pytest.raises(ValueError, match="skip must have 8 flags"):
+        kept.update_derivs(skip=np.zeros(3, np.uint8))
     kept.set_state(3, None)
     with pytest.raises(RuntimeError, match="layer 3 keeps sigma' but has no primal state"):
         kept.update_derivs()
+
+
+def test_final_relaxation_leaves_the_derivatives():
+    """With a final FC relaxation the primal solve leaves sigma' of every F-point it owns (a C-point's
+    is taken before its C-relaxation: recomputed), and the gradient is the serial one."""
+    from mpi4py import MPI
+
+    net, X, Y, theta = _problem(n_layers=16, width=40)
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF,
+                         braid=dict(max_levels=2, cfactor=4, nrelax=0, final_fc_relax=True)) as pn:
+        pn.set_params(theta)
+        pn.forward(max_iter=2, abs_tol=0.0)
+        valid = np.flatnonzero(pn._papp.derivs_valid)
+        assert set(valid) == {m for m in range(1, 16) if m % 4}, valid
+        g, _ = pn.backward()
+        f = pn.forward()
+        g, _ = pn.backward()
+        obj, gs = net.loss_and_gradient(theta, X, Y)
+        assert abs(f["objective"] - obj) <= RTOL * abs(obj)
+        assert np.max(np.abs(g - gs)) <= RTOL * np.max(np.abs(gs))
 
 
 @pytest.mark.parametrize("opening", ["pad", "dense"])

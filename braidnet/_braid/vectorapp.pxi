@@ -62,6 +62,21 @@ cdef class VectorApp:
             self._raise(ierr, "step")
         return out
 
+    def access_vector(self, u, double t, int level=0, int done=1) -> None:
+        """Call access_fn on (a copy of) u at time t, as a final access (done 1) by default."""
+        self._check()
+        v = np.array(u, dtype=self.dtype, copy=True).reshape(-1)
+        if v.shape[0] != self.size:
+            raise ValueError(f"u has {v.shape[0]} entries, the app's vectors {self.size}")
+        if self.access_fn == NULL:
+            return
+        cdef AccessInfo info
+        info.t, info.index, info.level, info.iter, info.done = t, 0, level, 0, done
+        info.residual, info.app = -1.0, <void *>self
+        cdef int ierr = self.access_fn(self.ctx, _vdata(v), &info)
+        if ierr != 0:
+            self._raise(ierr, "access")
+
     def time_step(self, Py_ssize_t calls, double tstart, double tstop, int level=0, int index=0,
                   int repeats=5) -> float:
         """Seconds per call of step_fn (best of ``repeats`` loops of ``calls`` calls, no GIL).
