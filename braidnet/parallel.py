@@ -304,7 +304,6 @@ class ParallelNetwork:
         self._forward_done = False      # forward() ran with the current parameters
         self._loss_parts: Optional[Tuple[float, np.ndarray]] = None   # (loss, classifier gradient)
         self._gradient_layers = 0       # layer gradients assembled (work count)
-        self._reg: Optional[Tuple[float, np.ndarray]] = None   # regulariser of the current forward
         self._ds_fresh = False          # the kept sigma' are those of the current forward's states
         self._tracing = False           # set_trace(True): the primal and adjoint cores record events
 
@@ -578,9 +577,8 @@ class ParallelNetwork:
             np.copyto(self._lamN, lamN)
             self._loss_parts = (loss, g_cls)
             acc = self._correct(theta_cls, uN, self._targets)
-        self._reg = self._regularizer()       # backward() takes the gradient part
         self._ds_fresh = False
-        loss, reg, acc = self._sum(np.array([loss, self._reg[0], acc]))
+        loss, reg, acc = self._sum(np.array([loss, self._regularizer(gradient=False)[0], acc]))
         loss, acc = self._data_sum(np.array([loss, acc]))
         acc = 100.0 * (acc / self._shards[-1][1])
         self._forward_done = True
@@ -606,8 +604,7 @@ class ParallelNetwork:
         res = self._drive(self._adjoint, opts)
         self._plans["post_adjoint"].run(self._piece, self._piece)
 
-        reg_g = self._reg[1] if self._reg is not None else self._regularizer()[1]
-        self._reg = None                      # g is returned: a second backward() needs its own
+        reg_g = self._regularizer()[1]
         # the data part is summed over the groups, the regulariser (the same in each) added once
         g = np.zeros_like(reg_g) if self.data_groups > 1 else reg_g
         off = self.param_slice.start
@@ -1044,24 +1041,28 @@ class ParallelNetwork:
         z = self.net.classifier_logits(theta_cls, uN)
         return float(np.count_nonzero(np.argmax(z, axis=0) == np.argmax(targets, axis=0)))
 
-    def _regularizer(self) -> Tuple[float, np.ndarray]:
-        """This rank's share of the regulariser and its gradient on the local slice."""
+    def _regularizer(self, gradient: bool = True) -> Tuple[float, Optional[np.ndarray]]:
+        """This rank's share of the regulariser and (``gradient``) its gradient on the local slice."""
         net, L = self.net, self.net.layout
-        g = np.zeros(self._theta.shape[0])
+        g = np.zeros(self._theta.shape[0]) if gradient else None
         val = 0.0
         off = self.param_slice.start
         a, b = self.layer_range
         if a < b:
-            v, gl = net.regularizer_layers(self._own(L.layers_slice(a, b)), a, b,
-                                           self._layer_blocks.get(a - 1), self._layer_blocks.get(b))
             s = L.layers_slice(a, b)
-            g[s.start - off:s.stop - off] = gl
+            v, _ = net.regularizer_layers(self._own(s), a, b, self._layer_blocks.get(a - 1),
+                                          self._layer_blocks.get(b), gradient=gradient,
+                                          out=g[s.start - off:s.stop - off] if gradient else None)
             val += v
         if self.owns_opening and L.opening_size:
-            v, g[L.opening_slice] = net.regularizer_opening(self._own(L.opening_slice))
+            v, go = net.regularizer_opening(self._own(L.opening_slice))
             val += v
+            if gradient:
+                g[L.opening_slice] = go
         if self.owns_classifier:
             s = L.classifier_slice
-            v, g[s.start - off:s.stop - off] = net.regularizer_classifier(self._own(s))
+            v, gc = net.regularizer_classifier(self._own(s))
             val += v
+            if gradient:
+                g[s.start - off:s.stop - off] = gc
         return val, g

@@ -673,7 +673,8 @@ class ResNet:
 
     def regularizer_layers(self, theta_ab: np.ndarray, a: int = 0, b: Optional[int] = None,
                            prev_layer: Optional[np.ndarray] = None,
-                           next_layer: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+                           next_layer: Optional[np.ndarray] = None, gradient: bool = True,
+                           out: Optional[np.ndarray] = None) -> Tuple[float, Optional[np.ndarray]]:
         """Share of the residual layers [a, b) in R, and the gradient of R w.r.t. those layers.
 
         Args:
@@ -683,7 +684,9 @@ class ResNet:
 
         The value holds the Tikhonov terms of layers [a, b) and the time-derivative pairs
         (n, n+1), n in [a, b), n+1 < N; summing it over ranges that partition [0, N) gives the
-        total.  The gradient is the full gradient of R for layers [a, b).
+        total.  The gradient is the full gradient of R for layers [a, b): written into ``out``
+        when given; ``gradient=False`` skips it (None), which saves several parameter-sized
+        temporaries.
         """
         L = self.layout
         N, ls, h = L.n_layers, L.layer_size, self.h
@@ -694,7 +697,7 @@ class ResNet:
         if theta_ab.shape != ((b - a) * ls,):
             raise ValueError(f"theta_ab must have shape ({(b - a) * ls},), got {theta_ab.shape}")
         val = 0.5 * self.gamma_tik * h * float(np.dot(theta_ab, theta_ab))
-        grad = self.gamma_tik * h * theta_ab
+        grad = np.multiply(self.gamma_tik * h, theta_ab, out=out) if gradient else None
         if self.gamma_ddt == 0.0:
             return val, grad
         need_prev, need_next = a > 0, b < N
@@ -714,6 +717,8 @@ class ResNet:
         # value: pairs starting in [a, b) (skip the (a-1, a) pair)
         own = d[1:] if need_prev else d
         val += 0.5 * c * float(np.dot(own.ravel(), own.ravel()))
+        if not gradient:
+            return val, None
         # gradient: d/dtheta_n of c/2 ||theta_{n+1}-theta_n||^2 = -c d_n, of the pair (n-1, n): +c d_{n-1}
         gext = np.zeros_like(ext)
         gext[:-1] -= c * d

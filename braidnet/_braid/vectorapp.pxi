@@ -179,7 +179,8 @@ cdef inline size_t _fast_bytes(FastApp *a) noexcept nogil:
 # ignores callback codes: braidnet keeps the code here, skips the app's own functions once one has
 # failed (as the bundled core does) and still writes every output (vectors, norms).
 cdef enum:
-    POOL_MAX = 8            # freed vectors kept for reuse
+    POOL_MAX = 32           # freed vectors kept for reuse ...
+    POOL_BYTES = 1 << 26    # ... while they hold at most 64 MiB
 
 
 cdef struct _FastState:
@@ -189,7 +190,7 @@ cdef struct _FastState:
     # A core frees and clones a vector at nearly every step (a stored point takes a copy of the
     # stepped vector).  Blocks of a wide layer's batch are large: malloc hands each one back to
     # the system and takes it again, zeroing fresh pages every time.  A few freed blocks kept here
-    # make that a memcpy.
+    # make that a memcpy (a restriction frees a level's worth at once: up to 32, within 64 MiB).
     int npool
     void *pool[POOL_MAX]
 
@@ -264,7 +265,7 @@ cdef braid_Int _v_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noex
 
 cdef braid_Int _v_free(braid_App app, braid_Vector u) noexcept nogil:
     cdef _FastState *s = <_FastState *>app
-    if s.npool < POOL_MAX:
+    if s.npool < POOL_MAX and (s.npool + 1) * _fast_bytes(&s.fast) <= POOL_BYTES:
         s.pool[s.npool] = <void *>u
         s.npool += 1
     else:
