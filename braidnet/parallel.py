@@ -773,8 +773,6 @@ class ParallelNetwork:
         """The current batch's primal and adjoint states into the per-sample store, on every group."""
         if self._batch is None:
             return
-        from braidnet.batches import shard_bounds
-
         rows = self._warm_rows(endpoints=True)
         for name, store in self._samples.items():
             own = rows[name][2]

@@ -8,7 +8,6 @@ The replay tests use hand-made traces whose critical path is computed by hand.  
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections import defaultdict
