@@ -231,11 +231,13 @@ class Recorder:
         self.writer.weights(theta, layers, final_val)
         if self.show:
             progress.info(f"done: {message}; final validation accuracy {final_val:.2f}% "
-                          f"(exact forward solve), {self.iterations_done()} iterations")
+                          f"(exact forward solve), {self.iterations_done()} "
+                          f"{'epochs' if self.per_epoch else 'iterations'}")
 
     def iterations_done(self) -> int:
         """Optimisation iterations as the schedule counts them: per level the steps taken (a level's
-        first row is its starting point), plus the chosen coarse start's (the first row's number)."""
+        first row is its starting point), plus the chosen coarse start's (the first row's number);
+        epochs with one row per epoch (``output.history = "epoch"``)."""
         if not self.history:
             return 0
         levels = {r["layers"] for r in self.history}

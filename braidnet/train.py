@@ -142,8 +142,11 @@ def _train(problem: Problem, record: Recorder, ckpt: Optional[Checkpoint],
 
 def _nothing_to_resume(record: Recorder, ckpt: Checkpoint, layers: int) -> TrainResult:
     """A finished run resumed with its schedule unchanged: nothing is trained and nothing written."""
+    what = "epochs" if record.per_epoch else "iterations"
+    what += ("; raise optimizer.epochs" if record.cfg["optimizer"]["epochs"] > 0
+             else "; raise optimizer.iterations (or the last entry of nested.schedule)")
     message = (f"nothing to resume: the run in {record.writer.dir} finished its {record.iterations_done()} "
-               f"iterations; raise optimizer.iterations (or the last entry of nested.schedule) to train on")
+               f"{what} to train on")
     if record.show:
         progress.info(message)
     return TrainResult(ckpt.theta, record.history, message, float("nan"), record.writer.dir, layers)
