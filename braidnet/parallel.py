@@ -55,6 +55,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from braidnet import _kernels
+from braidnet.groups import DataGroups, shards, split_comm
 from braidnet.resnet import ResNet
 
 log = logging.getLogger(__name__)
@@ -150,26 +151,6 @@ def _check_braid_options(braid: Optional[dict], net: ResNet) -> dict:
     return opts
 
 
-def _shards(n: int, groups: int) -> List[Tuple[int, int]]:
-    """[start, stop) of each group's contiguous shard of n samples (braidnet.batches.shard_bounds)."""
-    from braidnet.batches import shard_bounds
-    b = shard_bounds(n, groups)
-    return [(int(b[q]), int(b[q + 1])) for q in range(groups)]
-
-
-def split_comm(comm, data: int) -> Tuple[object, object]:
-    """(layer communicator, data communicator) for ``data`` = Q data-parallel groups of the ranks of
-    ``comm`` (collective).  Group q is ranks q*P .. q*P + P - 1 (P = size / Q: neighbours in rank
-    order share the layers, whose messages are the many); the data communicator links the ranks
-    at the same position in every group.  Q must divide the number of ranks."""
-    size = comm.Get_size()
-    Q = _count(data, "data", 1)
-    if size % Q:
-        raise ValueError(f"data={Q} data-parallel groups do not divide the {size} ranks; use a divisor of {size}")
-    P, rank = size // Q, comm.Get_rank()
-    return comm.Split(rank // P, rank), comm.Split(rank % P, rank)
-
-
 class ParallelNetwork:
     """A ResNet on one batch, distributed over the ranks of ``comm`` layer by layer.
 
@@ -211,8 +192,8 @@ class ParallelNetwork:
         for name, c in (("comm", comm), ("data_comm", data_comm)):
             if c is not None and (not isinstance(c, MPI.Intracomm) or c == MPI.COMM_NULL):
                 raise ValueError(f"{name} must be an mpi4py intracommunicator, got {c!r}")
-        self.data_groups = 1 if data_comm is None else data_comm.Get_size()
-        self.data_group = 0 if data_comm is None else data_comm.Get_rank()
+        self.data_groups = 1 if data_comm is None else data_comm.Get_size()     # Q
+        self.data_group = 0 if data_comm is None else data_comm.Get_rank()      # this rank's group
         x = net.prepare_inputs(X)
         targets = net.prepare_targets(Y, x.shape[1])
         if (X_val is None) != (Y_val is None):
@@ -233,8 +214,8 @@ class ParallelNetwork:
         self.batch_size, self.warm = batch_size, warm
         self.n_samples = n
         # this group's shard of the samples (of each batch), and its weight in the batch means
-        self._shards = _shards(n if batch_size is None else batch_size, self.data_groups)
-        self._vshards = _shards(xv.shape[1], self.data_groups) if xv is not None else None
+        self._shards = shards(n if batch_size is None else batch_size, self.data_groups)
+        self._vshards = shards(xv.shape[1], self.data_groups) if xv is not None else None
         a, b = self._shards[self.data_group]
         x_all = t_all = None
         if batch_size is None:
@@ -264,7 +245,7 @@ class ParallelNetwork:
         # ---- MPI work from here on --------------------------------------------------------
         self._closed = False
         self._xcomm = comm.Dup()                                   # our own exchanges
-        self._dcomm = data_comm.Dup() if data_comm is not None else None   # across the groups
+        self._groups = DataGroups(data_comm)                     # sums and gathers across the groups
         self._tcomm = comm.Dup()                                   # primal core
         self._vcomm = comm.Dup()                                   # validation core (never shares messages)
         self._acomm = comm.Split(0, self.size - 1 - self.rank)     # adjoint core: reversed ranks
@@ -579,10 +560,10 @@ class ParallelNetwork:
             acc = self._correct(theta_cls, uN, self._targets)
         self._ds_fresh = False
         loss, reg, acc = self._sum(np.array([loss, self._regularizer(gradient=False)[0], acc]))
-        loss, acc = self._data_sum(np.array([loss, acc]))
+        loss, acc = self._groups.sum(np.array([loss, acc]))
         acc = 100.0 * (acc / self._shards[-1][1])
         self._forward_done = True
-        rnorm, iters = self._data_solve_info(res)
+        rnorm, iters = self._groups.solve_info(self._rnorm(res), int(res.iterations))
         return {"loss": float(loss), "objective": float(loss + reg), "accuracy": float(acc),
                 "rnorm": rnorm, "iterations": iters}
 
@@ -618,9 +599,9 @@ class ParallelNetwork:
             s = L.classifier_slice
             g[s.start - off:s.stop - off] += self._loss_parts[1]
         if self.data_groups > 1:
-            g = self._data_sum(g)
+            g = self._groups.sum(g)
             g += reg_g
-        rnorm, iters = self._data_solve_info(res)
+        rnorm, iters = self._groups.solve_info(self._rnorm(res), int(res.iterations))
         return g, {"rnorm": rnorm, "iterations": iters}
 
     def validate(self, max_iter: Optional[int] = None, abs_tol: Optional[float] = None) -> float:
@@ -639,7 +620,7 @@ class ParallelNetwork:
         acc = 0.0
         if self.owns_classifier:
             acc = self._correct(self._own(L.classifier_slice), self._Uv[-1], self._tv)
-        return 100.0 * (float(self._data_sum(self._sum(np.array([acc])))[0]) / self._vshards[-1][1])
+        return 100.0 * (float(self._groups.sum(self._sum(np.array([acc])))[0]) / self._vshards[-1][1])
 
     def warm_states(self, root: Optional[int] = 0, endpoints: bool = False) -> Dict[str, Optional[np.ndarray]]:
         """The MGRIT states the next drives warm-start from, whole, for a checkpoint (collective).
@@ -666,21 +647,11 @@ class ParallelNetwork:
                 ranges, _, own = rows
                 kept = [None if a is None else self._samples[name][:, i, :].T for i, a in enumerate(own)]
                 out[name] = self._gather_points(ranges, self.n_samples, kept, root)
-                if root is not None and self._dcomm is not None and self.data_group != 0:
+                if root is not None and self.data_group != 0:
                     out[name] = None
             else:
-                out[name] = self._gather_groups(self._gather_points(*rows, root=root), root)
+                out[name] = self._groups.side_by_side(self._gather_points(*rows, root=root), root)
         return out
-
-    def _gather_groups(self, a: Optional[np.ndarray], root: Optional[int]) -> Optional[np.ndarray]:
-        """The groups' (N+1, width, shard) states side by side: the whole batch's, in sample order
-        (on every rank, or where ``root`` of group 0 is; the groups' ``root`` ranks hold theirs)."""
-        if self._dcomm is None:
-            return a
-        if root is None:
-            return np.concatenate(self._dcomm.allgather(a), axis=2)
-        parts = self._dcomm.gather(a, root=0)
-        return np.concatenate(parts, axis=2) if parts is not None and parts[0] is not None else None
 
     def load_warm_states(self, states: Dict[str, np.ndarray]) -> None:
         """Start the cores from saved :meth:`warm_states` (any rank count) instead of zeros.
@@ -780,12 +751,8 @@ class ParallelNetwork:
             for i, a in enumerate(own):
                 if a is not None:
                     cur[i] = a
-            if self._dcomm is None:
-                store[self._batch] = cur.transpose(2, 0, 1)
-                continue
             # every group gets every group's columns: a sample's next step may be on another group
-            parts = self._dcomm.allgather((self._batch, cur))
-            for cols, part in parts:
+            for cols, part in self._groups.allgather((self._batch, cur)):
                 store[cols] = part.transpose(2, 0, 1)
 
     def _load_samples(self) -> None:
@@ -830,10 +797,10 @@ class ParallelNetwork:
         total = np.empty_like(local)
         from mpi4py import MPI
         self._xcomm.Allreduce(local, total, op=MPI.SUM)
-        if self._dcomm is not None:
+        if self.data_groups > 1:
             # a step on a shard is that share of a whole-batch step: the work of the whole batch
             w = np.array([self._weight, self._weight, self._vweight, self._weight])
-            total = np.rint(self._data_sum(total * w)).astype(np.int64)
+            total = np.rint(self._groups.sum(total * w)).astype(np.int64)
         return dict(zip(("primal", "adjoint", "validation", "gradient"), (int(v) for v in total)))
 
     def set_trace(self, on: bool) -> None:
@@ -889,9 +856,9 @@ class ParallelNetwork:
         for core in (self._primal, self._adjoint, self._validation):
             if core is not None:
                 core.close()
-        for c in (self._xcomm, self._tcomm, self._vcomm, self._acomm, self._dcomm):
-            if c is not None:
-                c.Free()
+        for c in (self._xcomm, self._tcomm, self._vcomm, self._acomm):
+            c.Free()
+        self._groups.free()
 
     def __enter__(self) -> "ParallelNetwork":
         return self
@@ -1011,28 +978,6 @@ class ParallelNetwork:
         for q in range(1, self.size):
             out += allv[q]
         return out
-
-    def _data_sum(self, v: np.ndarray) -> np.ndarray:
-        """Sum of v over the data-parallel groups, the same on every rank (v itself with one group):
-        reduced on group 0 and broadcast, so every group continues from identical values."""
-        if self._dcomm is None:
-            return v
-        from mpi4py import MPI
-        v = np.ascontiguousarray(v, dtype=np.float64)
-        out = np.empty_like(v)
-        self._dcomm.Reduce(v, out, op=MPI.SUM, root=0)
-        self._dcomm.Bcast(out, root=0)
-        return out
-
-    def _data_solve_info(self, res) -> Tuple[float, int]:
-        """(residual norm, iterations) of a solve over all groups: the 2-norm of the groups' norms
-        (-1 when a group computed none), the most iterations any group took."""
-        r, it = self._rnorm(res), int(res.iterations)
-        if self._dcomm is None:
-            return r, it
-        allr = self._dcomm.allgather(r)
-        r = -1.0 if min(allr) < 0 else math.sqrt(sum(x * x for x in allr))
-        return r, max(self._dcomm.allgather(it))
 
     def _correct(self, theta_cls: np.ndarray, uN: np.ndarray, targets: np.ndarray) -> float:
         """How many samples of this batch the classifier gets right (summed exactly over groups)."""

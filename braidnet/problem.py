@@ -71,7 +71,7 @@ class Problem:
     """
 
     def __init__(self, cfg: _config.Config, comm) -> None:
-        from braidnet.parallel import split_comm
+        from braidnet.groups import split_comm
 
         self.cfg = cfg
         self.comm = comm                #: every rank of the run
