@@ -248,18 +248,19 @@ cdef int bn_layer_gradient(int act, int bias, int width, int batch, double h,
 
 
 cdef inline void _forward_ds(int act, int bias, int width, int batch, double h, const real* W,
-                             const real* b, const real* u_in, real* u_out,
-                             real* ds) noexcept nogil:
-    """u_out = u_in + h sigma(W u_in + b) and ds = sigma'(W u_in + b); u_out != u_in unless the
-    width is fused (the fused kernels work in place)."""
+                             const real* b, const real* u_in, real* u_out, real* ds,
+                             real* work) noexcept nogil:
+    """u_out = u_in + h sigma(W u_in + b) and ds = sigma'(W u_in + b); u_out may equal u_in (then
+    W u_in goes into work first; the fused kernels work in place)."""
+    cdef real* z = work if u_out == u_in else u_out
     if width <= FUSED_MAX:
         if real is float:
             bn_fused_forward_ds_f32(act, width, batch, bias, h, W, b, u_in, u_out, ds)
         else:
             bn_fused_forward_ds(act, width, batch, bias, h, W, b, u_in, u_out, ds)
-    else:                                                      # u_out = W u_in, then in place
-        _gemm_wu(width, batch, width, W, u_in, 0.0, u_out)
-        _c_update_ds(act, width, batch, bias, h, b, u_out, u_in, u_out, ds)
+    else:                                                      # z = W u_in, then the update
+        _gemm_wu(width, batch, width, W, u_in, 0.0, z)
+        _c_update_ds(act, width, batch, bias, h, b, z, u_in, u_out, ds)
 
 
 cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, const real* W,
@@ -267,11 +268,7 @@ cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, 
                              real* work) noexcept nogil:
     if not _valid(act, bias):
         return -1
-    if width <= FUSED_MAX or u_out != u_in:
-        _forward_ds(act, bias, width, batch, h, W, b, u_in, u_out, ds)
-    else:                                                      # in place: W u_in into work first
-        _gemm_wu(width, batch, width, W, u_in, 0.0, work)
-        _c_update_ds(act, width, batch, bias, h, b, work, u_in, u_out, ds)
+    _forward_ds(act, bias, width, batch, h, W, b, u_in, u_out, ds, work)
     return 0
 
 
@@ -279,7 +276,7 @@ cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W,
                          const real* u, real* ds, real* work) noexcept nogil:
     if not _valid(act, bias):
         return -1
-    _forward_ds(act, bias, width, batch, 0.0, W, b, u, work, ds)   # the step itself is not kept
+    _forward_ds(act, bias, width, batch, 0.0, W, b, u, work, ds, work)   # the step is not kept
     return 0
 
 
@@ -356,7 +353,7 @@ cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n
             # u_{n+1} = u_n + h sigma(W u_n + b) and derivs[n] = sigma'(W u_n + b): the backward
             # then needs no W u GEMM and no activation pass
             _forward_ds(act, bias, width, batch, h, W, W + width * width, states + n * blk,
-                        states + (n + 1) * blk, derivs + n * blk)
+                        states + (n + 1) * blk, derivs + n * blk, work)
     return 0
 
 

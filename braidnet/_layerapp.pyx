@@ -59,7 +59,7 @@ from braidnet._convkernels cimport (BN_CONV_AUTO, bn_conv_adjoint, bn_conv_forwa
 
 import numpy as np
 
-__all__ = ["LayerApp", "layer_gradient"]
+__all__ = ["LayerApp"]
 
 
 cdef enum:
@@ -210,6 +210,7 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
     cdef long k0 = lround(info.tstart * c.inv_h)
     cdef long m = c.nlayers - lround(info.tstop * c.inv_h)
     cdef const real *W
+    cdef int ierr
     if m < 0 or m >= c.nlayers or c.theta[m] == NULL:
         return _fail(info, "weights of layer", m)
     if c.states[m] == NULL:
@@ -219,11 +220,13 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
     W = <const real *>c.theta[m]
     c.nsteps += 1
     if c.derivs[m] != NULL:
-        bn_layer_backward_ds(c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart, W,
-                             <const real *>c.states[m], <const real *>c.derivs[m], u, u,
-                             <real *>NULL, <real *>NULL, <real *>c.work)
-    elif _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m], u,
-                       <real *>c.work) != 0:
+        ierr = bn_layer_backward_ds(c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart, W,
+                                    <const real *>c.states[m], <const real *>c.derivs[m], u, u,
+                                    <real *>NULL, <real *>NULL, <real *>c.work)
+    else:
+        ierr = _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m],
+                             u, <real *>c.work)
+    if ierr != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
 
@@ -475,7 +478,7 @@ cdef class LayerApp(VectorApp):
 
     def add_gradient(self, n, lam, grad_block) -> None:
         """``grad_block += h (dF/dtheta(u_n))^T lam`` for layer n, from the app's weights, primal
-        state and kept sigma' of layer n (:func:`layer_gradient` without allocating anything).
+        state and kept sigma' of layer n (without allocating anything).
 
         ``lam`` = lambda_{n+1}, a (width, batch) block of the app's dtype; ``grad_block`` is float64
         (a float32 layer's gradient is computed in float32, then added).
@@ -541,43 +544,3 @@ cdef int _gradient_call(const LayerKind *lk, int batch, double h, bint single, v
             ierr = _kind_gradient(lk, batch, h, <double *>W, <double *>u, <double *>lam,
                                   <double *>g, <double *>work)
     return ierr
-
-
-def layer_gradient(int act, int bias, double h, block, u, lam, grad_block, conv=None,
-                   ds=None) -> None:
-    """Accumulate one layer's parameter gradient: ``grad_block += h (dF/dtheta(u, theta))^T lam``.
-
-    ``block`` (the layer's (W row-major, b) parameters), the layer's primal input ``u`` = u_n and
-    the adjoint ``lam`` = lambda_{n+1} ((width, batch) blocks) are float64 or float32 alike;
-    ``grad_block`` is float64 always: a float32 layer's gradient is computed in float32, then
-    added.  ``conv``: as for :class:`LayerApp` (convolutional layers, float64).
-    """
-    if not isinstance(u, np.ndarray) or u.ndim != 2:
-        raise ValueError("u must be a 2-D (width, batch) array")
-    dt = u.dtype
-    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise ValueError(f"u must be float64 or float32, got {dt}")
-    if conv is not None and dt != np.float64:
-        raise ValueError("convolutional layers (conv=...) are float64 only")
-    cdef int width = u.shape[0], batch = u.shape[1]
-    cdef LayerKind lk
-    nwork = _layer_kind(&lk, width, batch, act, bias, conv)
-    cdef Py_ssize_t ls = lk.wsize + lk.nb
-    _block(block, (ls,), "block", False, dt)
-    _block(grad_block, (ls,), "grad_block", True)
-    _block(u, (width, batch), "u", False, dt)
-    _block(lam, (width, batch), "lam", False, dt)
-    if ds is not None:
-        if conv is not None:
-            raise ValueError("ds (a kept sigma') is for dense layers only")
-        _block(ds, (width, batch), "ds", False, dt)
-    work = np.empty(nwork, dt)
-    g = grad_block if dt == np.float64 else np.zeros(ls, dt)
-    cdef bint single = dt == np.float32
-    cdef int ierr = _gradient_call(&lk, batch, h, single, _ptr(block), _ptr(u),
-                                   _ptr(ds) if ds is not None else NULL, _ptr(lam), _ptr(g),
-                                   _ptr(work))
-    if ierr != 0:
-        raise ValueError(f"unknown activation code {act} or bias code {bias}")
-    if single:
-        grad_block += g

@@ -268,13 +268,11 @@ class ParallelNetwork:
         self._samples_loaded = False                     # load_warm_states filled them
         self._allocate(x.shape[1])
         self._wire_apps()
-        self._vapp = self._validation = None
+        self._vapp = self._validation = None            # built below: _warm_rows has primal and adjoint
         if batch_size is not None and warm == "sample":
             width = self.net.state_size
             for name, (_, _, own) in self._warm_rows(endpoints=True).items():
-                if name != "validation":
-                    self._samples[name] = np.zeros((n, len(own), width), self._dtype)
-        self._vapp = self._validation = None
+                self._samples[name] = np.zeros((n, len(own), width), self._dtype)
         if xv is not None:
             self._build_validation(xv, tv)
 
@@ -695,9 +693,7 @@ class ParallelNetwork:
             for p, dst in zip(range(ranges[self.rank][0], ranges[self.rank][1] + 1), own):
                 if dst is not None:
                     np.copyto(dst, arr[p][:, a:b])
-            cores[name][0].set_options(skip=0, seq_soln=0)
-            if self._core_opts.get("skip") == "every":
-                self._skip_later.add(id(cores[name][0]))
+            self._as_loaded(cores[name][0])
 
     def use_batch(self, indices) -> None:
         """Train on the samples ``indices`` from now on (mini-batch mode; collective).
@@ -764,22 +760,20 @@ class ParallelNetwork:
             for i, dst in enumerate(rows[name][2]):
                 if dst is not None:
                     np.copyto(dst, batch[:, i, :].T)
-            core.set_options(skip=0, seq_soln=0)
-            if self._core_opts.get("skip") == "every":
-                self._skip_later.add(id(core))
+            self._as_loaded(core)
+
+    def _as_loaded(self, core) -> None:
+        """``core``'s next drive starts from the states in its store arrays as a warm restart does
+        (no skip, no sequential initial solve); with skip "every" it skips again from the drive
+        after (see :meth:`load_warm_states`)."""
+        core.set_options(skip=0, seq_soln=0)
+        if self._core_opts.get("skip") == "every":
+            self._skip_later.add(id(core))
 
     def _restart_training(self) -> None:
         """New primal and adjoint cores (their first drive initialises every point from the store
         arrays); the validation core keeps its states."""
-        from braidnet.braid import Core
-
-        T, N = self.net.T, self.n_layers
-        for name, app, comm in (("_primal", self._papp, self._tcomm), ("_adjoint", self._aapp, self._acomm)):
-            old = getattr(self, name)
-            self._driven.discard(id(old))
-            self._skip_later.discard(id(old))
-            old.close()
-            setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
+        self._new_cores(("_primal", "_adjoint"))
         self._u0_fresh = self._forward_done = False
 
     def step_counts(self) -> Dict[str, int]:
@@ -832,21 +826,29 @@ class ParallelNetwork:
         After a solve diverged (``BraidError`` with code ``ERROR_DIVERGED``) the warm-start states
         hold NaN; a One-shot line search restarts here and tries a shorter step.
         """
+        self._check_open()
+        self._new_cores(("_primal", "_adjoint", "_validation"))
+        self._u0_fresh = self._u0v_fresh = self._forward_done = False
+
+    def _new_cores(self, names) -> None:
+        """Replace the cores ``names`` (of "_primal", "_adjoint", "_validation") by new ones on the
+        same apps and communicators, tracing if the old primal and adjoint cores did (collective)."""
         from braidnet.braid import Core
 
-        self._check_open()
         T, N = self.net.T, self.n_layers
-        for name, app, comm in (("_primal", self._papp, self._tcomm), ("_adjoint", self._aapp, self._acomm),
-                                ("_validation", self._vapp, self._vcomm)):
+        parts = {"_primal": (self._papp, self._tcomm), "_adjoint": (self._aapp, self._acomm),
+                 "_validation": (self._vapp, self._vcomm)}
+        for name in names:
             old = getattr(self, name)
-            if old is not None:
-                old.close()
-                setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
-                if self._tracing and name != "_validation":
-                    getattr(self, name).set_trace(True)
-        self._driven = set()
-        self._skip_later = set()
-        self._u0_fresh = self._u0v_fresh = self._forward_done = False
+            if old is None:
+                continue
+            self._driven.discard(id(old))
+            self._skip_later.discard(id(old))
+            old.close()
+            app, comm = parts[name]
+            setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
+            if self._tracing and name != "_validation":
+                getattr(self, name).set_trace(True)
 
     def close(self) -> None:
         """Destroy the cores and free the communicators (idempotent; collective)."""

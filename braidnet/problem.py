@@ -4,11 +4,10 @@ the MGRIT options and the optimiser.  One object, built once per run, that the p
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-
-import math
 
 from braidnet import config as _config
 from braidnet import datasets, optim

@@ -146,8 +146,9 @@ class Recorder:
             where = (f"the last good checkpoint is {self.writer.path('checkpoint.npz')} (iteration {self.saved_at})"
                      if self.saved_at is not None and self.writer.dir else "no checkpoint was written before it")
             raise TrainingDiverged(divergence(self.iteration, f, gnorm, fw, bw) + "; " + where)
+        this_step = (f, fw.get("loss") or 0.0, fw.get("accuracy") or 0.0, 1.0)   # for epoch means
         if not self._due(run, k, last):
-            self._sums += (f, fw.get("loss") or 0.0, fw.get("accuracy") or 0.0, 1.0)
+            self._sums += this_step
             self.iteration += 1
             return None
         loss, acc = fw.get("loss"), fw.get("accuracy")
@@ -155,7 +156,7 @@ class Recorder:
             f, loss, acc = (float(v) for v in self._sums[:3] / self._sums[3])
         self._sums[:] = 0.0
         if self.per_epoch and k != last:           # this state's step belongs to the next row
-            self._sums += (run.f, fw.get("loss") or 0.0, fw.get("accuracy") or 0.0, 1.0)
+            self._sums += this_step
         every = self.cfg["output"]["validate_every"]
         val = run.validate() if k % every == 0 or k == last or self.per_epoch else math.nan
         elapsed, steps = time.perf_counter() - self._t0, self.counter.current(run.pn)

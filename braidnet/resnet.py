@@ -295,7 +295,7 @@ class DenseLayers:
     """The dense residual layer kind: ``u <- u + h sigma(W u + b)`` (``braidnet._kernels``).
 
     One of the two layer-kind objects (:attr:`ResNet.layer`): what the serial network runs for all
-    residual layers at once, and the geometry the layer-parallel app and ``layer_gradient`` take
+    residual layers at once, and the geometry the layer-parallel app takes
     (``conv_geometry`` None: dense).
     """
 
@@ -459,7 +459,7 @@ class ResNet:
     @property
     def conv_geometry(self) -> Optional[Tuple[int, int, int, int]]:
         """(channels, kernel_size, H, W) of a convolutional network, None for a dense one: the
-        ``conv`` argument of :class:`braidnet._layerapp.LayerApp` and ``layer_gradient``."""
+        ``conv`` argument of :class:`braidnet._layerapp.LayerApp`."""
         return self.layer.conv_geometry
 
     # ------------------------------------------------------------------------------------------

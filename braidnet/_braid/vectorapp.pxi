@@ -174,23 +174,24 @@ cdef inline size_t _fast_bytes(FastApp *a) noexcept nogil:
     return a.size * (sizeof(float) if a.single else sizeof(double))
 
 
-# What the callbacks reach through braid_App: the FastApp first (so that braid_App is also a
-# FastApp *), then the first non-zero code a callback returned in the current drive.  LLNL XBraid
-# ignores callback codes: braidnet keeps the code here, skips the app's own functions once one has
-# failed (as the bundled core does) and still writes every output (vectors, norms).
 cdef enum:
     POOL_MAX = 32           # freed vectors kept for reuse ...
     POOL_BYTES = 1 << 26    # ... while they hold at most 64 MiB
 
 
+# What the callbacks reach through braid_App: the FastApp first (so that braid_App is also a
+# FastApp *), then the first non-zero code a callback returned in the current drive.  LLNL XBraid
+# ignores callback codes: braidnet keeps the code here, skips the app's own functions once one has
+# failed (as the bundled core does) and still writes every output (vectors, norms).
 cdef struct _FastState:
     FastApp fast
     braid_Int code
     braid_Int nsteps        # step calls of the current drive (Core.step_calls on LLNL XBraid)
-    # A core frees and clones a vector at nearly every step (a stored point takes a copy of the
-    # stepped vector).  Blocks of a wide layer's batch are large: malloc hands each one back to
-    # the system and takes it again, zeroing fresh pages every time.  A few freed blocks kept here
-    # make that a memcpy (a restriction frees a level's worth at once: up to 32, within 64 MiB).
+    # A core clones and frees vectors all the time (each interval's start, the injection to a
+    # coarse level, received values).  Blocks of a wide layer's batch are large: malloc hands each
+    # one back to the system and takes it again, zeroing fresh pages every time.  Freed blocks
+    # kept here make that a memcpy (a restriction frees a level's worth at once: up to 32, within
+    # 64 MiB).
     int npool
     void *pool[POOL_MAX]
 
