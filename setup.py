@@ -8,6 +8,10 @@ Configuration, from the environment:
 - ``XBRAID_DIR``: build against an installed LLNL XBraid (its ``braid.h`` and ``libbraid.a``, in
   ``$XBRAID_DIR/braid`` or ``$XBRAID_DIR``) instead of the bundled core. braidnet uses only the
   public ``braid.h`` interface, so either works.
+- BLAS: the kernels (``braidnet._kernels``, ``braidnet._convkernels``) link the OpenBLAS of the
+  ``scipy-openblas32`` wheel (``braidnet/kernels/bn_blas.h`` says why), with a run path to
+  ``site-packages/scipy_openblas32/lib`` relative to the installed package (and, in an in-place
+  build, to the building environment's copy).
 - ``BRAIDNET_MODULES=a,b``: build only these Cython modules of braidnet/ (development).
 - ``BRAIDNET_DEBUG=1``: compile with ``-O0 -g`` (and ``-fsanitize=address`` if ``BRAIDNET_ASAN=1``).
 
@@ -60,6 +64,9 @@ KERNELS_WARN = ["-Wall", "-Wextra"]
 # linked into that extension together with KERNELS_C (whose activation passes they share).
 CONV_C = os.path.join(KERNELS_DIR, "bn_conv.c")
 CONV_H = os.path.join(KERNELS_DIR, "bn_conv.h")
+# The BLAS of both (scipy-openblas32's OpenBLAS, row-major GEMM): declared for Cython in braidnet/_blas.pxd.
+BLAS_H = os.path.join(KERNELS_DIR, "bn_blas.h")
+BLAS_EXTENSIONS = ("_kernels", "_convkernels")
 # Written by the build: what braidnet.build_info() reports.  Not a source (ignored by git, not in the sdist).
 BUILD_INFO = os.path.join("braidnet", "_build.py")
 
@@ -70,7 +77,7 @@ def _check_sources() -> None:
         return os.path.join("braidnet", name + ".pyx")
 
     expected = [pyx(m) for m in EXTENSIONS] + list(CORE_SOURCES) + list(CORE_HEADERS) + [
-        KERNELS_C, KERNELS_H, KERNELS_BODY, CONV_C, CONV_H]
+        KERNELS_C, KERNELS_H, KERNELS_BODY, CONV_C, CONV_H, BLAS_H]
     missing = [p for p in expected if not os.path.isfile(os.path.join(HERE, p))]
     def present(pattern: str) -> set:
         return {os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern))}
@@ -138,6 +145,25 @@ def _wheel_prefix_rpath(mpicc: str, ldflags: list[str]) -> list[str]:
     return []
 
 
+def _openblas(inplace: bool) -> tuple[list[str], list[str]]:
+    """Compile and link flags for the OpenBLAS of the scipy-openblas32 wheel.
+
+    Its library goes into ``site-packages/scipy_openblas32/lib``; ``$ORIGIN/../scipy_openblas32/lib``
+    finds it from ``site-packages/braidnet/`` wherever the package is installed (an isolated build's
+    copy is gone by then).  An in-place build also gets the building environment's folder.  The
+    Python module scipy_openblas32 is not imported at run time: it loads the library into the global
+    namespace, where its symbols would shadow scipy's own OpenBLAS.
+    """
+    try:
+        import scipy_openblas32 as ob
+    except ImportError:
+        raise RuntimeError("braidnet's kernels link the OpenBLAS of the scipy-openblas32 wheel: "
+                           "`pip install scipy-openblas32` (or build with pip's build isolation)") from None
+    libdir = ob.get_lib_dir()
+    rpath = ["-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"] + (["-Wl,-rpath," + libdir] if inplace else [])
+    return ["-I" + ob.get_include_dir()], ["-L" + libdir, "-l" + ob.get_library()] + rpath
+
+
 class BuildExt(build_ext):
     """Cythonize, then compile and link with the MPI wrapper (numpy/mpi4py include folders added when
     run); write braidnet/_build.py."""
@@ -153,7 +179,7 @@ class BuildExt(build_ext):
                                                   include_path=["braidnet", "xbraid"])}
         for ext in self.extensions:
             ext.sources = generated[ext.name].sources
-        inplace = self.inplace      # setuptools' run() resets it while building
+        inplace = self._inplace = self.inplace      # setuptools' run() resets it while building
         super().run()
         if any(ext.name == "braidnet.braid" for ext in self.extensions):
             self._write_build_info([HERE] if inplace else [self.build_lib])
@@ -190,6 +216,7 @@ class BuildExt(build_ext):
             opt += ["-fsanitize=address", "-fno-omit-frame-pointer"]
             ldflags += ["-fsanitize=address"]
         xb = _xbraid_dir()
+        blas_cflags, blas_ldflags = _openblas(self._inplace)
         print(f"braidnet build: MPICC={mpicc}; MPI flags {' '.join(mpi_flags)}; "
               f"core={'LLNL XBraid in ' + xb[0] if xb else 'bundled xbraid/'}; opt={' '.join(opt)}")
 
@@ -205,6 +232,9 @@ class BuildExt(build_ext):
                     ext.extra_link_args += [os.path.join(xb[1], "libbraid.a"), "-lm"]
                 else:
                     ext.sources += CORE_SOURCES
+            if ext.name in {"braidnet." + m for m in BLAS_EXTENSIONS}:
+                ext.extra_compile_args += blas_cflags
+                ext.extra_link_args += blas_ldflags
             if ext.name == "braidnet._kernels":
                 ext.extra_objects.append(self._compile_kernels(opt))
             if ext.name == "braidnet._convkernels":
@@ -242,10 +272,10 @@ def _extensions() -> list[Extension]:
             ext.depends += list(CORE_SOURCES) + list(CORE_HEADERS)
         if name == "_kernels":  # its C kernels: compiled by BuildExt._compile_kernels
             ext.include_dirs.append(KERNELS_DIR)
-            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY]
+            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY, BLAS_H]
         if name == "_convkernels":  # its C kernels and the dense ones' activation passes
             ext.include_dirs.append(KERNELS_DIR)
-            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY, CONV_C, CONV_H]
+            ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY, CONV_C, CONV_H, BLAS_H]
         exts.append(ext)
     return exts
 

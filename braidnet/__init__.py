@@ -27,14 +27,15 @@ _LAZY = {
 
 
 def build_info() -> Dict[str, Any]:
-    """What this installation is: ``{"version", "core", "xbraid_dir"}``.
+    """What this installation is: ``{"version", "core", "xbraid_dir", "blas"}``.
 
     ``core`` is ``"bundled"`` (braidnet's own MGRIT core, xbraid/) or ``"LLNL XBraid"`` (built with
     ``XBRAID_DIR`` set), ``xbraid_dir`` that folder (None for the bundled core).  Both are recorded
     when braidnet.braid is built (braidnet/_build.py, written by setup.py); reading them does not import
     braidnet.braid and does not start MPI.  Should that record be missing (a tree whose extensions were
     built by an older setup.py), the core is asked instead (``braidnet.braid.BUNDLED_CORE``, which
-    initialises MPI) and ``xbraid_dir`` is None.
+    initialises MPI) and ``xbraid_dir`` is None.  ``blas`` is the build string of the OpenBLAS the
+    kernels call (version and the CPU kernels it chose here), read from ``braidnet._kernels``.
     """
     try:
         from braidnet import _build  # type: ignore[attr-defined]
@@ -42,7 +43,8 @@ def build_info() -> Dict[str, Any]:
     except ImportError:
         from braidnet.braid import BUNDLED_CORE
         core, xbraid_dir = ("bundled" if BUNDLED_CORE else "LLNL XBraid"), None
-    return {"version": __version__, "core": core, "xbraid_dir": xbraid_dir}
+    from braidnet._kernels import BLAS
+    return {"version": __version__, "core": core, "xbraid_dir": xbraid_dir, "blas": BLAS}
 
 
 def __getattr__(name: str) -> Any:

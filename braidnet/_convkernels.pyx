@@ -62,8 +62,8 @@ shapes, then release the GIL.  The bias kind is read from ``b``'s length (c or 1
 ``"auto"``, ``"direct"`` or ``"gemm"`` (or its code).
 """
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm
 
+from braidnet._blas cimport NoTrans, Trans, bn_dgemm
 from braidnet._kernels cimport BN_BIAS_CHANNEL, BN_BIAS_SCALAR, BN_RELU, BN_SMOOTHRELU, BN_TANH
 
 import numpy as np
@@ -190,16 +190,15 @@ cdef void _corr(int path, int c_out, int c_in, int k, int H, int W, int batch, c
     cdef int cmax = c_in if c_in > c_out else c_out
     cdef int rows = _tile_rows(cmax, k, H, W, batch)
     cdef int n = W * batch, ckk = c_in * k * k, ldz = H * W * batch, nt, y0, y1
-    cdef double one = 1.0, beta = 1.0 if accumulate else 0.0
+    cdef double beta = 1.0 if accumulate else 0.0
     y0 = 0
     while y0 < H:
         y1 = y0 + rows if y0 + rows < H else H
         nt = (y1 - y0) * n
         bn_conv_im2col(c_in, k, H, W, batch, y0, y1, P, cols)
-        # row-major Z[:, y0 rows] (c_out x nt, ld ldz) = K (c_out x ckk) @ cols (ckk x nt);
-        # column-major: Z^T = cols^T K^T
-        dgemm(b"N", b"N", &nt, &c_out, &ckk, &one, cols, &nt, <double*>K, &ckk, &beta,
-              Z + <Py_ssize_t>y0 * n, &ldz)
+        # Z[:, y0 rows] (c_out x nt, ld ldz) = K (c_out x ckk) @ cols (ckk x nt)
+        bn_dgemm(NoTrans, NoTrans, c_out, nt, ckk, 1.0, K, ckk, cols, nt, beta,
+                 Z + <Py_ssize_t>y0 * n, ldz)
         y0 = y1
 
 
@@ -212,16 +211,14 @@ cdef void _wgrad(int path, int c_out, int c_in, int k, int H, int W, int batch, 
     cdef int cmax = c_in if c_in > c_out else c_out
     cdef int rows = _tile_rows(cmax, k, H, W, batch)
     cdef int n = W * batch, ckk = c_in * k * k, ldd = H * W * batch, nt, y0, y1
-    cdef double one = 1.0
     y0 = 0
     while y0 < H:
         y1 = y0 + rows if y0 + rows < H else H
         nt = (y1 - y0) * n
         bn_conv_im2col(c_in, k, H, W, batch, y0, y1, P, cols)
-        # row-major gK (c_out x ckk) += alpha D[:, tile] (c_out x nt, ld ldd) @ cols^T;
-        # column-major: gK^T (ckk x c_out) += alpha cols^T-op ... = op_T(cols) D^T
-        dgemm(b"T", b"N", &ckk, &c_out, &nt, &alpha, cols, &nt,
-              <double*>D + <Py_ssize_t>y0 * n, &ldd, &one, gK, &ckk)
+        # gK (c_out x ckk) += alpha D[:, tile] (c_out x nt, ld ldd) @ cols^T
+        bn_dgemm(NoTrans, Trans, c_out, ckk, nt, alpha, D + <Py_ssize_t>y0 * n, ldd, cols, nt,
+                 1.0, gK, ckk)
         y0 = y1
 
 

@@ -9,10 +9,8 @@ float64 results bit for bit those of the float64-only kernels).  Two paths:
   (all ``width`` rows, 64-256 columns): ``W u + b`` with register blocking, the activation and the
   residual update in one pass; backward likewise computes ``D = sigma'(W u + b) * lam``, the
   ``D u^T`` / bias sums and ``lam + h W^T D`` tile by tile.  No BLAS call, no ``work`` traffic.
-- wider layers call BLAS (``scipy.linalg.cython_blas.dgemm``, ``sgemm`` in float32) plus one
-  element-wise pass.  A
-  row-major matrix is a column-major matrix of its transpose, so row-major ``C = A B`` is computed
-  as column-major ``C^T = B^T A^T`` without copies.
+- wider layers call BLAS (row-major ``dgemm``, ``sgemm`` in float32, of the OpenBLAS that
+  ``braidnet/_blas.pxd`` names) plus one element-wise pass.
 
 The fused kernels, the element-wise passes of the BLAS path and tanh are plain C in
 ``braidnet/kernels/bn_kernels.c`` (contracts in ``bn_kernels.h``), compiled into this extension by
@@ -34,7 +32,8 @@ state argument (``u_in``, ``u``, ``x``, ``states``) chooses the precision, float
 other array must have the same dtype.
 """
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from braidnet._blas cimport NoTrans, Trans, bn_blas_config, bn_dgemm, bn_sgemm, bn_trans
 
 import numpy as np
 
@@ -101,41 +100,39 @@ cdef extern from "bn_kernels.h":
 
 
 FUSED_MAX_WIDTH = FUSED_MAX   # widest layer computed by the fused (non-BLAS) kernels
+# the BLAS of the wider layers: OpenBLAS's build string (version, kernels chosen for this CPU)
+BLAS = bn_blas_config().decode()
 
 
 # ---------------------------------------------------------------------------------------------
-# BLAS helpers (row-major in, column-major BLAS underneath)
+# BLAS helpers (row-major)
 
-cdef inline void _gemm(char* ta, char* tb, int m, int n, int k, double alpha, const real* A,
+cdef inline void _gemm(bn_trans ta, bn_trans tb, int m, int n, int k, double alpha, const real* A,
                        int lda, const real* B, int ldb, double beta, real* C,
                        int ldc) noexcept nogil:
-    """Column-major BLAS gemm in the precision of real (alpha and beta rounded to it)."""
-    cdef real a = <real>alpha, bt = <real>beta
+    """C = alpha op(A) op(B) + beta C in the precision of real (alpha and beta rounded to it)."""
     if real is float:
-        sgemm(ta, tb, &m, &n, &k, &a, <float*>A, &lda, <float*>B, &ldb, &bt, C, &ldc)
+        bn_sgemm(ta, tb, m, n, k, <float>alpha, A, lda, B, ldb, <float>beta, C, ldc)
     else:
-        dgemm(ta, tb, &m, &n, &k, &a, <double*>A, &lda, <double*>B, &ldb, &bt, C, &ldc)
+        bn_dgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
 
 
 cdef inline void _gemm_wu(int m, int n, int k, const real* A, const real* B,
                           double beta, real* C) noexcept nogil:
-    """Row-major C (m x n) = A (m x k) @ B (k x n) + beta C."""
-    # column-major: C^T (n x m) = B^T (n x k) A^T (k x m)
-    _gemm(b"N", b"N", n, m, k, 1.0, B, n, A, k, beta, C, n)
+    """C (m x n) = A (m x k) @ B (k x n) + beta C."""
+    _gemm(NoTrans, NoTrans, m, n, k, 1.0, A, k, B, n, beta, C, n)
 
 
 cdef inline void _gemm_abt(int m, int n, int k, double alpha, const real* A, const real* B,
                            real* C) noexcept nogil:
-    """Row-major C (m x n) += alpha * A (m x k) @ B^T, with B (n x k)."""
-    # column-major: C^T (n x m) += alpha * B (n x k, stored as B^T with ld k, op T) A^T
-    _gemm(b"T", b"N", n, m, k, alpha, B, k, A, k, 1.0, C, n)
+    """C (m x n) += alpha * A (m x k) @ B^T, with B (n x k)."""
+    _gemm(NoTrans, Trans, m, n, k, alpha, A, k, B, k, 1.0, C, n)
 
 
 cdef inline void _gemm_atb(int m, int n, int k, double alpha, const real* A, const real* B,
                            real* C) noexcept nogil:
-    """Row-major C (m x n) += alpha * A^T @ B, with A (k x m), B (k x n)."""
-    # column-major: C^T (n x m) += alpha * B^T (n x k) A (k x m, stored as A^T with ld m, op T)
-    _gemm(b"N", b"T", n, m, k, alpha, B, n, A, m, 1.0, C, n)
+    """C (m x n) += alpha * A^T @ B, with A (k x m), B (k x n)."""
+    _gemm(Trans, NoTrans, m, n, k, alpha, A, m, B, n, 1.0, C, n)
 
 
 # The SIMD C kernels in the precision of real.

@@ -8,8 +8,8 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 mpi_pkg=mpich
 [ "${BRAIDNET_SYSTEM_MPI:-0}" = 1 ] && mpi_pkg=
-echo "== installing the dependencies into $VIRTUAL_ENV (numpy, scipy, Cython, mpi4py${mpi_pkg:+, MPICH}, pytest, matplotlib, scikit-learn)"
+echo "== installing the dependencies into $VIRTUAL_ENV (numpy, scipy-openblas32, scipy, Cython, mpi4py${mpi_pkg:+, MPICH}, pytest, matplotlib, scikit-learn)"
 python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel
-python -m pip install -q --disable-pip-version-check numpy scipy "cython>=3" mpi4py $mpi_pkg pytest matplotlib scikit-learn
+python -m pip install -q --disable-pip-version-check numpy "scipy-openblas32>=0.3.31" scipy "cython>=3" mpi4py $mpi_pkg pytest matplotlib scikit-learn
 echo "== building braidnet (the C core and the Cython modules; a few minutes the first time)"
 python -m pip install -q --disable-pip-version-check --no-build-isolation -e .

@@ -642,7 +642,8 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
     print(f"== TorchBraid comparison: layer-parallel forward + backward, {TB_LAYERS} layers, {a.tb_activation}, "
           f"{TB_LEVELS} levels, cfactor {TB_CFACTOR}, exactly {TB_ITERATIONS} primal + {TB_ITERATIONS} adjoint "
           f"iterations (tolerance 0 on both sides), one thread per rank; the same weights and data on both "
-          f"sides; ms per pass (best of {a.repeat}); gradient error: relative, after one cold pass, against "
+          f"sides; ms per pass (best of {a.repeat} in each of {a.tb_rounds} launches per side, the sides "
+          f"taking turns); gradient error: relative, after one cold pass, against "
           f"the exact float64 serial gradient")
     if py is None:
         print(f"   TorchBraid could not be run: {why}.  It is not on PyPI: see the recipe in "
@@ -690,15 +691,23 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
             rows = []
             for setting in a.tb_settings:
                 for P in a.tb_ranks:
-                    bn = launch(P, "tblp", a, *common, "--relax", setting, "--dtype", bn_dtype)
-                    tb = {}
-                    if py:
-                        for dt in ("float32", "float64") if P in a.tb_float64_ranks else ("float32",):
+                    # the two sides take turns, --tb-rounds times: a machine that slows down or speeds
+                    # up during the run (a shared host) then weighs on both alike; each keeps its best
+                    bns: List[Dict[str, Any]] = []
+                    tbs: Dict[str, List[Dict[str, Any]]] = {}
+                    for _ in range(a.tb_rounds):
+                        bns.append(launch(P, "tblp", a, *common, "--relax", setting, "--dtype", bn_dtype))
+                        for dt in (("float32", "float64") if P in a.tb_float64_ranks else ("float32",)) if py else ():
+                            if tbs.get(dt) and "failed" in tbs[dt][-1]:
+                                continue
                             try:
-                                tb[dt] = launch(P, "torchbraid", a, *common, "--relax", setting, "--dtype", dt,
-                                                python=py, timeout=a.tb_timeout)
+                                r = launch(P, "torchbraid", a, *common, "--relax", setting, "--dtype", dt,
+                                           python=py, timeout=a.tb_timeout)
                             except (RuntimeError, subprocess.TimeoutExpired) as e:
-                                tb[dt] = {"failed": str(e).strip().splitlines()[-1][:200]}
+                                r = {"failed": str(e).strip().splitlines()[-1][:200]}
+                            tbs.setdefault(dt, []).append(r)
+                    bn = _best_round(bns)
+                    tb = {dt: _best_round(rs) for dt, rs in tbs.items()}
                     ref = bn["seconds_restart"] or bn["seconds"]
 
                     def ms(r):
@@ -725,6 +734,18 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _best_round(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The round with the least time (a failed one if every round failed), with every round's time."""
+    done = [r for r in results if "seconds" in r]
+    if not done:
+        return results[-1]
+    best = dict(min(done, key=lambda r: r["seconds"]))
+    best["round_seconds"] = [r["seconds"] for r in done]
+    if best.get("seconds_restart") is not None:
+        best["seconds_restart"] = min(r["seconds_restart"] for r in done)
+    return best
 
 
 def data_parallel_rows(a) -> Dict[str, Any]:
@@ -797,6 +818,8 @@ def main() -> int:
                     help="also run TorchBraid in float64 on these rank counts (default 1: on 2 ranks TorchBraid "
                          "29b42ce hangs in float64, its MPI buffers being float32)")
     ap.add_argument("--tb-timeout", type=float, default=300.0, help="seconds per TorchBraid launch")
+    ap.add_argument("--tb-rounds", type=int, default=3,
+                    help="launches per side and case in the TorchBraid comparison, braidnet and TorchBraid in turn")
     ap.add_argument("--json", help="also write every measurement and prediction here")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per launch")
     # worker mode (internal)

@@ -4,7 +4,7 @@
 # bundled_core skip themselves (tests/conftest.py).
 #
 #   1. make a fresh virtual environment in a temporary folder and install braidnet's dependencies
-#      (numpy, scipy, Cython, mpi4py, MPICH, pytest, matplotlib, scikit-learn) into it;
+#      (numpy, scipy-openblas32, scipy, Cython, mpi4py, MPICH, pytest, matplotlib, scikit-learn) into it;
 #   2. extract LLNL XBraid there and build it (make, with that environment's mpicc);
 #   3. copy the checkout's files (tracked and untracked-not-ignored: the working tree as it is) to
 #      the temporary folder and `XBRAID_DIR=... pip install --no-build-isolation -e` the copy into
@@ -63,7 +63,7 @@ else
   py=$work/venv/bin/python
   { "$bundled_py" -m venv "$work/venv" \
     && "$py" -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel \
-    && "$py" -m pip install -q --disable-pip-version-check numpy scipy "cython>=3" mpi4py mpich pytest matplotlib scikit-learn
+    && "$py" -m pip install -q --disable-pip-version-check numpy "scipy-openblas32>=0.3.31" scipy "cython>=3" mpi4py mpich pytest matplotlib scikit-learn
   } > "$work/venv.log" 2>&1 || fail "making the second environment $work/venv" "$work/venv.log"
 fi
 # the environment's bin first: its mpicc and mpiexec are the MPI that its mpi4py uses

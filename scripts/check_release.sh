@@ -10,7 +10,7 @@
 #      `braidnet --version`, build_info(), one MPI library in the process, the README's ODE example
 #      (`Decay`) under `mpiexec -n 2`, and 3 iterations of `braidnet train` on the sdist's
 #      examples/peaks_plain.toml under `mpiexec -n 2`.
-#   3. a second fresh environment holding numpy, scipy, Cython, mpi4py and mpich: `pip install
+#   3. a second fresh environment holding numpy, scipy-openblas32, Cython, mpi4py and mpich: `pip install
 #      --no-build-isolation` of a copy of the sdist without xbraid/relax.c must fail, naming the file,
 #      and install nothing; then `pip install --no-build-isolation SDIST` and the same smoke test.
 #
@@ -163,10 +163,10 @@ pipq "$work/venv-wheel" "$wheel[mpich]"
 step "wheel: smoke test and 3 training iterations on 2 ranks"
 smoke "$work/venv-wheel" smoke-wheel
 
-step "sdist: a fresh environment with the build requirements (numpy, scipy, Cython, mpi4py, mpich)"
+step "sdist: a fresh environment with the build requirements (numpy, scipy-openblas32, Cython, mpi4py, mpich)"
 venv=$work/venv-sdist
 newvenv "$venv"
-pipq "$venv" "setuptools>=77" wheel numpy scipy "cython>=3" mpi4py mpich
+pipq "$venv" "setuptools>=77" wheel numpy "scipy-openblas32>=0.3.31" "cython>=3" mpi4py mpich
 
 step "sdist without xbraid/relax.c: pip install must fail and name it"
 mkdir -p "$work/broken"

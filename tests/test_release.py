@@ -102,7 +102,8 @@ def test_setup_py_reports_the_package_version(tmp_path):
 
 def test_build_info():
     info = braidnet.build_info()
-    assert set(info) == {"version", "core", "xbraid_dir"}
+    assert set(info) == {"version", "core", "xbraid_dir", "blas"}
+    assert info["blas"].startswith("OpenBLAS "), info["blas"]
     assert info["version"] == braidnet.__version__
     assert info["core"] in ("bundled", "LLNL XBraid")
     assert (info["xbraid_dir"] is None) == (info["core"] == "bundled")
