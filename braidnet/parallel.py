@@ -57,6 +57,7 @@ import numpy as np
 from braidnet import _kernels
 from braidnet.groups import DataGroups, shards, split_comm
 from braidnet.resnet import ResNet
+from braidnet.samplestates import SampleStates
 
 log = logging.getLogger(__name__)
 
@@ -262,17 +263,14 @@ class ParallelNetwork:
         self._x_all = x_all if self.owns_opening else None
         self._t_all = t_all if self.owns_classifier else None
         self._batch: Optional[np.ndarray] = None        # this group's sample indices of the batch
-        # "sample" policy: per core (n, own points, width), sample-major so that a batch's states
-        # are contiguous blocks (saving and loading a batch then costs a copy, not a strided gather)
-        self._samples: Dict[str, np.ndarray] = {}
-        self._samples_loaded = False                     # load_warm_states filled them
         self._allocate(x.shape[1])
         self._wire_apps()
         self._vapp = self._validation = None            # built below: _warm_rows has primal and adjoint
+        self._samples: Optional[SampleStates] = None    # the "sample" policy's store
         if batch_size is not None and warm == "sample":
-            width = self.net.state_size
-            for name, (_, _, own) in self._warm_rows(endpoints=True).items():
-                self._samples[name] = np.zeros((n, len(own), width), self._dtype)
+            points = {name: (ranges[self.rank][0], len(own))
+                      for name, (ranges, _, own) in self._warm_rows(endpoints=True).items()}
+            self._samples = SampleStates(n, points, self.net.state_size, self._dtype, self._groups)
         if xv is not None:
             self._build_validation(xv, tv)
 
@@ -636,15 +634,15 @@ class ParallelNetwork:
         """
         self._check_open()
         self._root(root)
-        if self._samples:
-            self._save_samples()
+        samples = self._samples
+        if samples is not None:
+            samples.save(self._batch, self._store_arrays(endpoints=True))
         out: Dict[str, Optional[np.ndarray]] = {}
         for name, rows in self._warm_rows(endpoints).items():
-            if name in self._samples:
+            if samples is not None and name in samples:
                 # every group holds every sample's states (use_batch exchanges them): group 0's
                 ranges, _, own = rows
-                kept = [None if a is None else self._samples[name][:, i, :].T for i, a in enumerate(own)]
-                out[name] = self._gather_points(ranges, self.n_samples, kept, root)
+                out[name] = self._gather_points(ranges, samples.n_samples, samples.export(name, own), root)
                 if root is not None and self.data_group != 0:
                     out[name] = None
             else:
@@ -665,7 +663,7 @@ class ParallelNetwork:
         self._check_open()
         N, width = self.n_layers, self.net.state_size
         # (core, the group's samples [a, b) of the whole batch, whole batch)
-        whole = self.n_samples if self._samples else self._shards[-1][1]
+        whole = self.n_samples if self._samples is not None else self._shards[-1][1]
         cores = {"primal": (self._primal, self._shards[self.data_group], whole),
                  "adjoint": (self._adjoint, self._shards[self.data_group], whole)}
         if self._validation is not None:
@@ -684,10 +682,8 @@ class ParallelNetwork:
         rows = self._warm_rows()
         for name, arr in states.items():
             ranges, _, own = rows[name]
-            if name in self._samples:       # every sample's states; use_batch loads a batch's
-                lo = ranges[self.rank][0]
-                np.copyto(self._samples[name], arr[lo:lo + len(own)].transpose(2, 0, 1))
-                self._samples_loaded = True
+            if self._samples is not None and name in self._samples:    # use_batch loads a batch's
+                self._samples.restore(name, arr)
                 continue
             a, b = cores[name][1]
             for p, dst in zip(range(ranges[self.rank][0], ranges[self.rank][1] + 1), own):
@@ -718,13 +714,14 @@ class ParallelNetwork:
                              f"got {idx.dtype} {idx.shape}")
         mine = np.array(shard(idx, self.data_group, self.data_groups), dtype=np.int64)
         first = self._batch is None
-        if self.warm == "sample":
+        if self._samples is not None:
             if not first:
-                self._save_samples()
+                self._samples.save(self._batch, self._store_arrays(endpoints=True))
                 self._restart_training()
-            self._batch = mine
-            if self._samples_loaded or not first:
-                self._load_samples()
+            if self._samples.loaded or not first:
+                self._samples.load(mine, self._store_arrays())
+                self._as_loaded(self._primal)
+                self._as_loaded(self._adjoint)
         elif self.warm == "zero":
             self._U.fill(0)
             self._Lam.fill(0)
@@ -735,32 +732,6 @@ class ParallelNetwork:
         if self.owns_classifier:
             np.copyto(self._targets, self._t_all[:, mine])
         self._u0_fresh = self._forward_done = False
-
-    def _save_samples(self) -> None:
-        """The current batch's primal and adjoint states into the per-sample store, on every group."""
-        if self._batch is None:
-            return
-        rows = self._warm_rows(endpoints=True)
-        for name, store in self._samples.items():
-            own = rows[name][2]
-            cur = np.zeros((len(own), self.net.state_size, len(self._batch)), self._dtype)
-            for i, a in enumerate(own):
-                if a is not None:
-                    cur[i] = a
-            # every group gets every group's columns: a sample's next step may be on another group
-            for cols, part in self._groups.allgather((self._batch, cur)):
-                store[cols] = part.transpose(2, 0, 1)
-
-    def _load_samples(self) -> None:
-        """The current batch's columns of the per-sample store as the (new) cores' warm states."""
-        rows = self._warm_rows()
-        for name, store in self._samples.items():
-            core = self._primal if name == "primal" else self._adjoint
-            batch = store[self._batch]                   # (b, own points, width)
-            for i, dst in enumerate(rows[name][2]):
-                if dst is not None:
-                    np.copyto(dst, batch[:, i, :].T)
-            self._as_loaded(core)
 
     def _as_loaded(self, core) -> None:
         """``core``'s next drive starts from the states in its store arrays as a warm restart does
@@ -944,6 +915,10 @@ class ParallelNetwork:
             rows["validation"] = (self._ranges, self._vapp.batch,
                                   [self._Uv[m - p1] if m > 0 else u0v for m in range(lo, hi + 1)])
         return rows
+
+    def _store_arrays(self, endpoints: bool = False) -> Dict[str, List[Optional[np.ndarray]]]:
+        """Per core: this rank's store arrays in point order (:meth:`_warm_rows`)."""
+        return {name: own for name, (_, _, own) in self._warm_rows(endpoints).items()}
 
     def _gather_points(self, ranges: List[Tuple[int, int]], batch: int,
                        own: List[Optional[np.ndarray]], root: Optional[int]) -> Optional[np.ndarray]:
