@@ -192,9 +192,11 @@ cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nog
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[n]
     c.nsteps += 1
-    if c.derivs[n] != NULL and info.level == 0:
-        # A fine step out of the value the final access keeps for point n (in a final FC
-        # relaxation: every F-point) leaves sigma' there for the adjoint, at the cost of one write.
+    if c.derivs[n] != NULL and info.level == 0 and info.done:
+        # A fine step of the final sweep out of the value the final access keeps for point n (in a
+        # final FC relaxation: every F-point) leaves sigma' there for the adjoint, at the cost of
+        # one write.  Only the final sweep's: once the states have converged, the iterations'
+        # steps start from those values too, and would compare and write for nothing.
         c.dsvalid[n] = c.store[n] != NULL and memcmp(u, c.store[n], c.nbytes) == 0
         if c.dsvalid[n]:
             if bn_layer_forward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart,
@@ -426,9 +428,10 @@ cdef class LayerApp(VectorApp):
         activation pass; the results are the same bit for bit.  Worth it where the serial kernels
         keep sigma' too (``braidnet._kernels.keeps_derivs``).
 
-        Primal mode (the same arrays): a fine step out of point m whose start is exactly what the
-        store of m holds writes sigma' into ``ds`` as it goes; a final FC relaxation does that for
-        every F-point, and :attr:`derivs_valid` tells which layers need no :meth:`update_derivs`.
+        Primal mode (the same arrays): a fine step of the final sweep (done = 1) out of point m
+        whose start is exactly what the store of m holds writes sigma' into ``ds`` as it goes; a
+        final FC relaxation does that for every F-point, and :attr:`derivs_valid` tells which layers
+        need no :meth:`update_derivs`.
         """
         cdef int k = self._index(m, self.n_layers - 1, "layer")
         if ds is None:

@@ -723,6 +723,11 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
                     print(f"   {setting:>7} {P:>5} {bn['seconds'] * 1e3:9.1f} {restart} {ms(tb.get('float32'))} "
                           f"{ratio(tb.get('float32'))} {ms(tb.get('float64'))} {ratio(tb.get('float64'))}   "
                           f"{bn['grad_error']:24.1e} {err(tb.get('float32'))} {err(tb.get('float64'))}  {its}")
+                    if a.tb_rounds > 1:      # every launch's time: how much each side moved
+                        times = [("braidnet", bn)] + [(f"TB {k}", v) for k, v in tb.items()]
+                        print("           rounds (ms): " + "; ".join(
+                            f"{k} " + "/".join(f"{t * 1e3:.0f}" for t in r["round_seconds"])
+                            for k, r in times if "round_seconds" in r))
                     for k, v in tb.items():
                         if "failed" in v:
                             print(f"           TorchBraid {k} on {P} ranks failed: {v['failed']}")

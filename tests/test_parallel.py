@@ -214,7 +214,8 @@ def test_kept_derivatives_change_nothing(dtype, width, act, bias):
         np.testing.assert_array_equal(g_kept, g_plain)
     with pytest.raises(ValueError, match="only dense layers keep sigma'"):
         LayerApp(N, T, 4, B, act, bias, True, np.float64, conv=(1, 3, 2, 2)).set_deriv(0, np.zeros((4, B)))
-    # the primal app fills ds on a fine step out of exactly the value the store keeps, and only there
+    # the primal app fills ds on a fine step of the final sweep (done) out of exactly the value the
+    # store keeps, and only there
     prim = LayerApp(N, T, width, B, act, bias, False, dtype)
     fresh = {m: np.full((width, B), np.nan, dtype) for m in ds}
     for n in range(N):
@@ -223,17 +224,19 @@ def test_kept_derivatives_change_nothing(dtype, width, act, bias):
         prim.set_deriv(m, d)
         prim.set_store(m, states[m].copy())
     other = rng.standard_normal(width * B).astype(dtype)
-    np.testing.assert_array_equal(prim.step_vector(states[3].ravel().copy(), 3 * h, 4 * h),
+    np.testing.assert_array_equal(prim.step_vector(states[3].ravel().copy(), 3 * h, 4 * h, done=1),
                                   plain_primal_step(blocks[3], states[3], h, act, bias, dtype))
-    prim.step_vector(states[6].ravel().copy(), 6 * h, 8 * h, level=1)    # coarse: not kept
-    prim.step_vector(other.copy(), 1 * h, 2 * h)                         # not the kept value
-    assert list(np.flatnonzero(prim.derivs_valid)) == [3]
+    prim.step_vector(states[6].ravel().copy(), 6 * h, 8 * h, level=1, done=1)   # coarse: not kept
+    prim.step_vector(other.copy(), 1 * h, 2 * h, done=1)                         # not the kept value
+    np.testing.assert_array_equal(prim.step_vector(states[1].ravel().copy(), 1 * h, 2 * h),
+                                  plain_primal_step(blocks[1], states[1], h, act, bias, dtype))
+    assert list(np.flatnonzero(prim.derivs_valid)) == [3]     # an iteration's step (done 0) neither
     np.testing.assert_array_equal(fresh[3], ds[3])
     prim.access_vector(states[3].ravel(), 3 * h)          # the same value again: still valid
     assert prim.derivs_valid[3] == 1
     prim.access_vector(other, 3 * h)                      # a new final value: sigma' is stale
     assert not prim.derivs_valid.any()
-    prim.step_vector(other.copy(), 3 * h, 4 * h)
+    prim.step_vector(other.copy(), 3 * h, 4 * h, done=1)
     prim.reset_derivs()
     assert not prim.derivs_valid.any()
     kept.update_derivs(skip=np.array([0, 1, 0, 1, 0, 0, 1, 0], np.uint8))   # nothing recomputed

@@ -47,8 +47,10 @@ cdef class VectorApp:
             self._raise(ierr, "init")
         return u
 
-    def step_vector(self, u, double tstart, double tstop, int level=0, int index=0) -> np.ndarray:
-        """One step of step_fn from tstart to tstop on a copy of u (returned); iter 0, done 0."""
+    def step_vector(self, u, double tstart, double tstop, int level=0, int index=0,
+                    int done=0) -> np.ndarray:
+        """One step of step_fn from tstart to tstop on a copy of u (returned); iter 0, ``done`` as
+        in a core's final sweep (1) or its iterations (0)."""
         self._check()
         out = np.array(u, dtype=self.dtype, copy=True).reshape(-1)
         if out.shape[0] != self.size:
@@ -56,7 +58,7 @@ cdef class VectorApp:
         cdef double *up = _vdata(out)
         cdef StepInfo info
         info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
-        info.iter, info.done, info.app = 0, 0, <void *>self
+        info.iter, info.done, info.app = 0, done, <void *>self
         cdef int ierr = self.step_fn(self.ctx, up, up, &info)
         if ierr != 0:
             self._raise(ierr, "step")
