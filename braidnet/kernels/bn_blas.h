@@ -1,8 +1,9 @@
 /* The BLAS of braidnet's kernels: OpenBLAS from the scipy-openblas32 wheel, linked directly by
    setup.py rather than reached through scipy.linalg.cython_blas.  That wheel follows OpenBLAS
-   releases; scipy bundles an older one (0.3.30 with scipy 1.17), whose float32 GEMM was 18-25%
-   slower on AVX-512 (docs/results.md section 5a).  The wheel's symbols carry the prefix scipy_ and its
-   integers are 32-bit; these wrappers hide both and fix the layout to braidnet's: row-major. */
+   releases; scipy bundles an older one (0.3.30 with scipy 1.17), whose float32 GEMM takes up to
+   1.3x as long on operands from memory, as an MGRIT solve's are (docs/results.md section 5a).
+   The wheel's symbols carry the prefix scipy_ and its integers are 32-bit; these wrappers hide both
+   and fix the layout to braidnet's: row-major. */
 #ifndef BN_BLAS_H
 #define BN_BLAS_H
 
