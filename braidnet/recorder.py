@@ -45,10 +45,11 @@ class Recorder:
         self.unit_steps: Optional[float] = cfg["nested"]["work_unit_steps"] or None
         self.saved_at: Optional[int] = None      # global iteration of the last checkpoint written
         self.iteration = 0                       # global iteration of the next row
-        mini = 0 < cfg["optimizer"]["batch_size"] < cfg["data"]["n_train"]
-        #: one row per epoch (output.history = "epoch"), and progress lines with the epoch
+        #: one row per epoch (output.history = "epoch")
         self.per_epoch = cfg["output"]["history"] == "epoch"
-        self.show_epoch = mini
+        #: progress lines with the epoch: set by train() from the loaded data (Problem.batch_size),
+        #: which may hold fewer samples than data.n_train asks for (digits, idx, lpt_text)
+        self.show_epoch = False
         # epoch rows: sums of objective, loss, training accuracy over the steps since the last row
         self._sums = np.zeros(4)
         self._resumed_at: Optional[int] = None   # a checkpoint's global iteration (epoch rows)

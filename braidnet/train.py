@@ -79,6 +79,7 @@ def train(cfg: _config.Config, comm=None, resume: bool = False, out_dir: Optiona
     problem = None
     try:
         problem = Problem(cfg, comm)
+        record.show_epoch = problem.batch_size is not None
         return _train(problem, record, ckpt, theta0)
     finally:
         if problem is not None:

@@ -342,3 +342,26 @@ def test_peaks_adam_reaches_the_full_batch_accuracy_band(tmp_path):
         final = float(w["val_accuracy"])
     assert 90.0 <= final <= 100.0, proc.stdout[-2000:]
     assert _column(rows, "objective")[-1] < 0.2 * _column(rows, "objective")[0]
+
+
+def test_progress_epoch_column_follows_the_loaded_data(tmp_path, caplog):
+    """data.n_train may ask for more samples than the files hold (lpt_text, digits, idx): whether a run
+    is mini-batch, and its progress lines have the epoch column, follows the samples loaded."""
+    import logging
+
+    from mpi4py import MPI
+
+    from braidnet import train as T
+    rng = np.random.default_rng(0)
+    for split, n in (("training", 60), ("validation", 20)):
+        np.savetxt(tmp_path / f"features_{split}.dat", rng.standard_normal((n, 2)))
+        np.savetxt(tmp_path / f"labels_{split}.dat", np.eye(5)[rng.integers(0, 5, n)])
+    for batch, mini in ((60, False), (30, True)):        # data.n_train = 200 > the 60 samples
+        cfg = _exact_config(tmp_path / f"run{batch}", "data.dataset=lpt_text", f"data.path='{tmp_path}'",
+                            f"optimizer.batch_size={batch}", "optimizer.epochs=1", "output.progress=true")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="braidnet.progress"):
+            res = T.train(cfg, comm=MPI.COMM_SELF, out_dir=None)
+        header = [r.getMessage() for r in caplog.records if r.getMessage().startswith("iteration | level")]
+        assert len(header) == 1 and header[0].endswith(" | epochs done") == mini, header
+        assert len(res.history) == (3 if mini else 2)       # 2 steps of 30 / 1 step of all 60
