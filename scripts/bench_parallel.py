@@ -21,9 +21,10 @@ Measures, each in its own process with one BLAS thread per rank:
    batch 1000; 3 levels, cfactor 4, exactly 2 primal + 2 adjoint MGRIT iterations: tolerance 0 and
    max_iter 2 on both sides, no early stop), settings "F+skip" (F-relaxation on the finest level, FCF
    on the coarse ones, the first down-cycle skipped: TorchBraid's MNIST example) and "FCF" (every
-   level, no skip), on 1 and 2 ranks, one thread per rank: best time per pass, TorchBraid's over
-   braidnet's, and each side's relative gradient error after one cold pass against the exact float64
-   serial gradient; also the serial forward + backward of braidnet (``braidnet.resnet``) and of
+   level, no skip), on 1 and 2 ranks, one thread per rank: best time per pass (each side launched
+   ``--tb-rounds`` times, the two in turn, so that a host whose speed drifts weighs on both),
+   TorchBraid's over braidnet's, and each side's relative gradient error after one cold pass against
+   the exact float64 serial gradient; also the serial forward + backward of braidnet (``braidnet.resnet``) and of
    PyTorch autograd in float64 and float32 (one thread).  TorchBraid runs in its own interpreter
    (``--torchbraid-python``; not on PyPI: the recipe is below); without it one line says so and only
    braidnet's side is measured.  What this braidnet offers towards TorchBraid's settings is asked of
