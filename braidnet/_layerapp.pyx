@@ -186,6 +186,8 @@ cdef inline int _load_first(LayerCtx *c, const StepInfo *info, void *u) noexcept
 cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nogil:
     cdef long n = lround(info.tstart * c.inv_h)
     cdef const real *W
+    cdef bint keep = False
+    cdef int ierr
     if n < 0 or n >= c.nlayers or c.theta[n] == NULL:
         return _fail(info, "weights of layer", n)
     if n == 0 and _load_first(c, info, u) != 0:
@@ -197,13 +199,14 @@ cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nog
         # final FC relaxation: every F-point) leaves sigma' there for the adjoint, at the cost of
         # one write.  Only the final sweep's: once the states have converged, the iterations'
         # steps start from those values too, and would compare and write for nothing.
-        c.dsvalid[n] = c.store[n] != NULL and memcmp(u, c.store[n], c.nbytes) == 0
-        if c.dsvalid[n]:
-            if bn_layer_forward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart,
-                                   W, W + c.lk.wsize, u, u, <real *>c.derivs[n], <real *>c.work) != 0:
-                return store_error_message(info.app, b"LayerApp: bad activation or bias code")
-            return 0
-    if _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u, <real *>c.work) != 0:
+        keep = c.store[n] != NULL and memcmp(u, c.store[n], c.nbytes) == 0
+        c.dsvalid[n] = keep
+    if keep:
+        ierr = bn_layer_forward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart,
+                                   W, W + c.lk.wsize, u, u, <real *>c.derivs[n], <real *>c.work)
+    else:
+        ierr = _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u, <real *>c.work)
+    if ierr != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
 

@@ -18,6 +18,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from braidnet._checks import count
+
 log = logging.getLogger(__name__)
 
 Split = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -61,12 +63,6 @@ def _out(X_tr, y_tr, X_va, y_va, n_classes: int, as_one_hot: bool) -> Split:
     if as_one_hot:
         return X_tr, one_hot(y_tr, n_classes), X_va, one_hot(y_va, n_classes)
     return X_tr, y_tr, X_va, y_va
-
-
-def _count(value, name: str, minimum: int = 0) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return int(value)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,8 +132,8 @@ def peaks(n_train: int = 5000, n_val: int = 200, seed: Optional[int] = None,
     are not in the training set.  Returns ``(X_train, y_train, X_val, y_val)``; X is (n, 2) with
     columns x, y.
     """
-    n_train = _count(n_train, "n_train", 1)
-    n_val = _count(n_val, "n_val", 0)
+    n_train = count(n_train, "n_train", 1)
+    n_val = count(n_val, "n_val", 0)
     rng = np.random.default_rng(seed)
     pts, labels, _ = _peaks_grid()
     tr_idx, va_idx = [], []
@@ -212,11 +208,11 @@ def hyperspectral_split(cube, ground_truth, n_train: int = 1000, n_val: Optional
         raise ValueError("cube contains NaN or inf")
     y = gt.reshape(-1).astype(np.int64)
     keep = np.flatnonzero(y > 0)
-    n_train = _count(n_train, "n_train", 1)
+    n_train = count(n_train, "n_train", 1)
     n_rest = keep.size - n_train
     if n_rest < 0:
         raise ValueError(f"n_train={n_train} exceeds the {keep.size} labelled pixels")
-    n_val = n_rest if n_val is None else _count(n_val, "n_val", 0)
+    n_val = n_rest if n_val is None else count(n_val, "n_val", 0)
     if n_val > n_rest:
         raise ValueError(f"n_val={n_val} exceeds the {n_rest} labelled pixels left after training")
     perm = np.random.default_rng(seed).permutation(keep)
@@ -297,7 +293,7 @@ def digits(n_val: int = 297, seed: Optional[int] = None, one_hot: bool = False) 
     bunch = load_digits()
     X = np.asarray(bunch.images, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)
-    n_val = _count(n_val, "n_val", DIGITS_CLASSES)
+    n_val = count(n_val, "n_val", DIGITS_CLASSES)
     if n_val > len(y) - DIGITS_CLASSES:
         raise ValueError(f"n_val must be at most {len(y) - DIGITS_CLASSES} (the digits hold {len(y)} "
                          f"images, and training needs one per class), got {n_val}")

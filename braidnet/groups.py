@@ -7,10 +7,11 @@ every group hold the whole batch's numbers.  With one group every operation is t
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
+
+from braidnet._checks import count
 
 __all__ = ["split_comm", "shards", "DataGroups"]
 
@@ -21,9 +22,7 @@ def split_comm(comm, data: int) -> Tuple[Any, Any]:
     order share the layers, whose messages are the many); the data communicator links the ranks
     at the same position in every group.  Q must divide the number of ranks."""
     size = comm.Get_size()
-    if isinstance(data, (bool, np.bool_)) or not isinstance(data, numbers.Integral) or data < 1:
-        raise ValueError(f"data must be an integer >= 1, got data={data!r}")
-    Q = int(data)
+    Q = count(data, "data", 1)
     if size % Q:
         raise ValueError(f"data={Q} data-parallel groups do not divide the {size} ranks; use a divisor of {size}")
     P, rank = size // Q, comm.Get_rank()
@@ -47,10 +46,6 @@ class DataGroups:
         self._comm = data_comm.Dup() if data_comm is not None else None
         self.size = 1 if data_comm is None else data_comm.Get_size()     #: Q
         self.index = 0 if data_comm is None else data_comm.Get_rank()    #: this rank's group
-
-    def shard(self, n: int) -> Tuple[int, int]:
-        """[start, stop) of this group's shard of n samples."""
-        return shards(n, self.size)[self.index]
 
     def sum(self, v: np.ndarray) -> np.ndarray:
         """Sum of v over the groups, the same on every rank (float64)."""

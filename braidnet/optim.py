@@ -35,6 +35,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from braidnet._checks import count
+
 log = logging.getLogger(__name__)
 
 Dot = Callable[[np.ndarray, np.ndarray], float]
@@ -365,12 +367,6 @@ def minimize(opt: LineSearchOptimizer, fun: Fun, grad: Grad, x0: np.ndarray, max
 _SCHEDULE_KINDS = ("constant", "step", "cosine")
 
 
-def _nonneg_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {name}={value!r}")
-    return int(value)
-
-
 class LearningRate:
     """Learning-rate schedule: a pure function ``lr(t)`` of the 0-based optimiser step t.
 
@@ -433,12 +429,12 @@ class LearningRate:
                                    or not 0.0 <= lr_min < self.base):
             raise ValueError(f"lr_min must be in [0, lr={self.base!r}), got lr_min={lr_min!r}")
         self.lr_min = 0.0 if lr_min is None else float(lr_min)
-        self.warmup = _nonneg_int(warmup, "warmup")
+        self.warmup = count(warmup, "warmup")
         self.steps_per_epoch = int(_positive(steps_per_epoch, "steps_per_epoch", integer=True))
 
     def __call__(self, t: int) -> float:
         """The rate of 0-based optimiser step ``t``."""
-        t = _nonneg_int(t, "t")
+        t = count(t, "t")
         e = t // self.steps_per_epoch
         if self.kind == "step":
             rate = self.base * self.gamma ** (e // self.step_size)

@@ -55,6 +55,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from braidnet import _kernels
+from braidnet._checks import count
 from braidnet.groups import DataGroups, shards, split_comm
 from braidnet.resnet import ResNet
 from braidnet.samplestates import SampleStates
@@ -119,12 +120,6 @@ class _Plan:
         reqs = [self.comm.Irecv(target(key), source=src, tag=tag) for src, key, tag in self.recvs]
         reqs += [self.comm.Isend(source(key), dest=dst, tag=tag) for dst, key, tag in self.sends]
         MPI.Request.Waitall(reqs)
-
-
-def _count(value, name: str, lo: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {name}={value!r}")
-    return int(value)
 
 
 def _tol(value, name: str) -> float:
@@ -204,7 +199,7 @@ class ParallelNetwork:
             xv = net.prepare_inputs(X_val)
             tv = net.prepare_targets(Y_val, xv.shape[1])
         n = x.shape[1]
-        if batch_size is not None and _count(batch_size, "batch_size", 1) >= n:
+        if batch_size is not None and count(batch_size, "batch_size", 1) >= n:
             batch_size = None                       # a batch of every sample is the full batch
         if warm not in WARM_POLICIES:
             raise ValueError(f"warm must be one of {', '.join(WARM_POLICIES)}, got warm={warm!r}")
@@ -861,7 +856,7 @@ class ParallelNetwork:
         if max_iter is None:
             mi, tol = self._max_iter, self._abs_tol
         else:
-            mi, tol = _count(max_iter, "max_iter", 0), self._abs_tol
+            mi, tol = count(max_iter, "max_iter", 0), self._abs_tol
         if abs_tol is not None:
             tol = _tol(abs_tol, "abs_tol")
         return {"max_iter": mi, "abs_tol": tol}

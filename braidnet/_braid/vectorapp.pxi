@@ -52,9 +52,7 @@ cdef class VectorApp:
         """One step of step_fn from tstart to tstop on a copy of u (returned); iter 0, ``done`` as
         in a core's final sweep (1) or its iterations (0)."""
         self._check()
-        out = np.array(u, dtype=self.dtype, copy=True).reshape(-1)
-        if out.shape[0] != self.size:
-            raise ValueError(f"u has {out.shape[0]} entries, the app's vectors {self.size}")
+        out = _app_vector(self, u, True)
         cdef double *up = _vdata(out)
         cdef StepInfo info
         info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
@@ -67,9 +65,7 @@ cdef class VectorApp:
     def access_vector(self, u, double t, int level=0, int done=1) -> None:
         """Call access_fn on (a copy of) u at time t, as a final access (done 1) by default."""
         self._check()
-        v = np.array(u, dtype=self.dtype, copy=True).reshape(-1)
-        if v.shape[0] != self.size:
-            raise ValueError(f"u has {v.shape[0]} entries, the app's vectors {self.size}")
+        v = _app_vector(self, u, True)
         if self.access_fn == NULL:
             return
         cdef AccessInfo info
@@ -112,9 +108,7 @@ cdef class VectorApp:
     def norm_vector(self, u) -> float:
         """The spatial norm the core uses (norm_fn, or Euclidean)."""
         self._check()
-        v = np.ascontiguousarray(u, dtype=self.dtype).reshape(-1)
-        if v.shape[0] != self.size:
-            raise ValueError(f"u has {v.shape[0]} entries, the app's vectors {self.size}")
+        v = _app_vector(self, u, False)
         cdef FastApp a
         cdef double n = 0.0
         a.size, a.single, a.ctx, a.norm = self.size, self.single, self.ctx, self.norm_fn
@@ -122,6 +116,15 @@ cdef class VectorApp:
         if ierr != 0:
             self._raise(ierr, "norm")
         return n
+
+
+cdef object _app_vector(VectorApp app, object u, bint copy):
+    """u as a flat contiguous array of the app's dtype (a copy when ``copy``), of ``size`` values."""
+    v = (np.array(u, dtype=app.dtype, copy=True) if copy
+         else np.ascontiguousarray(u, dtype=app.dtype)).reshape(-1)
+    if v.shape[0] != app.size:
+        raise ValueError(f"u has {v.shape[0]} entries, the app's vectors {app.size}")
+    return v
 
 
 cdef double *_vdata(object a) except NULL:
