@@ -61,21 +61,26 @@ cdef int bn_layer_backward(int act, int bias, int width, int batch, double h,
                            real* gW, real* gb, real* work) noexcept nogil
 
 # With sigma' kept (a layer applied many times at one primal state, e.g. every adjoint step of
-# the layer-parallel solve on every level):
+# the layer-parallel solve on every level).  ds is one layer's kept sigma', bn_deriv_bytes bytes:
+# the (width, batch) values of `real`, or for ReLU wider than the fused kernels one bit per value
+# (rows of BN_BITS_ROW(batch) bytes, bn_kernels.h), which is 32-64 times less memory traffic.
 # bn_layer_forward that also writes ds = sigma'(W u_in + b) (the same u_out bit for bit).
 cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, const real* W,
-                             const real* b, const real* u_in, real* u_out, real* ds,
+                             const real* b, const real* u_in, real* u_out, void* ds,
                              real* work) noexcept nogil
 
-# ds = sigma'(W u + b), (width, batch).
+# ds = sigma'(W u + b).
 cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W, const real* b,
-                         const real* u, real* ds, real* work) noexcept nogil
+                         const real* u, void* ds, real* work) noexcept nogil
 
 # bn_layer_backward with ds from bn_layer_derivs(u) in place of W u and the activation: the same
 # results bit for bit.  gW/gb and lam_out may be NULL (skip that part); lam_out may equal lam_in.
-cdef int bn_layer_backward_ds(int bias, int width, int batch, double h, const real* W,
-                              const real* u, const real* ds, const real* lam_in, real* lam_out,
+cdef int bn_layer_backward_ds(int act, int bias, int width, int batch, double h, const real* W,
+                              const real* u, const void* ds, const real* lam_in, real* lam_out,
                               real* gW, real* gb, real* work) noexcept nogil
+
+# Bytes of one layer's kept sigma' (ds above) for a (width, batch) block of itemsize-byte values.
+cdef Py_ssize_t bn_deriv_bytes(int act, int width, int batch, size_t itemsize) noexcept nogil
 
 # Dense opening: u_out = sigma(W x + b), W (width, nfeat), x (nfeat, batch), u_out (width, batch).
 cdef int bn_opening_forward(int act, int bias, int width, int nfeat, int batch,
@@ -97,10 +102,10 @@ cdef void bn_opening_pad(int nfeat, int width, int batch, const real* x,
 # (stride = width*width + nb).  states holds n_layers+1 consecutive (width, batch) blocks; on entry
 # block 0 is u_0, on exit block n is u_n.  derivs: NULL, or n_layers (width, batch) blocks of
 # scratch this forward fills with sigma'(W_n u_n + b_n) for bn_net_backward (widths > 32 in double,
-# > 16 in float: where keeping it is faster than recomputing).
+# > 16 in float: where keeping it is faster than recomputing), n_layers blocks of bn_deriv_bytes.
 cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n_layers,
                         const real* theta, Py_ssize_t stride, real* states,
-                        real* work, real* derivs) noexcept nogil
+                        real* work, void* derivs) noexcept nogil
 
 # Serial backward over all layers: lam holds lambda_N on entry and lambda_0 on exit;
 # grad (same block layout as theta) is ACCUMULATED with each layer's parameter gradient.
@@ -108,4 +113,4 @@ cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n
 # product and the activation of every layer; the same results bit for bit).
 cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int n_layers,
                          const real* theta, Py_ssize_t stride, const real* states,
-                         real* lam, real* grad, real* work, const real* derivs) noexcept nogil
+                         real* lam, real* grad, real* work, const void* derivs) noexcept nogil

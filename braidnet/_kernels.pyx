@@ -62,6 +62,12 @@ cdef extern from "bn_kernels.h":
                        const double* lam, double alpha, double* gb) noexcept nogil
     void bn_c_dmul_gb(int width, int batch, int scalar, const double* ds, const double* lam,
                       double* D, double alpha, double* gb) noexcept nogil
+    Py_ssize_t BITS_ROW "BN_BITS_ROW"(Py_ssize_t batch) noexcept nogil
+    void bn_c_update_bits(int width, int batch, int scalar, double h, const double* b,
+                          const double* z, const double* u_in, double* u_out,
+                          unsigned char* bits) noexcept nogil
+    void bn_c_bitsmul_gb(int width, int batch, int scalar, const unsigned char* bits,
+                         const double* lam, double* D, double alpha, double* gb) noexcept nogil
     void bn_fused_forward(int act, int width, int batch, int scalar, double h, const double* W,
                           const double* b, const double* u_in, double* u_out) noexcept nogil
     void bn_fused_backward(int act, int width, int batch, int scalar, double h, const double* W,
@@ -91,6 +97,11 @@ cdef extern from "bn_kernels.h":
                            const float* lam, double alpha, float* gb) noexcept nogil
     void bn_c_dmul_gb_f32(int width, int batch, int scalar, const float* ds, const float* lam,
                           float* D, double alpha, float* gb) noexcept nogil
+    void bn_c_update_bits_f32(int width, int batch, int scalar, double h, const float* b,
+                              const float* z, const float* u_in, float* u_out,
+                              unsigned char* bits) noexcept nogil
+    void bn_c_bitsmul_gb_f32(int width, int batch, int scalar, const unsigned char* bits,
+                             const float* lam, float* D, double alpha, float* gb) noexcept nogil
     void bn_fused_forward_f32(int act, int width, int batch, int scalar, double h, const float* W,
                               const float* b, const float* u_in, float* u_out) noexcept nogil
     void bn_fused_backward_f32(int act, int width, int batch, int scalar, double h,
@@ -146,11 +157,17 @@ cdef inline void _c_update(int act, int width, int batch, int scalar, double h, 
 
 cdef inline void _c_update_ds(int act, int width, int batch, int scalar, double h,
                               const real* b, const real* z, const real* u_in, real* u_out,
-                              real* ds) noexcept nogil:
-    if real is float:
-        bn_c_update_ds_f32(act, width, batch, scalar, h, b, z, u_in, u_out, ds)
+                              void* ds) noexcept nogil:
+    """u_out = u_in + h sigma(z + b) and the kept sigma' ds (values or bits: _ds_bits)."""
+    if _ds_bits(act, width):
+        if real is float:
+            bn_c_update_bits_f32(width, batch, scalar, h, b, z, u_in, u_out, <unsigned char*>ds)
+        else:
+            bn_c_update_bits(width, batch, scalar, h, b, z, u_in, u_out, <unsigned char*>ds)
+    elif real is float:
+        bn_c_update_ds_f32(act, width, batch, scalar, h, b, z, u_in, u_out, <float*>ds)
     else:
-        bn_c_update_ds(act, width, batch, scalar, h, b, z, u_in, u_out, ds)
+        bn_c_update_ds(act, width, batch, scalar, h, b, z, u_in, u_out, <double*>ds)
 
 
 cdef inline void _c_deriv_gb(int act, int width, int batch, int scalar, const real* b, real* z,
@@ -162,13 +179,19 @@ cdef inline void _c_deriv_gb(int act, int width, int batch, int scalar, const re
         bn_c_deriv_gb(act, width, batch, scalar, b, z, lam, alpha, gb)
 
 
-cdef inline void _c_dmul_gb(int width, int batch, int scalar, const real* ds, const real* lam,
-                            real* D, double alpha, real* gb) noexcept nogil:
-    """D = ds * lam (a stored sigma') and (gb != NULL) gb += alpha * bias sums of D, one pass."""
-    if real is float:
-        bn_c_dmul_gb_f32(width, batch, scalar, ds, lam, D, alpha, gb)
+cdef inline void _c_dmul_gb(int act, int width, int batch, int scalar, const void* ds,
+                            const real* lam, real* D, double alpha, real* gb) noexcept nogil:
+    """D = ds * lam (a kept sigma', values or bits: _ds_bits) and (gb != NULL) gb += alpha * bias
+    sums of D, one pass."""
+    if _ds_bits(act, width):
+        if real is float:
+            bn_c_bitsmul_gb_f32(width, batch, scalar, <const unsigned char*>ds, lam, D, alpha, gb)
+        else:
+            bn_c_bitsmul_gb(width, batch, scalar, <const unsigned char*>ds, lam, D, alpha, gb)
+    elif real is float:
+        bn_c_dmul_gb_f32(width, batch, scalar, <const float*>ds, lam, D, alpha, gb)
     else:
-        bn_c_dmul_gb(width, batch, scalar, ds, lam, D, alpha, gb)
+        bn_c_dmul_gb(width, batch, scalar, <const double*>ds, lam, D, alpha, gb)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +199,19 @@ cdef inline void _c_dmul_gb(int width, int batch, int scalar, const real* ds, co
 
 cdef inline int _valid(int act, int bias) noexcept nogil:
     return 0 <= act <= 2 and 0 <= bias <= 1
+
+
+cdef inline bint _ds_bits(int act, int width) noexcept nogil:
+    """Whether a kept sigma' is bits (ReLU's is 0 or 1; on the BLAS path, where the fused
+    kernels' tiles do not read it) rather than values: 32 (float) or 64 (double) times less memory
+    to write in the forward and to read in every adjoint step."""
+    return act == BN_RELU and width > FUSED_MAX
+
+
+cdef Py_ssize_t bn_deriv_bytes(int act, int width, int batch, size_t itemsize) noexcept nogil:
+    if _ds_bits(act, width):
+        return <Py_ssize_t>width * BITS_ROW(batch)
+    return <Py_ssize_t>width * batch * <Py_ssize_t>itemsize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,23 +281,23 @@ cdef int bn_layer_gradient(int act, int bias, int width, int batch, double h,
 
 
 cdef inline void _forward_ds(int act, int bias, int width, int batch, double h, const real* W,
-                             const real* b, const real* u_in, real* u_out, real* ds,
+                             const real* b, const real* u_in, real* u_out, void* ds,
                              real* work) noexcept nogil:
     """u_out = u_in + h sigma(W u_in + b) and ds = sigma'(W u_in + b); u_out may equal u_in (then
     W u_in goes into work first; the fused kernels work in place)."""
     cdef real* z = work if u_out == u_in else u_out
     if width <= FUSED_MAX:
         if real is float:
-            bn_fused_forward_ds_f32(act, width, batch, bias, h, W, b, u_in, u_out, ds)
+            bn_fused_forward_ds_f32(act, width, batch, bias, h, W, b, u_in, u_out, <float*>ds)
         else:
-            bn_fused_forward_ds(act, width, batch, bias, h, W, b, u_in, u_out, ds)
+            bn_fused_forward_ds(act, width, batch, bias, h, W, b, u_in, u_out, <double*>ds)
     else:                                                      # z = W u_in, then the update
         _gemm_wu(width, batch, width, W, u_in, 0.0, z)
         _c_update_ds(act, width, batch, bias, h, b, z, u_in, u_out, ds)
 
 
 cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, const real* W,
-                             const real* b, const real* u_in, real* u_out, real* ds,
+                             const real* b, const real* u_in, real* u_out, void* ds,
                              real* work) noexcept nogil:
     if not _valid(act, bias):
         return -1
@@ -270,26 +306,28 @@ cdef int bn_layer_forward_ds(int act, int bias, int width, int batch, double h, 
 
 
 cdef int bn_layer_derivs(int act, int bias, int width, int batch, const real* W, const real* b,
-                         const real* u, real* ds, real* work) noexcept nogil:
+                         const real* u, void* ds, real* work) noexcept nogil:
     if not _valid(act, bias):
         return -1
     _forward_ds(act, bias, width, batch, 0.0, W, b, u, work, ds, work)   # the step is not kept
     return 0
 
 
-cdef int bn_layer_backward_ds(int bias, int width, int batch, double h, const real* W,
-                              const real* u, const real* ds, const real* lam_in, real* lam_out,
+cdef int bn_layer_backward_ds(int act, int bias, int width, int batch, double h, const real* W,
+                              const real* u, const void* ds, const real* lam_in, real* lam_out,
                               real* gW, real* gb, real* work) noexcept nogil:
-    if not _valid(0, bias):
+    if not _valid(act, bias):
         return -1
     if width <= FUSED_MAX:
         if real is float:
-            bn_fused_backward_ds_f32(width, batch, bias, h, W, u, ds, lam_in, lam_out, gW, gb)
+            bn_fused_backward_ds_f32(width, batch, bias, h, W, u, <const float*>ds, lam_in,
+                                     lam_out, gW, gb)
         else:
-            bn_fused_backward_ds(width, batch, bias, h, W, u, ds, lam_in, lam_out, gW, gb)
+            bn_fused_backward_ds(width, batch, bias, h, W, u, <const double*>ds, lam_in, lam_out,
+                                 gW, gb)
         return 0
     # D = ds * lam (no W u GEMM, no activation), gb += h sums of D, then the GEMMs
-    _c_dmul_gb(width, batch, bias, ds, lam_in, work, h, gb)
+    _c_dmul_gb(act, width, batch, bias, ds, lam_in, work, h, gb)
     _backward_gemms(width, batch, h, W, u, lam_in, lam_out, gW, work)
     return 0
 
@@ -323,26 +361,27 @@ cdef void bn_opening_pad(int nfeat, int width, int batch, const real* x,
     memset(u_out + n, 0, (<size_t>width * batch - n) * sizeof(real))
 
 
-cdef inline bint _keep_derivs(int width, const real* derivs) noexcept nogil:
+cdef inline bint _keep_derivs(int width, size_t itemsize) noexcept nogil:
     """Whether a serial net stores sigma' (derivs) for its backward at this width.  Storing it
     costs writing and reading one value per state value; it saves W u (2 width flops per value)
     and the activation.  Measured (one thread): it pays from width 17 in float32 (at width 32,
     fwd+bwd 7.2 ms instead of 7.8 ms; at width 8 it loses: 2.8 against 2.5 ms) and above the
     fused widths in float64 (at width 32 float64 the fused kernels are bound by memory traffic
     already: 21.5 against 14.6 ms; at 220 and 512 it saves a quarter of the GEMMs)."""
-    return derivs != NULL and width * 4 > 16 * <int>sizeof(real)
+    return width * 4 > 16 * <int>itemsize
 
 
 cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n_layers,
                         const real* theta, Py_ssize_t stride, real* states,
-                        real* work, real* derivs) noexcept nogil:
+                        real* work, void* derivs) noexcept nogil:
     cdef Py_ssize_t n, blk = <Py_ssize_t>width * batch
+    cdef Py_ssize_t dblk = bn_deriv_bytes(act, width, batch, sizeof(real))
     cdef const real* W
     if not _valid(act, bias):
         return -1
     for n in range(n_layers):
         W = theta + n * stride
-        if not _keep_derivs(width, derivs):
+        if derivs == NULL or not _keep_derivs(width, sizeof(real)):
             if bn_layer_forward(act, bias, width, batch, h, W, W + width * width,
                                 states + n * blk, states + (n + 1) * blk, work) != 0:
                 return -1
@@ -350,14 +389,15 @@ cdef int bn_net_forward(int act, int bias, int width, int batch, double h, int n
             # u_{n+1} = u_n + h sigma(W u_n + b) and derivs[n] = sigma'(W u_n + b): the backward
             # then needs no W u GEMM and no activation pass
             _forward_ds(act, bias, width, batch, h, W, W + width * width, states + n * blk,
-                        states + (n + 1) * blk, derivs + n * blk, work)
+                        states + (n + 1) * blk, <char*>derivs + n * dblk, work)
     return 0
 
 
 cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int n_layers,
                          const real* theta, Py_ssize_t stride, const real* states,
-                         real* lam, real* grad, real* work, const real* derivs) noexcept nogil:
+                         real* lam, real* grad, real* work, const void* derivs) noexcept nogil:
     cdef Py_ssize_t n, blk = <Py_ssize_t>width * batch
+    cdef Py_ssize_t dblk = bn_deriv_bytes(act, width, batch, sizeof(real))
     cdef const real* W
     cdef real* g
     if not _valid(act, bias):
@@ -365,13 +405,14 @@ cdef int bn_net_backward(int act, int bias, int width, int batch, double h, int 
     for n in range(n_layers - 1, -1, -1):
         W = theta + n * stride
         g = grad + n * stride
-        if not _keep_derivs(width, derivs):
+        if derivs == NULL or not _keep_derivs(width, sizeof(real)):
             if bn_layer_backward(act, bias, width, batch, h, W, W + width * width,
                                  states + n * blk, lam, lam, g, g + width * width, work) != 0:
                 return -1
         else:
-            bn_layer_backward_ds(bias, width, batch, h, W, states + n * blk, derivs + n * blk,
-                                 lam, lam, g, g + width * width, work)
+            bn_layer_backward_ds(act, bias, width, batch, h, W, states + n * blk,
+                                 <const char*>derivs + n * dblk, lam, lam, g, g + width * width,
+                                 work)
     return 0
 
 
@@ -620,42 +661,57 @@ def _check_net(theta_layers, int width, int nb_bias, int n_layers, states, str s
     return stride, (BN_BIAS_SCALAR if nb_bias == 1 and width != 1 else BN_BIAS_CHANNEL), dtype
 
 
+cdef void* _addr(a):
+    """The first byte of a C-contiguous array (writable or not: callers own the writes)."""
+    cdef const unsigned char[::1] v = a.reshape(-1).view(np.uint8)
+    return <void*>&v[0]
+
+
 cdef int _net_forward_call(int act, int bt, double h, int nl, Py_ssize_t st,
                            const real[::1] theta, real[:, :, ::1] states,
                            real[::1] wk, derivs) except -1:
     cdef int w = states.shape[1], nb = states.shape[2]
-    cdef real[:, :, ::1] dv
-    cdef real* pd = NULL
+    cdef void* pd = NULL
     if nl > 0 and w * nb > 0:
         if derivs is not None:
-            dv = derivs
-            pd = &dv[0, 0, 0]
+            pd = _addr(derivs)
         with nogil:
             bn_net_forward(act, bt, w, nb, h, nl, &theta[0], st, &states[0, 0, 0], &wk[0], pd)
     return 0
 
 
-def _derivs(derivs, int n_layers, int width, Py_ssize_t batch, dtype):
+def _derivs(derivs, int act, int n_layers, int width, Py_ssize_t batch, dtype):
     if derivs is not None:
-        _same_shape3(derivs, "derivs", (n_layers, width, batch), dtype)
+        shape, dt = _deriv_block(act, width, batch, dtype)
+        if not isinstance(derivs, np.ndarray) or derivs.dtype != dt \
+                or not derivs.flags.c_contiguous or derivs.shape != (n_layers,) + shape:
+            got = (derivs.dtype, derivs.shape) if isinstance(derivs, np.ndarray) else type(derivs).__name__
+            raise ValueError(f"derivs must be a C-contiguous {dt.name} array of shape "
+                             f"{(n_layers,) + shape} (deriv_block), got {got}")
     return derivs
 
 
-def _same_shape3(a, str name, shape, dtype):
-    _realc(a, name, 3, dtype)
-    if a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-    return a
+def _deriv_block(int act, int width, Py_ssize_t batch, dtype):
+    if _ds_bits(act, width):
+        return (width, BITS_ROW(batch)), np.dtype(np.uint8)
+    return (width, batch), np.dtype(dtype)
+
+
+def deriv_block(activation, int width, Py_ssize_t batch, dtype) -> tuple:
+    """``(shape, dtype)`` of one layer's kept sigma' for a ``(width, batch)`` state block of
+    ``dtype``: the values' block, or for ReLU on the BLAS path (width > FUSED_MAX_WIDTH) one bit
+    per value, ``(width, ceil(batch / 8))`` uint8 (bit j % 8 of byte j // 8 of row c is sigma' of
+    column j).  ``net_forward``'s ``derivs`` and ``LayerApp.set_deriv`` take arrays of it."""
+    dt = np.dtype(dtype)
+    if dt not in DTYPES:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+    return _deriv_block(_act_code(activation), width, batch, dt)
 
 
 def keeps_derivs(int width, dtype) -> bool:
     """Whether :func:`net_forward` / :func:`net_backward` use a ``derivs`` array at this width and
     dtype (elsewhere they leave it untouched, and a caller need not allocate one)."""
-    cdef float f = 0
-    cdef double d = 0
-    if np.dtype(dtype) == np.float32:
-        return _keep_derivs(width, &f)
-    return _keep_derivs(width, &d)
+    return _keep_derivs(width, np.dtype(dtype).itemsize)
 
 
 def net_forward(theta_layers, int width, int nb_bias, int n_layers, double h, activation,
@@ -677,7 +733,7 @@ def net_forward(theta_layers, int width, int nb_bias, int n_layers, double h, ac
     _writable(states, "states")
     cdef int act = _act_code(activation)
     work = _work(work, width * states.shape[2], dtype)
-    _derivs(derivs, n_layers, width, states.shape[2], dtype)
+    _derivs(derivs, act, n_layers, width, states.shape[2], dtype)
     if derivs is not None:
         _writable(derivs, "derivs")
     if dtype == np.float32:
@@ -694,12 +750,10 @@ cdef int _net_backward_call(int act, int bt, double h, int nl, Py_ssize_t st,
                             real[:, ::1] lam, real[::1] grad, real[::1] wk,
                             derivs) except -1:
     cdef int w = states.shape[1], nb = states.shape[2]
-    cdef const real[:, :, ::1] dv
-    cdef const real* pd = NULL
+    cdef const void* pd = NULL
     if nl > 0 and w * nb > 0:
         if derivs is not None:
-            dv = derivs
-            pd = &dv[0, 0, 0]
+            pd = _addr(derivs)
         with nogil:
             bn_net_backward(act, bt, w, nb, h, nl, &theta[0], st, &states[0, 0, 0], &lam[0, 0],
                             &grad[0], &wk[0], pd)
@@ -720,7 +774,7 @@ def net_backward(theta_layers, int width, int nb_bias, int n_layers, double h, a
         raise ValueError(f"grad_layers must have shape {theta_layers.shape}, "
                          f"got {grad_layers.shape}")
     work = _work(work, width * states.shape[2], dtype)
-    _derivs(derivs, n_layers, width, states.shape[2], dtype)
+    _derivs(derivs, act, n_layers, width, states.shape[2], dtype)
     if dtype == np.float32:
         _net_backward_call[float](act, bias, h, n_layers, stride, theta_layers, states, lam,
                                   grad_layers, work, derivs)

@@ -59,6 +59,8 @@ from braidnet._convkernels cimport (BN_CONV_AUTO, bn_conv_adjoint, bn_conv_forwa
 
 import numpy as np
 
+from braidnet._kernels import deriv_block
+
 __all__ = ["LayerApp"]
 
 
@@ -203,7 +205,7 @@ cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nog
         c.dsvalid[n] = keep
     if keep:
         ierr = bn_layer_forward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart,
-                                   W, W + c.lk.wsize, u, u, <real *>c.derivs[n], <real *>c.work)
+                                   W, W + c.lk.wsize, u, u, c.derivs[n], <real *>c.work)
     else:
         ierr = _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u, <real *>c.work)
     if ierr != 0:
@@ -225,8 +227,9 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
     W = <const real *>c.theta[m]
     c.nsteps += 1
     if c.derivs[m] != NULL:
-        ierr = bn_layer_backward_ds(c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart, W,
-                                    <const real *>c.states[m], <const real *>c.derivs[m], u, u,
+        ierr = bn_layer_backward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch,
+                                    info.tstop - info.tstart, W, <const real *>c.states[m],
+                                    c.derivs[m], u, u,
                                     <real *>NULL, <real *>NULL, <real *>c.work)
     else:
         ierr = _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m],
@@ -236,10 +239,10 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
     return 0
 
 
-cdef inline int _derivs(LayerCtx *c, int m, real *ds) noexcept nogil:
-    cdef const real *W = <const real *>c.theta[m]
+cdef inline int _derivs(LayerCtx *c, int m, const real *W) noexcept nogil:
+    """Fill the kept sigma' of layer m (W: its weights, which give the precision)."""
     return bn_layer_derivs(c.lk.act, c.lk.bias, c.lk.width, c.batch, W, W + c.lk.wsize,
-                           <const real *>c.states[m], ds, <real *>c.work)
+                           <const real *>c.states[m], c.derivs[m], <real *>c.work)
 
 
 # The callbacks of each precision (the core hands every vector over as a double *).
@@ -423,7 +426,9 @@ cdef class LayerApp(VectorApp):
         self._state_refs[k] = u
 
     def set_deriv(self, m, ds) -> None:
-        """Keep sigma'(W_m u_m + b_m) of dense layer m in ``ds`` (None clears).
+        """Keep sigma'(W_m u_m + b_m) of dense layer m in ``ds`` (None clears): an array of the
+        shape and dtype ``braidnet._kernels.deriv_block(act, width, batch, dtype)`` gives (values,
+        or bits for ReLU on the BLAS path).
 
         Adjoint mode: every adjoint step through layer m, on every level and in every iteration,
         linearises at the same primal state u_m, so with ``ds`` kept (filled by
@@ -442,7 +447,8 @@ cdef class LayerApp(VectorApp):
         else:
             if self.c.lk.kind != KIND_DENSE:
                 raise ValueError("set_deriv: only dense layers keep sigma'")
-            _block(ds, (self.width, self.batch), f"the derivative of layer {k}", True, self._dtype)
+            shape, dt = deriv_block(self.c.lk.act, self.width, self.batch, self._dtype)
+            _block(ds, shape, f"the derivative of layer {k}", True, dt)
             self.c.derivs[k] = _ptr(ds)
         self.c.dsvalid[k] = 0
         self._deriv_refs[k] = ds
@@ -476,9 +482,9 @@ cdef class LayerApp(VectorApp):
                 if self.c.derivs[m] == NULL or sk[m]:
                     continue
                 if self.single:
-                    ierr |= _derivs(&self.c, m, <float *>self.c.derivs[m])
+                    ierr |= _derivs(&self.c, m, <const float *>self.c.theta[m])
                 else:
-                    ierr |= _derivs(&self.c, m, <double *>self.c.derivs[m])
+                    ierr |= _derivs(&self.c, m, <const double *>self.c.theta[m])
         if ierr != 0:
             raise ValueError("update_derivs: bad activation or bias code")
 
@@ -536,12 +542,12 @@ cdef int _gradient_call(const LayerKind *lk, int batch, double h, bint single, v
     cdef int ierr
     with nogil:
         if ds != NULL and single:
-            ierr = bn_layer_backward_ds(lk.bias, lk.width, batch, h, <float *>W, <float *>u,
-                                        <float *>ds, <float *>lam, NULL, <float *>g,
+            ierr = bn_layer_backward_ds(lk.act, lk.bias, lk.width, batch, h, <float *>W,
+                                        <float *>u, ds, <float *>lam, NULL, <float *>g,
                                         <float *>g + lk.wsize, <float *>work)
         elif ds != NULL:
-            ierr = bn_layer_backward_ds(lk.bias, lk.width, batch, h, <double *>W, <double *>u,
-                                        <double *>ds, <double *>lam, NULL, <double *>g,
+            ierr = bn_layer_backward_ds(lk.act, lk.bias, lk.width, batch, h, <double *>W,
+                                        <double *>u, ds, <double *>lam, NULL, <double *>g,
                                         <double *>g + lk.wsize, <double *>work)
         elif single:
             ierr = _kind_gradient(lk, batch, h, <float *>W, <float *>u, <float *>lam,

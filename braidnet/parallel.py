@@ -375,10 +375,12 @@ class ParallelNetwork:
         # sigma'(W_m u_m + b_m) of each layer the adjoint steps through here, kept per backward()
         # where the serial kernels keep it too: every adjoint step (any level, any iteration) and
         # the layer gradient then cost one GEMM fewer (dense layers; one more state block each)
-        from braidnet._kernels import keeps_derivs
+        # (ReLU's as bits: _kernels.deriv_block)
+        from braidnet._kernels import deriv_block, keeps_derivs
         keep = self.net.conv_geometry is None and keeps_derivs(width, dt)
+        ds_shape, ds_dtype = deriv_block(self._act, width, batch, dt)
         self._ds: Dict[int, np.ndarray] = {
-            m: np.zeros((width, batch), dt) for m in self._state
+            m: np.zeros(ds_shape, ds_dtype) for m in self._state
             if keep and m < N and m in self._kblocks}
 
     def _wire_apps(self) -> None:

@@ -314,7 +314,8 @@ class DenseLayers:
         self._derivs = None
         derivs = None
         if _kernels.keeps_derivs(L.width, states.dtype):
-            derivs = np.empty((L.n_layers,) + states.shape[1:], dtype=states.dtype)
+            shape, dt = _kernels.deriv_block(self.act, L.width, states.shape[2], states.dtype)
+            derivs = np.empty((L.n_layers,) + shape, dtype=dt)
         _kernels.net_forward(theta_layers, L.width, L.nb, L.n_layers, self.h, self.act, states,
                              derivs=derivs)
         if derivs is not None:

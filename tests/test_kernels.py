@@ -142,8 +142,9 @@ def test_net_with_stored_derivatives_is_bit_identical(dtype, act, width, nb, bat
     theta = (rng.standard_normal(N * (width * width + nb)) / np.sqrt(width)).astype(dtype)
     u0 = rng.standard_normal((width, batch)).astype(dtype)
     lamN = rng.standard_normal((width, batch)).astype(dtype)
+    shape, dt = K.deriv_block(act, width, batch, dtype)
     out = []
-    for derivs in (None, np.empty((N, width, batch), dtype)):
+    for derivs in (None, np.empty((N,) + shape, dt)):
         states = np.empty((N + 1, width, batch), dtype)
         states[0] = u0
         K.net_forward(theta, width, nb, N, h, act, states, derivs=derivs)
@@ -152,6 +153,29 @@ def test_net_with_stored_derivatives_is_bit_identical(dtype, act, width, nb, bat
         out.append((states, lam, grad))
     for a, b in zip(*out):
         assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_keeps_sigma_prime_as_bits(dtype):
+    """ReLU on the BLAS path keeps sigma' as one bit per value (bit j % 8 of byte j // 8 of a row:
+    sigma'(W_n u_n + b_n) of column j); other activations and the fused widths keep values."""
+    assert K.deriv_block("relu", 40, 13, dtype) == ((40, 2), np.dtype(np.uint8))
+    assert K.deriv_block("relu", K.FUSED_MAX_WIDTH, 13, dtype) == ((K.FUSED_MAX_WIDTH, 13), np.dtype(dtype))
+    assert K.deriv_block("tanh", 40, 13, dtype) == ((40, 13), np.dtype(dtype))
+    N, width, batch, h = 3, 40, 13, 0.3
+    rng = np.random.default_rng(5)
+    theta = (rng.standard_normal(N * (width * width + width)) / np.sqrt(width)).astype(dtype)
+    states = np.empty((N + 1, width, batch), dtype)
+    states[0] = rng.standard_normal((width, batch))
+    shape, dt = K.deriv_block("relu", width, batch, dtype)
+    derivs = np.full((N,) + shape, 0xFF, dt)
+    K.net_forward(theta, width, width, N, h, "relu", states, derivs=derivs)
+    for n in range(N):
+        blk = theta[n * (width * width + width):(n + 1) * (width * width + width)].astype(np.float64)
+        z = blk[:width * width].reshape(width, width) @ states[n].astype(np.float64) + blk[width * width:, None]
+        bits = np.unpackbits(derivs[n], axis=1, bitorder="little")
+        assert_array_equal(bits[:, :batch], z > 0)
+        assert not bits[:, batch:].any()          # a row's unused high bits are 0
 
 
 def test_net_derivs_must_match_the_net():

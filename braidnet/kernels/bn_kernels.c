@@ -159,6 +159,27 @@ BN_INLINE bn_v8f bn_tanh_ds_f(bn_v8f x, bn_v8f *ds) {
     return t;
 }
 
+/* ReLU's sigma' as bits: the lanes of a comparison mask (-1 / 0) as the low VL bits of an
+   unsigned, and back to 1.0 / 0.0 lanes from the low VL bits of m */
+BN_INLINE unsigned bn_bits_d(bn_i4 k) {
+    return (unsigned)((k[0] & 1) | (k[1] & 2) | (k[2] & 4) | (k[3] & 8));
+}
+BN_INLINE bn_v4 bn_unbits_d(unsigned m) {
+    const bn_i4 lane = {1, 2, 4, 8};
+    bn_i4 mv = {m, m, m, m};
+    return (bn_v4)((bn_i4)bn_splat_d(1.0) & (bn_i4)((mv & lane) == lane));
+}
+BN_INLINE unsigned bn_bits_f(bn_i8f k) {
+    const bn_i8f lane = {1, 2, 4, 8, 16, 32, 64, 128};
+    bn_i8f b = k & lane;
+    return (unsigned)((b[0] | b[1]) | (b[2] | b[3]) | (b[4] | b[5]) | (b[6] | b[7]));
+}
+BN_INLINE bn_v8f bn_unbits_f(unsigned m) {
+    const bn_i8f lane = {1, 2, 4, 8, 16, 32, 64, 128};
+    bn_i8f mv = {(int)m, (int)m, (int)m, (int)m, (int)m, (int)m, (int)m, (int)m};
+    return (bn_v8f)((bn_i8f)bn_splat_f(1.0f) & (bn_i8f)((mv & lane) == lane));
+}
+
 /* row sums in double: acc[0] (+ acc[1]) += the lanes of d */
 BN_INLINE void bn_wacc_d(bn_v4 *acc, bn_v4 d) { acc[0] += d; }
 BN_INLINE void bn_wacc_f(bn_v4 *acc, bn_v8f d) { acc[0] += bn_lo_d(d); acc[1] += bn_hi_d(d); }

@@ -66,6 +66,18 @@ void bn_c_deriv_gb(int act, int width, int batch, int scalar, const double *b, d
 void bn_c_dmul_gb(int width, int batch, int scalar, const double *ds, const double *lam,
                   double *D, double alpha, double *gb);
 
+/* ReLU's sigma' (0 or 1) kept as bits, 32 (float) or 64 (double) times less memory than values:
+   row c of a (width, batch) block at bits + c * BN_BITS_ROW(batch), column j at bit j % 8 of byte
+   j / 8 (unused high bits of a row's last byte are 0).
+   bn_c_update_bits: bn_c_update_ds for ReLU, with the derivative written as bits.
+   bn_c_bitsmul_gb: bn_c_dmul_gb from those bits (the same D and sums bit for bit: D = 1.0 * lam
+   or 0.0 * lam). */
+#define BN_BITS_ROW(batch) (((batch) + 7) / 8)
+void bn_c_update_bits(int width, int batch, int scalar, double h, const double *b,
+                      const double *z, const double *in, double *out, unsigned char *bits);
+void bn_c_bitsmul_gb(int width, int batch, int scalar, const unsigned char *bits,
+                     const double *lam, double *D, double alpha, double *gb);
+
 /* y[j] = tanh(x[j]) for j < n (y may equal x). */
 void bn_c_tanh(int n, const double *x, double *y);
 
@@ -92,7 +104,7 @@ void bn_fused_backward_ds(int m, int batch, int scalar, double h, const double *
                           const double *u, const double *ds, const double *lam_in,
                           double *lam_out, double *gW, double *gb);
 
-/* The float twins of the ten functions above (same contracts). */
+/* The float twins of the twelve functions above (same contracts). */
 void bn_c_update_f32(int act, int width, int batch, int scalar, double h, const float *b,
                      const float *z, const float *in, float *out);
 void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float *b, float *z,
@@ -104,6 +116,10 @@ void bn_c_deriv_gb_f32(int act, int width, int batch, int scalar, const float *b
                        const float *lam, double alpha, float *gb);
 void bn_c_dmul_gb_f32(int width, int batch, int scalar, const float *ds, const float *lam,
                       float *D, double alpha, float *gb);
+void bn_c_update_bits_f32(int width, int batch, int scalar, double h, const float *b,
+                          const float *z, const float *in, float *out, unsigned char *bits);
+void bn_c_bitsmul_gb_f32(int width, int batch, int scalar, const unsigned char *bits,
+                         const float *lam, float *D, double alpha, float *gb);
 void bn_fused_forward_f32(int act, int m, int batch, int scalar, double h, const float *W,
                           const float *b, const float *u_in, float *u_out);
 void bn_fused_backward_f32(int act, int m, int batch, int scalar, double h, const float *W,

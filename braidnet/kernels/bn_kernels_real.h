@@ -146,21 +146,27 @@ BN_INLINE void F(gb_row)(int scalar, double alpha, double s, int c, double *tot,
     else gb[c] = (R)(gb[c] + alpha * s);
 }
 
-/* z[j] <- sigma'(z[j] + bc) * lam[j] (ds == NULL) or D[j] = ds[j] * lam[j]; returns the row sum
-   (in double) when sum != 0 */
-BN_INLINE double F(row_dmul)(int act, int n, R bc, const R *z, const R *ds, const R *lam, R *D,
-                             int sum) {
+/* z[j] <- sigma'(z[j] + bc) * lam[j] (ds == bits == NULL), or D[j] = ds[j] * lam[j] with the
+   stored derivative ds[j], or bit j of bits as 1.0 / 0.0; returns the row sum (in double) when
+   sum != 0 */
+BN_INLINE double F(row_dmul)(int act, int n, R bc, const R *z, const R *ds,
+                             const unsigned char *bits, const R *lam, R *D, int sum) {
     bn_v4 acc[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
     int j = 0;
     for (; j + VL <= n; j += VL) {
-        V d = (ds ? F(ld)(ds + j) : F(dsigma)(act, F(ld)(z + j) + bc)) * F(ld)(lam + j);
+        V s = bits ? F(unbits)((unsigned)bits[j >> 3] >> (j & 7))
+                   : ds ? F(ld)(ds + j) : F(dsigma)(act, F(ld)(z + j) + bc);
+        V d = s * F(ld)(lam + j);
         F(st)(D + j, d);
         if (sum) F(wacc)(acc, d);
     }
     if (j < n) {
         R zt[VL] = {0}, lt[VL] = {0}, ot[VL];
-        for (int i = 0; j + i < n; i++) { zt[i] = ds ? ds[j + i] : z[j + i]; lt[i] = lam[j + i]; }
-        V d = (ds ? F(ld)(zt) : F(dsigma)(act, F(ld)(zt) + bc)) * F(ld)(lt);
+        for (int i = 0; j + i < n; i++) {
+            zt[i] = bits ? (R)((bits[(j + i) >> 3] >> ((j + i) & 7)) & 1) : ds ? ds[j + i] : z[j + i];
+            lt[i] = lam[j + i];
+        }
+        V d = (ds || bits ? F(ld)(zt) : F(dsigma)(act, F(ld)(zt) + bc)) * F(ld)(lt);
         F(st)(ot, d);
         if (sum) F(wacc)(acc, d);     /* padding lanes: sigma'(finite) * 0 = 0 */
         for (int i = 0; j + i < n; i++) D[j + i] = ot[i];
@@ -169,12 +175,15 @@ BN_INLINE double F(row_dmul)(int act, int n, R bc, const R *z, const R *ds, cons
 }
 
 BN_INLINE void F(dmul_impl)(int act, int width, int batch, int scalar, const R *b, const R *z,
-                            const R *ds, const R *lam, R *D, double alpha, R *gb) {
+                            const R *ds, const unsigned char *bits, const R *lam, R *D,
+                            double alpha, R *gb) {
     double tot = 0.0;
     for (int c = 0; c < width; c++) {
         ptrdiff_t off = (ptrdiff_t)c * batch;
-        double s = F(row_dmul)(act, batch, ds ? (R)0 : b[scalar ? 0 : c], z ? z + off : NULL,
-                               ds ? ds + off : NULL, lam + off, D + off, gb != NULL);
+        double s = F(row_dmul)(act, batch, b ? b[scalar ? 0 : c] : (R)0, z ? z + off : NULL,
+                               ds ? ds + off : NULL,
+                               bits ? bits + (ptrdiff_t)c * BN_BITS_ROW(batch) : NULL,
+                               lam + off, D + off, gb != NULL);
         if (gb) F(gb_row)(scalar, alpha, s, c, &tot, gb);
     }
     if (gb && scalar) gb[0] = (R)(gb[0] + alpha * tot);
@@ -182,14 +191,55 @@ BN_INLINE void F(dmul_impl)(int act, int width, int batch, int scalar, const R *
 
 BN_CLONES void BN_API(bn_c_deriv_gb)(int act, int width, int batch, int scalar, const R *b, R *z,
                                      const R *lam, double alpha, R *gb) {
-    if (act == 0) F(dmul_impl)(0, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
-    else if (act == 1) F(dmul_impl)(1, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
-    else F(dmul_impl)(2, width, batch, scalar, b, z, NULL, lam, z, alpha, gb);
+    if (act == 0) F(dmul_impl)(0, width, batch, scalar, b, z, NULL, NULL, lam, z, alpha, gb);
+    else if (act == 1) F(dmul_impl)(1, width, batch, scalar, b, z, NULL, NULL, lam, z, alpha, gb);
+    else F(dmul_impl)(2, width, batch, scalar, b, z, NULL, NULL, lam, z, alpha, gb);
 }
 
 BN_CLONES void BN_API(bn_c_dmul_gb)(int width, int batch, int scalar, const R *ds, const R *lam,
                                     R *D, double alpha, R *gb) {
-    F(dmul_impl)(1, width, batch, scalar, NULL, NULL, ds, lam, D, alpha, gb);
+    F(dmul_impl)(1, width, batch, scalar, NULL, NULL, ds, NULL, lam, D, alpha, gb);
+}
+
+BN_CLONES void BN_API(bn_c_bitsmul_gb)(int width, int batch, int scalar, const unsigned char *bits,
+                                       const R *lam, R *D, double alpha, R *gb) {
+    F(dmul_impl)(1, width, batch, scalar, NULL, NULL, NULL, bits, lam, D, alpha, gb);
+}
+
+/* ---- ReLU with sigma' kept as bits (BLAS path) ------------------------------------------------ */
+
+/* 8 columns: out = in + h relu(z + bc) (the expression of row_update_ds, so the same values);
+   returns their sigma' as bits (bit i: z[i] + bc > 0) */
+BN_INLINE unsigned F(relu8_bits)(R h, R bc, const R *z, const R *in, R *out) {
+    unsigned m = 0;
+    for (int q = 0; q < 8; q += VL) {
+        V x = F(ld)(z + q) + bc;
+        VI pos = (VI)(x > (R)0);
+        F(st)(out + q, F(ld)(in + q) + h * (V)((VI)x & pos));
+        m |= F(bits)(pos) << q;
+    }
+    return m;
+}
+
+BN_CLONES void BN_API(bn_c_update_bits)(int width, int batch, int scalar, double h, const R *b,
+                                        const R *z, const R *in, R *out, unsigned char *bits) {
+    const R hr = (R)h;
+    for (int c = 0; c < width; c++) {
+        ptrdiff_t off = (ptrdiff_t)c * batch;
+        const R bc = b[scalar ? 0 : c], *zc = z + off, *ic = in + off;
+        R *oc = out + off;
+        unsigned char *bc_row = bits + (ptrdiff_t)c * BN_BITS_ROW(batch);
+        int j = 0;
+        for (; j + 8 <= batch; j += 8)
+            bc_row[j >> 3] = (unsigned char)F(relu8_bits)(hr, bc, zc + j, ic + j, oc + j);
+        if (j < batch) {     /* the last 1..7 columns through zero-padded copies */
+            R zt[8] = {0}, it[8] = {0}, ot[8];
+            for (int i = 0; j + i < batch; i++) { zt[i] = zc[j + i]; it[i] = ic[j + i]; }
+            unsigned m = F(relu8_bits)(hr, bc, zt, it, ot);
+            for (int i = 0; j + i < batch; i++) oc[j + i] = ot[i];
+            bc_row[j >> 3] = (unsigned char)(m & ((1u << (batch - j)) - 1));
+        }
+    }
 }
 
 /* tanh of n values (tests, benchmarks) */

@@ -373,6 +373,52 @@ static void test_elementwise(int act, int m, int batch, int scalar) {
     free(ref); free(mag); free(out); free(z2);
 }
 
+/* ReLU's sigma' as bits: the same outputs, bias sums and D as the kernels with sigma' as values,
+   bit for bit; every bit is ds != 0 and a row's unused high bits are 0 (both precisions). */
+static int same(const void *a, const void *b, size_t bytes) { checks++; return !memcmp(a, b, bytes); }
+static void test_bits(int m, int batch, int scalar) {
+    size_t n = (size_t)m * batch, rb = BN_BITS_ROW(batch);
+    int nb = scalar ? 1 : m, ok = 1;
+    double h = exact(0.1 + 0.5 * urand());
+    double *b = randn(nb, 0.3), *z = randn(n, 1.0), *u = randn(n, 1.0), *lam = randn(n, 1.0);
+    unsigned char *bits = (unsigned char *)calloc(m * rb, 1);
+    if (!use_f32) {
+        double *o1 = alloc(n), *o2 = alloc(n), *ds = alloc(n), *D1 = alloc(n), *D2 = alloc(n);
+        double g1[64] = {0}, g2[64] = {0};
+        bn_c_update_ds(1, m, batch, scalar, h, b, z, u, o1, ds);
+        bn_c_update_bits(m, batch, scalar, h, b, z, u, o2, bits);
+        ok &= same(o1, o2, n * sizeof(double));
+        bn_c_dmul_gb(m, batch, scalar, ds, lam, D1, 0.5, g1);
+        bn_c_bitsmul_gb(m, batch, scalar, bits, lam, D2, 0.5, g2);
+        ok &= same(D1, D2, n * sizeof(double)) & same(g1, g2, sizeof g1);
+        for (size_t i = 0; i < n; i++)
+            ok &= ((bits[(i / batch) * rb + (i % batch) / 8] >> (i % batch % 8)) & 1) == (ds[i] != 0);
+        free(o1); free(o2); free(ds); free(D1); free(D2);
+    } else {
+        float *bf = to_f(b, nb), *zf = to_f(z, n), *uf = to_f(u, n), *lf = to_f(lam, n);
+        float *o1 = (float *)malloc(n * 4), *o2 = (float *)malloc(n * 4), *ds = (float *)malloc(n * 4);
+        float *D1 = (float *)malloc(n * 4), *D2 = (float *)malloc(n * 4);
+        float g1[64] = {0}, g2[64] = {0};
+        bn_c_update_ds_f32(1, m, batch, scalar, h, bf, zf, uf, o1, ds);
+        bn_c_update_bits_f32(m, batch, scalar, h, bf, zf, uf, o2, bits);
+        ok &= same(o1, o2, n * sizeof(float));
+        bn_c_dmul_gb_f32(m, batch, scalar, ds, lf, D1, 0.5, g1);
+        bn_c_bitsmul_gb_f32(m, batch, scalar, bits, lf, D2, 0.5, g2);
+        ok &= same(D1, D2, n * sizeof(float)) & same(g1, g2, sizeof g1);
+        for (size_t i = 0; i < n; i++)
+            ok &= ((bits[(i / batch) * rb + (i % batch) / 8] >> (i % batch % 8)) & 1) == (ds[i] != 0);
+        free(bf); free(zf); free(uf); free(lf); free(o1); free(o2); free(ds); free(D1); free(D2);
+    }
+    for (int c = 0; c < m && batch % 8; c++)
+        ok &= (bits[c * rb + rb - 1] >> (batch % 8)) == 0;
+    if (!ok) {
+        failures++;
+        fprintf(stderr, "FAIL relu bits (%s, m=%d, batch=%d, scalar=%d): not the values' results\n",
+                use_f32 ? "float" : "double", m, batch, scalar);
+    }
+    free(b); free(z); free(u); free(lam); free(bits);
+}
+
 /* ---- tanh -------------------------------------------------------------------------------------- */
 static double ulp_of(double x) { /* spacing of doubles at |x| (x the exact value, rounded) */
     double a = fabs(x);
@@ -541,6 +587,11 @@ int main(int argc, char **argv) {
             for (size_t w = 0; w < sizeof ew_widths / sizeof ew_widths[0]; w++)
                 for (size_t i = 0; i < sizeof ew_batches / sizeof ew_batches[0]; i++)
                     test_elementwise(act, ew_widths[w], ew_batches[i], scalar);
+    static const int bits_batches[] = {1, 3, 7, 8, 9, 15, 16, 17, 64, 1001};
+    for (int scalar = 0; scalar < 2; scalar++)
+        for (size_t w = 0; w < sizeof ew_widths / sizeof ew_widths[0]; w++)
+            for (size_t i = 0; i < sizeof bits_batches / sizeof bits_batches[0]; i++)
+                test_bits(ew_widths[w], bits_batches[i], scalar);
     }
     use_f32 = 0;
     test_tanh();
