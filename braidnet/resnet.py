@@ -697,8 +697,14 @@ class ResNet:
         theta_ab = np.asarray(theta_ab, dtype=np.float64)
         if theta_ab.shape != ((b - a) * ls,):
             raise ValueError(f"theta_ab must have shape ({(b - a) * ls},), got {theta_ab.shape}")
-        val = 0.5 * self.gamma_tik * h * float(np.dot(theta_ab, theta_ab))
-        grad = np.multiply(self.gamma_tik * h, theta_ab, out=out) if gradient else None
+        if self.gamma_tik != 0.0:
+            val = 0.5 * self.gamma_tik * h * float(np.dot(theta_ab, theta_ab))
+            grad = np.multiply(self.gamma_tik * h, theta_ab, out=out) if gradient else None
+        else:       # no passes over the parameters for a zero weight (a wide net's are 10s of MB)
+            val, grad = 0.0, None
+            if gradient:
+                grad = np.zeros_like(theta_ab) if out is None else out
+                grad[...] = 0.0
         if self.gamma_ddt == 0.0:
             return val, grad
         need_prev, need_next = a > 0, b < N

@@ -101,6 +101,21 @@ def test_regulariser_shares_sum_to_total(bias):
         net.regularizer_layers(theta[L.layers_slice(3, 7)], 3, 7)
 
 
+def test_zero_weights_regularise_nothing():
+    """gamma_tik = 0 (no pass over the parameters then): value 0, the gradient zeros, also written
+    over whatever ``out`` held; gamma_ddt alone still counts."""
+    net = ResNet(2, 3, 3, 4, T=2.0, gamma_tik=0.0, gamma_ddt=0.0)
+    theta = np.random.default_rng(4).standard_normal(net.layout.size)[net.layout.layers_slice()]
+    out = np.full(theta.shape, np.nan)
+    v, g = net.regularizer_layers(theta, out=out)
+    assert v == 0.0 and g is out and not np.any(out)
+    assert net.regularizer_layers(theta, gradient=False) == (0.0, None)
+    ddt = ResNet(2, 3, 3, 4, T=2.0, gamma_tik=0.0, gamma_ddt=0.5)
+    blocks = theta.reshape(4, -1)
+    assert_allclose(ddt.regularizer_layers(theta)[0],
+                    0.25 / 0.5 * np.sum(np.diff(blocks, axis=0) ** 2), rtol=1e-13)
+
+
 def test_layout_views_and_slices():
     L = ParamLayout(n_features=2, width=4, n_layers=3, n_classes=5, opening="dense", bias="scalar")
     assert L.opening_size == 4 * 2 + 1 and L.layer_size == 16 + 1 and L.classifier_size == 5 * 4 + 5
