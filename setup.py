@@ -235,7 +235,7 @@ class BuildExt(build_ext):
             if ext.name in {"braidnet." + m for m in BLAS_EXTENSIONS}:
                 ext.extra_compile_args += blas_cflags
                 ext.extra_link_args += blas_ldflags
-            if ext.name == "braidnet._kernels":
+            if ext.name in ("braidnet._kernels", "braidnet.braid"):
                 ext.extra_objects.append(self._compile_kernels(opt))
             if ext.name == "braidnet._convkernels":
                 ext.extra_objects += [self._compile_kernels(opt), self._compile_kernels(opt, CONV_C, (CONV_H, KERNELS_H))]
@@ -268,8 +268,9 @@ def _extensions() -> list[Extension]:
         # set after construction: without Cython, setuptools' Extension would swap .pyx for a .c the
         # sdist does not have; BuildExt.run() cythonizes
         ext.sources = [os.path.join("braidnet", name + ".pyx")]
-        if name == "braid":
-            ext.depends += list(CORE_SOURCES) + list(CORE_HEADERS)
+        if name == "braid":    # its vector sum is a C kernel too
+            ext.include_dirs.append(KERNELS_DIR)
+            ext.depends += list(CORE_SOURCES) + list(CORE_HEADERS) + [KERNELS_C, KERNELS_H, KERNELS_BODY]
         if name == "_kernels":  # its C kernels: compiled by BuildExt._compile_kernels
             ext.include_dirs.append(KERNELS_DIR)
             ext.depends += [KERNELS_C, KERNELS_H, KERNELS_BODY, BLAS_H]

@@ -31,6 +31,8 @@
 #ifndef BN_KERNELS_H
 #define BN_KERNELS_H
 
+#include <stddef.h>   /* ptrdiff_t */
+
 #define BN_ETA 0.1        /* smoothed-ReLU half width (LPT) */
 #define BN_FUSED_MAX 32   /* widest layer the fused kernels accept (bn_fused_forward/backward) */
 #define BN_TANH_ULP 2.5   /* bound of bn_c_tanh's error, in ulp of the exact tanh (measured: 2.49) */
@@ -78,6 +80,10 @@ void bn_c_update_bits(int width, int batch, int scalar, double h, const double *
 void bn_c_bitsmul_gb(int width, int batch, int scalar, const unsigned char *bits,
                      const double *lam, double *D, double alpha, double *gb);
 
+/* The MGRIT core's vector sum: y = a x + b y for j < n (b == 0: y = a x without reading y), every
+   value rounded as the plain expression evaluated one operation at a time (no FMA). */
+void bn_axpby(ptrdiff_t n, double a, const double *x, double b, double *y);
+
 /* y[j] = tanh(x[j]) for j < n (y may equal x). */
 void bn_c_tanh(int n, const double *x, double *y);
 
@@ -104,7 +110,7 @@ void bn_fused_backward_ds(int m, int batch, int scalar, double h, const double *
                           const double *u, const double *ds, const double *lam_in,
                           double *lam_out, double *gW, double *gb);
 
-/* The float twins of the twelve functions above (same contracts). */
+/* The float twins of the thirteen functions above (same contracts). */
 void bn_c_update_f32(int act, int width, int batch, int scalar, double h, const float *b,
                      const float *z, const float *in, float *out);
 void bn_c_deriv_f32(int act, int width, int batch, int scalar, const float *b, float *z,
@@ -116,6 +122,7 @@ void bn_c_deriv_gb_f32(int act, int width, int batch, int scalar, const float *b
                        const float *lam, double alpha, float *gb);
 void bn_c_dmul_gb_f32(int width, int batch, int scalar, const float *ds, const float *lam,
                       float *D, double alpha, float *gb);
+void bn_axpby_f32(ptrdiff_t n, double a, const float *x, double b, float *y);
 void bn_c_update_bits_f32(int width, int batch, int scalar, double h, const float *b,
                           const float *z, const float *in, float *out, unsigned char *bits);
 void bn_c_bitsmul_gb_f32(int width, int batch, int scalar, const unsigned char *bits,

@@ -242,6 +242,25 @@ BN_CLONES void BN_API(bn_c_update_bits)(int width, int batch, int scalar, double
     }
 }
 
+/* ---- the MGRIT core's vector sum (braidnet.braid's VectorApp) ------------------------------------ */
+
+/* y = a x + b y over n values (b == 0: y = a x, y not read), each value rounded as a * x + b * y
+   is one operation at a time (no FMA contraction: the scalar loop's results, only faster) */
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+BN_CLONES void BN_API(bn_axpby)(ptrdiff_t n, double a, const R *x, double b, R *y) {
+    const R ar = (R)a, br = (R)b;
+    ptrdiff_t j = 0;
+    if (b == 0.0) {
+        for (; j + VL <= n; j += VL) F(st)(y + j, F(ld)(x + j) * ar);
+        for (; j < n; j++) y[j] = ar * x[j];
+    } else {
+        for (; j + VL <= n; j += VL) F(st)(y + j, F(ld)(x + j) * ar + F(ld)(y + j) * br);
+        for (; j < n; j++) y[j] = ar * x[j] + br * y[j];
+    }
+}
+#pragma GCC pop_options
+
 /* tanh of n values (tests, benchmarks) */
 BN_CLONES void BN_API(bn_c_tanh)(int n, const R *x, R *y) {
     int j = 0;
