@@ -12,6 +12,9 @@ float64 results bit for bit those of the float64-only kernels).  Two paths:
 - wider layers call BLAS (row-major ``dgemm``, ``sgemm`` in float32, of the OpenBLAS that
   ``braidnet/_blas.pxd`` names) plus one element-wise pass.
 
+Where sigma' is kept for a backward (``keeps_derivs``), a layer's block of it is the values, or for
+ReLU on the BLAS path one bit per value (``deriv_block``): the same results, 32-64x less memory.
+
 The fused kernels, the element-wise passes of the BLAS path and tanh are plain C in
 ``braidnet/kernels/bn_kernels.c`` (contracts in ``bn_kernels.h``), compiled into this extension by
 setup.py and tested on their own, without Python or BLAS, by ``braidnet/kernels/test_kernels.c``
