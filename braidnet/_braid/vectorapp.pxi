@@ -285,7 +285,7 @@ cdef braid_Int _v_free(braid_App app, braid_Vector u) noexcept nogil:
 
 cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Real beta,
                       braid_Vector y) noexcept nogil:
-    # the SIMD kernel (an AVX2 or AVX-512 clone where the CPU has it): the cores call sum about as
+    # the SIMD kernel (its AVX2 clone where the CPU has AVX2): the cores call sum about as
     # often as step, on every level, so it is a tenth of a wide layer's pass
     cdef FastApp *a = <FastApp *>app
     if a.single:            # float32 vectors, float32 arithmetic (the core's alpha, beta: +-1, 0)
