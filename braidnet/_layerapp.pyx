@@ -103,28 +103,29 @@ cdef struct LayerCtx:
 
 
 cdef inline int _kind_forward(const LayerKind *lk, int batch, double h, const real *blk,
-                              real *u, real *work) noexcept nogil:
-    """u <- u + h sigma(layer(u)) with the parameter block blk, in place."""
+                              const real *u_in, real *u, real *work) noexcept nogil:
+    """u <- u_in + h sigma(layer(u_in)) with the parameter block blk (u_in may be u)."""
     if lk.kind == KIND_CONV:
         if real is double:
             return bn_conv_forward(lk.act, lk.bias, BN_CONV_AUTO, lk.c, lk.k, lk.H, lk.W, batch, h,
-                                   blk, blk + lk.wsize, u, u, work)
+                                   blk, blk + lk.wsize, u_in, u, work)
         else:
             return -1
-    return bn_layer_forward(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, u, u, work)
+    return bn_layer_forward(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, u_in, u, work)
 
 
 cdef inline int _kind_adjoint(const LayerKind *lk, int batch, double h, const real *blk,
-                              const real *um, real *lam, real *work) noexcept nogil:
-    """lam <- lam + h (dF/du(um))^T lam, in place."""
+                              const real *um, const real *lam_in, real *lam,
+                              real *work) noexcept nogil:
+    """lam <- lam_in + h (dF/du(um))^T lam_in (lam_in may be lam)."""
     if lk.kind == KIND_CONV:
         if real is double:
             return bn_conv_adjoint(lk.act, lk.bias, BN_CONV_AUTO, lk.c, lk.k, lk.H, lk.W, batch, h,
-                                   blk, blk + lk.wsize, um, lam, lam, work)
+                                   blk, blk + lk.wsize, um, lam_in, lam, work)
         else:
             return -1
-    return bn_layer_adjoint(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, um, lam, lam,
-                            work)
+    return bn_layer_adjoint(lk.act, lk.bias, lk.width, batch, h, blk, blk + lk.wsize, um, lam_in,
+                            lam, work)
 
 
 cdef inline int _kind_gradient(const LayerKind *lk, int batch, double h, const real *blk,
@@ -175,24 +176,27 @@ cdef inline int _fail(const StepInfo *info, const char *what, long k) noexcept n
     return store_error_message(info.app, msg)
 
 
-cdef inline int _load_first(LayerCtx *c, const StepInfo *info, void *u) noexcept nogil:
-    """A step out of point 0 starts from the app's current value there (u_0 of the opening, or
-    lambda_N of the classifier): the core's point-0 vector may be stale after a warm restart (module
-    docstring).  Returns -1 when the app holds no such value."""
-    if c.first == NULL:
-        return -1
-    memcpy(u, c.first, c.nbytes)
-    return 0
+cdef inline const void *_step_input(LayerCtx *c, const StepInfo *info, long k, void *u) noexcept nogil:
+    """Where a step's input is: u itself, or the vector the core cloned u from (``info.src``: the
+    step writes u from it and the clone's copy is never made).  A step out of point 0 (k = 0)
+    starts from the app's current value there instead (u_0 of the opening, or lambda_N of the
+    classifier): the core's point-0 vector may be stale after a warm restart (module docstring);
+    NULL when the app holds no such value."""
+    if k == 0:
+        return c.first
+    return info.src if info.src != NULL else u
 
 
 cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nogil:
     cdef long n = lround(info.tstart * c.inv_h)
     cdef const real *W
+    cdef const real *u_in
     cdef bint keep = False
     cdef int ierr
     if n < 0 or n >= c.nlayers or c.theta[n] == NULL:
         return _fail(info, "weights of layer", n)
-    if n == 0 and _load_first(c, info, u) != 0:
+    u_in = <const real *>_step_input(c, info, n, u)
+    if u_in == NULL:
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[n]
     c.nsteps += 1
@@ -201,13 +205,13 @@ cdef inline int _primal(LayerCtx *c, real *u, const StepInfo *info) noexcept nog
         # final FC relaxation: every F-point) leaves sigma' there for the adjoint, at the cost of
         # one write.  Only the final sweep's: once the states have converged, the iterations'
         # steps start from those values too, and would compare and write for nothing.
-        keep = c.store[n] != NULL and memcmp(u, c.store[n], c.nbytes) == 0
+        keep = c.store[n] != NULL and memcmp(u_in, c.store[n], c.nbytes) == 0
         c.dsvalid[n] = keep
     if keep:
         ierr = bn_layer_forward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch, info.tstop - info.tstart,
-                                   W, W + c.lk.wsize, u, u, c.derivs[n], <real *>c.work)
+                                   W, W + c.lk.wsize, u_in, u, c.derivs[n], <real *>c.work)
     else:
-        ierr = _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u, <real *>c.work)
+        ierr = _kind_forward(&c.lk, c.batch, info.tstop - info.tstart, W, u_in, u, <real *>c.work)
     if ierr != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
@@ -217,23 +221,25 @@ cdef inline int _adjoint(LayerCtx *c, real *u, const StepInfo *info) noexcept no
     cdef long k0 = lround(info.tstart * c.inv_h)
     cdef long m = c.nlayers - lround(info.tstop * c.inv_h)
     cdef const real *W
+    cdef const real *lam_in
     cdef int ierr
     if m < 0 or m >= c.nlayers or c.theta[m] == NULL:
         return _fail(info, "weights of layer", m)
     if c.states[m] == NULL:
         return _fail(info, "primal state at point", m)
-    if k0 == 0 and _load_first(c, info, u) != 0:
+    lam_in = <const real *>_step_input(c, info, k0, u)
+    if lam_in == NULL:
         return _fail(info, "value at point", 0)
     W = <const real *>c.theta[m]
     c.nsteps += 1
     if c.derivs[m] != NULL:
         ierr = bn_layer_backward_ds(c.lk.act, c.lk.bias, c.lk.width, c.batch,
                                     info.tstop - info.tstart, W, <const real *>c.states[m],
-                                    c.derivs[m], u, u,
+                                    c.derivs[m], lam_in, u,
                                     <real *>NULL, <real *>NULL, <real *>c.work)
     else:
         ierr = _kind_adjoint(&c.lk, c.batch, info.tstop - info.tstart, W, <const real *>c.states[m],
-                             u, <real *>c.work)
+                             lam_in, u, <real *>c.work)
     if ierr != 0:
         return store_error_message(info.app, b"LayerApp: bad activation or bias code")
     return 0
@@ -382,6 +388,7 @@ cdef class LayerApp(VectorApp):
             self.step_fn = _adjoint_step if adjoint else _primal_step
         self.init_fn = _init
         self.access_fn = _access
+        self.steps_from_src = 1     # a clone stepped at once is written by the step, not copied
 
     def __dealloc__(self):
         free(self.c.theta)

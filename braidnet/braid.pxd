@@ -52,6 +52,9 @@ cdef struct StepInfo:
     int iter           # iteration of the current drive
     int done           # 1 in the final sweep after convergence
     void *app          # the VectorApp (borrowed PyObject*), for store_error*
+    const double *src  # NULL: the step starts from u.  Else (only for an app that sets
+                       # steps_from_src) it starts from src, a vector the core just cloned into u
+                       # whose copy was skipped: u holds garbage and the step must write all of it
 
 # What a fast access sees of the access status.
 cdef struct AccessInfo:
@@ -98,6 +101,7 @@ cdef struct FastApp:
     vaccess_fn access
     vnorm_fn norm
     void *owner        # the VectorApp (borrowed PyObject*)
+    int from_src       # the step honours StepInfo.src (VectorApp.steps_from_src)
 
 
 cdef class VectorApp:
@@ -109,6 +113,7 @@ cdef class VectorApp:
     cdef vinit_fn init_fn           # required
     cdef vaccess_fn access_fn       # optional (NULL: no access)
     cdef vnorm_fn norm_fn           # optional (NULL: Euclidean norm)
+    cdef public bint steps_from_src # optional: step_fn honours StepInfo.src (saves a clone's copy)
     cdef object _error              # exception stored by a callback, re-raised by drive()
     cdef int _check(self) except -1
     cdef int _raise(self, int code, str what) except -1

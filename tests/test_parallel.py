@@ -207,9 +207,12 @@ def test_kept_derivatives_change_nothing(dtype, width, act, bias):
         kept.set_deriv(m, d)
     kept.update_derivs()
     lam = rng.standard_normal(width * B).astype(dtype)
+    nan = np.full_like(lam, np.nan)     # a clone whose copy the core put off: the step writes it all
     for k0, k1 in ((1, 2), (4, 5), (2, 7)):     # layers N - k1 = 6, 3 (fine steps), 1 (coarse)
-        np.testing.assert_array_equal(kept.step_vector(lam.copy(), k0 * h, k1 * h),
-                                      plain.step_vector(lam.copy(), k0 * h, k1 * h))
+        ref = plain.step_vector(lam.copy(), k0 * h, k1 * h)
+        np.testing.assert_array_equal(kept.step_vector(lam.copy(), k0 * h, k1 * h), ref)
+        for app in (plain, kept):
+            np.testing.assert_array_equal(app.step_vector(nan, k0 * h, k1 * h, src=lam), ref)
     for m in ds:
         g_plain, g_kept = np.zeros(ls), np.zeros(ls)
         lam2 = lam.reshape(width, B)
@@ -228,7 +231,7 @@ def test_kept_derivatives_change_nothing(dtype, width, act, bias):
         prim.set_deriv(m, d)
         prim.set_store(m, states[m].copy())
     other = rng.standard_normal(width * B).astype(dtype)
-    np.testing.assert_array_equal(prim.step_vector(states[3].ravel().copy(), 3 * h, 4 * h, done=1),
+    np.testing.assert_array_equal(prim.step_vector(nan, 3 * h, 4 * h, done=1, src=states[3].ravel()),
                                   plain_primal_step(blocks[3], states[3], h, act, bias, dtype))
     prim.step_vector(states[6].ravel().copy(), 6 * h, 8 * h, level=1, done=1)   # coarse: not kept
     prim.step_vector(other.copy(), 1 * h, 2 * h, done=1)                         # not the kept value
@@ -269,6 +272,37 @@ def test_final_relaxation_leaves_the_derivatives():
         obj, gs = net.loss_and_gradient(theta, X, Y)
         assert abs(f["objective"] - obj) <= RTOL * abs(obj)
         assert np.max(np.abs(g - gs)) <= RTOL * np.max(np.abs(gs))
+
+
+@pytest.mark.parametrize("dtype,width", [(np.float64, 4), (np.float32, 40), (np.float64, 40)])
+@pytest.mark.parametrize("relax", [dict(nrelax=[0, 1], skip="every"), dict(nrelax=1, skip=False)])
+def test_put_off_clones_change_nothing(dtype, width, relax):
+    """LayerApp steps a clone from its original (steps_from_src): the core's clone-then-step costs no
+    copy.  The solves, the kept states and the gradient are those of copying clones, bit for bit."""
+    from mpi4py import MPI
+    from braidnet.refapps import ScalarApp
+
+    net, X, Y, theta = _problem(n_layers=16, width=width, dtype=dtype)
+    results = []
+    for put_off in (True, False):
+        with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF,
+                             braid=dict(max_levels=3, cfactor=4, final_fc_relax=True, **relax)) as pn:
+            assert pn._papp.steps_from_src and pn._aapp.steps_from_src
+            pn._papp.steps_from_src = pn._aapp.steps_from_src = put_off
+            pn.set_params(theta)
+            runs = []
+            for _ in range(2):          # a cold and a warm pass
+                f = pn.forward(max_iter=2, abs_tol=0.0)
+                g, b = pn.backward(max_iter=2, abs_tol=0.0)
+                w = pn.warm_states()
+                runs.append((f["objective"], f["rnorm"], b["rnorm"], g, w["primal"], w["adjoint"]))
+            results.append(runs)
+    for on, off in zip(*results):
+        assert on[:3] == off[:3]
+        for a, b in zip(on[3:], off[3:]):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="does not step from src"):
+        ScalarApp().step_vector(np.ones(1), 0.0, 0.1, src=np.ones(1))
 
 
 @pytest.mark.parametrize("opening", ["pad", "dense"])

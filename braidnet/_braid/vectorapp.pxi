@@ -24,6 +24,7 @@ cdef class VectorApp:
         self.init_fn = NULL
         self.access_fn = NULL
         self.norm_fn = NULL
+        self.steps_from_src = 0
 
     cdef int _check(self) except -1:
         if self.size < 1:
@@ -53,15 +54,22 @@ cdef class VectorApp:
         return u
 
     def step_vector(self, u, double tstart, double tstop, int level=0, int index=0,
-                    int done=0) -> np.ndarray:
+                    int done=0, src=None) -> np.ndarray:
         """One step of step_fn from tstart to tstop on a copy of u (returned); iter 0, ``done`` as
-        in a core's final sweep (1) or its iterations (0)."""
+        in a core's final sweep (1) or its iterations (0).  With ``src`` (an app with
+        ``steps_from_src`` only) the step starts from src and writes the returned vector, whose
+        contents (u) it must not read: a core's clone whose copy was put off."""
         self._check()
         out = _app_vector(self, u, True)
         cdef double *up = _vdata(out)
         cdef StepInfo info
         info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
-        info.iter, info.done, info.app = 0, done, <void *>self
+        info.iter, info.done, info.app, info.src = 0, done, <void *>self, NULL
+        if src is not None:
+            if not self.steps_from_src:
+                raise ValueError(f"{type(self).__name__} does not step from src (steps_from_src is 0)")
+            src = _app_vector(self, src, False)
+            info.src = _vdata(src)
         cdef int ierr = self.step_fn(self.ctx, up, up, &info)
         if ierr != 0:
             self._raise(ierr, "step")
@@ -96,7 +104,7 @@ cdef class VectorApp:
         cdef Py_ssize_t k
         cdef int ierr = 0
         info.tstart, info.tstop, info.level, info.index = tstart, tstop, level, index
-        info.iter, info.done, info.app = 0, 0, <void *>self
+        info.iter, info.done, info.app, info.src = 0, 0, <void *>self, NULL
         best = math.inf
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -204,6 +212,12 @@ cdef struct _FastState:
     # 64 MiB).
     int npool
     void *pool[POOL_MAX]
+    # A clone whose copy is put off (apps with steps_from_src): the core clones a vector and
+    # steps the clone at once (each interval's start, the restriction's coarse steps), so the
+    # step can read the original and write the clone, and the copy is never made.  Any other
+    # callback makes it first (_fast_settle); the core touches vectors only through callbacks.
+    void *pend_src
+    void *pend_dst
 
 
 cdef double *_fast_alloc(FastApp *a) noexcept nogil:
@@ -221,6 +235,14 @@ cdef void _fast_release(_FastState *s) noexcept nogil:
         free(s.pool[s.npool])
 
 
+cdef inline void _fast_settle(FastApp *a) noexcept nogil:
+    """Make the put-off clone, if any."""
+    cdef _FastState *s = <_FastState *>a
+    if s.pend_dst != NULL:
+        memcpy(s.pend_dst, s.pend_src, _fast_bytes(a))
+        s.pend_dst = s.pend_src = NULL
+
+
 cdef inline braid_Int _fast_fail(FastApp *a, braid_Int code) noexcept nogil:
     cdef _FastState *s = <_FastState *>a
     if code != 0 and s.code == 0:
@@ -235,7 +257,14 @@ cdef inline braid_Int _fast_failed(FastApp *a) noexcept nogil:
 cdef braid_Int _v_step(braid_App app, braid_Vector ustop, braid_Vector fstop, braid_Vector u,
                        braid_StepStatus status) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
+    cdef _FastState *s = <_FastState *>app
     cdef StepInfo info
+    info.src = NULL
+    if s.pend_dst == <void *>u and not _fast_failed(a):
+        info.src = <const double *>s.pend_src      # u is the put-off clone: step from its original
+        s.pend_dst = s.pend_src = NULL
+    else:
+        _fast_settle(a)
     if _fast_failed(a):
         return _fast_failed(a)
     braid_StepStatusGetTstartTstop(status, &info.tstart, &info.tstop)
@@ -249,8 +278,10 @@ cdef braid_Int _v_step(braid_App app, braid_Vector ustop, braid_Vector fstop, br
 
 cdef braid_Int _v_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
-    cdef double *u = _fast_alloc(a)
+    cdef double *u
     cdef braid_Int ierr
+    _fast_settle(a)
+    u = _fast_alloc(a)
     u_ptr[0] = NULL     # on failure: no vector on the bundled core (it expects none and frees nothing)
     if u == NULL:
         return _fast_fail(a, BRAID_ERROR_MEMORY)
@@ -267,15 +298,25 @@ cdef braid_Int _v_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcep
 
 cdef braid_Int _v_clone(braid_App app, braid_Vector u, braid_Vector *v_ptr) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
-    cdef double *v = _fast_alloc(a)
+    cdef _FastState *s = <_FastState *>app
+    cdef double *v
+    _fast_settle(a)
+    v = _fast_alloc(a)
     v_ptr[0] = <braid_Vector>v
     if v == NULL:
         return _fast_fail(a, BRAID_ERROR_MEMORY)
-    memcpy(v, <double *>u, _fast_bytes(a))
+    if a.from_src:
+        s.pend_src, s.pend_dst = <void *>u, <void *>v
+    else:
+        memcpy(v, <double *>u, _fast_bytes(a))
     return 0
 
 cdef braid_Int _v_free(braid_App app, braid_Vector u) noexcept nogil:
     cdef _FastState *s = <_FastState *>app
+    if s.pend_dst == <void *>u:
+        s.pend_dst = s.pend_src = NULL       # a clone freed unused: never copied
+    else:
+        _fast_settle(&s.fast)
     if s.npool < POOL_MAX and (s.npool + 1) * _fast_bytes(&s.fast) <= POOL_BYTES:
         s.pool[s.npool] = <void *>u
         s.npool += 1
@@ -288,6 +329,7 @@ cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Rea
     # the SIMD kernel (its AVX2 clone where the CPU has AVX2): the cores call sum about as
     # often as step, on every level, so it is a tenth of a wide layer's pass
     cdef FastApp *a = <FastApp *>app
+    _fast_settle(a)
     if a.single:            # float32 vectors, float32 arithmetic (the core's alpha, beta: +-1, 0)
         bn_axpby_f32(a.size, alpha, <const float *>x, beta, <float *>y)
     else:
@@ -296,7 +338,9 @@ cdef braid_Int _v_sum(braid_App app, braid_Real alpha, braid_Vector x, braid_Rea
 
 cdef braid_Int _v_norm(braid_App app, braid_Vector u, braid_Real *norm_ptr) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
-    cdef braid_Int ierr = _fast_failed(a)
+    cdef braid_Int ierr
+    _fast_settle(a)
+    ierr = _fast_failed(a)
     if ierr == 0:
         ierr = _fast_fail(a, _fast_norm_of(a, <const double *>u, norm_ptr))
     if ierr != 0 and not BRAIDNET_CORE_IS_BUNDLED:
@@ -306,6 +350,7 @@ cdef braid_Int _v_norm(braid_App app, braid_Vector u, braid_Real *norm_ptr) noex
 cdef braid_Int _v_access(braid_App app, braid_Vector u, braid_AccessStatus status) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
     cdef AccessInfo info
+    _fast_settle(a)
     if _fast_failed(a):
         return _fast_failed(a)
     braid_AccessStatusGetTILD(status, &info.t, &info.iter, &info.level, &info.done)
@@ -319,13 +364,16 @@ cdef braid_Int _v_bufsize(braid_App app, braid_Int *size_ptr, braid_BufferStatus
     return 0
 
 cdef braid_Int _v_bufpack(braid_App app, braid_Vector u, void *buffer, braid_BufferStatus status) noexcept nogil:
+    _fast_settle(<FastApp *>app)
     memcpy(buffer, <void *>u, _fast_bytes(<FastApp *>app))
     return 0
 
 cdef braid_Int _v_bufunpack(braid_App app, void *buffer, braid_Vector *u_ptr,
                             braid_BufferStatus status) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
-    cdef double *u = _fast_alloc(a)
+    cdef double *u
+    _fast_settle(a)
+    u = _fast_alloc(a)
     u_ptr[0] = <braid_Vector>u
     if u == NULL:
         return _fast_fail(a, BRAID_ERROR_MEMORY)
@@ -347,6 +395,7 @@ cdef class _FastBox(_Box):
     cdef int refresh(self) except -1:
         cdef VectorApp v = <VectorApp>self.app
         v._check()
+        _fast_settle(&self.state.fast)         # with the size it was made for
         if v.size != self.state.fast.size or v.single != self.state.fast.single:
             _fast_release(&self.state)     # pooled blocks of another size
         self.state.fast.size = v.size
@@ -357,6 +406,7 @@ cdef class _FastBox(_Box):
         self.state.fast.access = v.access_fn
         self.state.fast.norm = v.norm_fn
         self.state.fast.owner = <void *>v
+        self.state.fast.from_src = v.steps_from_src
         self.state.code = 0
         self.state.nsteps = 0
         self.cb.app = <braid_App>&self.state
