@@ -259,6 +259,7 @@ cdef braid_Int _v_step(braid_App app, braid_Vector ustop, braid_Vector fstop, br
     cdef FastApp *a = <FastApp *>app
     cdef _FastState *s = <_FastState *>app
     cdef StepInfo info
+    cdef int ierr
     info.src = NULL
     if s.pend_dst == <void *>u and not _fast_failed(a):
         info.src = <const double *>s.pend_src      # u is the put-off clone: step from its original
@@ -273,8 +274,11 @@ cdef braid_Int _v_step(braid_App app, braid_Vector ustop, braid_Vector fstop, br
     braid_StepStatusGetIter(status, &info.iter)
     braid_StepStatusGetDone(status, &info.done)
     info.app = a.owner
-    (<_FastState *>a).nsteps += 1
-    return _fast_fail(a, a.step(a.ctx, <double *>u, <const double *>ustop, &info))
+    s.nsteps += 1
+    ierr = a.step(a.ctx, <double *>u, <const double *>ustop, &info)
+    if ierr != 0 and info.src != NULL:
+        memcpy(u, info.src, _fast_bytes(a))     # a failed step leaves the clone, as without src
+    return _fast_fail(a, ierr)
 
 cdef braid_Int _v_init(braid_App app, braid_Real t, braid_Vector *u_ptr) noexcept nogil:
     cdef FastApp *a = <FastApp *>app
