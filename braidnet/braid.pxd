@@ -66,8 +66,9 @@ cdef struct AccessInfo:
     double residual    # last residual norm (-1 if none yet)
     void *app          # the VectorApp (borrowed PyObject*), for store_error*
 
-# u <- Phi(u) from info.tstart to info.tstop, in place; ustop (read only) is the core's current
-# value at tstop (may alias u).  Never add the FAS right-hand side: the core does.
+# u <- Phi(u) from info.tstart to info.tstop, in place (from info.src into u where src is set);
+# ustop (read only) is the core's current value at tstop (may alias u).  Never add the FAS
+# right-hand side: the core does.
 ctypedef int (*vstep_fn)(void *ctx, double *u, const double *ustop, const StepInfo *info) noexcept nogil
 # Write the initial guess at time t (the initial condition at tstart) into u (size entries).
 ctypedef int (*vinit_fn)(void *ctx, double t, double *u) noexcept nogil
