@@ -25,9 +25,11 @@ Measures, each in its own process with one BLAS thread per rank:
    ``--tb-rounds`` times, the two in turn, so that a host whose speed drifts weighs on both),
    TorchBraid's over braidnet's, and each side's relative gradient error after one cold pass against
    the exact float64 serial gradient; also the serial forward + backward of braidnet (``braidnet.resnet``) and of
-   PyTorch autograd in float64 and float32 (one thread).  TorchBraid runs in its own interpreter
-   (``--torchbraid-python``; not on PyPI: the recipe is below); without it one line says so and only
-   braidnet's side is measured.  What this braidnet offers towards TorchBraid's settings is asked of
+   PyTorch autograd in float64 and float32 (one thread), and, for widths that use BLAS, one layer
+   step's GEMM on each side with its own BLAS (braidnet's OpenBLAS, with the kernel family it runs,
+   which ``OPENBLAS_CORETYPE`` decides where it is set; PyTorch's MKL): what the two sides' GEMMs
+   cost on this CPU.  TorchBraid runs in its own interpreter (``--torchbraid-python``; not on PyPI:
+   the recipe is below); without it one line says so and only braidnet's side is measured.  What this braidnet offers towards TorchBraid's settings is asked of
    it, not assumed (``braidnet_equal_work_options``: a float32 ``dtype``, a skip at every drive as
    XBraid does, XBraid's final FC relaxation) and used when there; the output lists what still differs.
 
@@ -294,7 +296,29 @@ def worker_tbprep(a) -> Dict[str, Any]:
     refs = {"ref_" + k: v for k, v in _tb_pieces(net, grad).items()}
     np.savez(a.data, meta=json.dumps(meta), X=X, y=y, **pieces, **refs)
     sec = _best(lambda: net.loss_and_gradient(theta, X, y, regularize=False), a.repeat)
-    return {"kind": "tbprep", "loss": loss, "seconds": sec}
+    return {"kind": "tbprep", "loss": loss, "seconds": sec, "gemm": _braidnet_gemm(a.width, a.batch, a.repeat)}
+
+
+GEMM_WHY = ("the GEMM of one layer's step (W u: width x width by width x batch, float32, one thread, best of "
+            "rounds of 20 calls)")
+
+
+def _braidnet_gemm(width: int, batch: int, repeat: int) -> Dict[str, Any]:
+    """Seconds of GEMM_WHY with the OpenBLAS braidnet's wide layers call, and that library's build
+    string, whose last name before MAX_THREADS is the kernel family it runs here (OPENBLAS_CORETYPE
+    decides it where that is set)."""
+    from bench_blas import braidnet_gemm
+
+    import braidnet
+
+    gemm = braidnet_gemm(np.float32)
+    rng = np.random.default_rng(0)
+    W = np.asfortranarray(rng.standard_normal((width, width), dtype=np.float32))
+    U = np.asfortranarray(rng.standard_normal((batch, width), dtype=np.float32))
+    C = np.zeros((batch, width), np.float32, order="F")
+    sec = _best(lambda: [gemm(b"N", U, W, C) for _ in range(20)], repeat, min_time=0.05) / 20
+    return {"seconds": sec, "library": braidnet.build_info()["blas"],
+            "coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
 
 
 def braidnet_equal_work_options() -> Dict[str, Any]:
@@ -438,6 +462,13 @@ def worker_torchserial(a) -> Dict[str, Any]:
         run()
         err = _rel_error({k: p.grad.numpy() for k, p in P.items()}, ref)
         out[dtype] = {"seconds": _best(run, a.repeat), "grad_error": err}
+    W = torch.randn(meta["width"], meta["width"], dtype=torch.float32)
+    U = torch.randn(meta["width"], meta["batch"], dtype=torch.float32)
+    Z = torch.empty(meta["width"], meta["batch"], dtype=torch.float32)
+    mkl = [ln.strip(" -") for ln in torch.__config__.show().splitlines() if "Math Kernel Library" in ln]
+    out["gemm"] = {"seconds": _best(lambda: [torch.mm(W, U, out=Z) for _ in range(20)], a.repeat,
+                                    min_time=0.05) / 20,
+                   "library": mkl[0] if mkl else f"BLAS of torch {torch.__version__}"}
     return out
 
 
@@ -638,6 +669,7 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
     import tempfile
 
     from braidnet import __version__ as bn_version
+    from braidnet._kernels import FUSED_MAX_WIDTH
     found = braidnet_equal_work_options()
     py, why = _torchbraid_python(a)
     print(f"== TorchBraid comparison: layer-parallel forward + backward, {TB_LAYERS} layers, {a.tb_activation}, "
@@ -687,6 +719,14 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
                          f"{ser['float32']['seconds'] * 1e3:.1f} ms (1 thread; gradient errors "
                          f"{ser['float64']['grad_error']:.1e}, {ser['float32']['grad_error']:.1e})")
             print(line)
+            if width > FUSED_MAX_WIDTH:   # narrower layers do no GEMM: braidnet's fused kernels
+                g = prep["gemm"]
+                line = (f"   {GEMM_WHY}: braidnet {g['seconds'] * 1e3:.3f} ms ({g['library']}"
+                        + (f"; OPENBLAS_CORETYPE={g['coretype_env']} is set and chooses these kernels"
+                           if g["coretype_env"] else "") + ")")
+                if ser:
+                    line += f", PyTorch {ser['gemm']['seconds'] * 1e3:.3f} ms ({ser['gemm']['library']})"
+                print(line)
             print(f"   {'setting':>7} {'ranks':>5} {'braidnet':>9} {'new cores':>9} {'TB f32':>9} {'TB/bn':>6} "
                   f"{'TB f64':>9} {'TB/bn':>6}   {'gradient error: braidnet':>24} {'TB f32':>8} {'TB f64':>8}  iterations")
             rows = []
