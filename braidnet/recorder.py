@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from braidnet import blaskernels, work
 from braidnet import config as _config
-from braidnet import work
 from braidnet.level import LevelRun
 from braidnet.oneshot import TrainingDiverged, divergence, is_bad
 from braidnet.problem import level_plan
@@ -125,6 +125,9 @@ class Recorder:
         if self.show and self.nested and not self.history:
             progress.info(work.unit_summary(self.unit_seconds, self.unit_steps))
         if self.show:
+            note = blaskernels.note_for_network(self.cfg["network"]["kind"], self.cfg["network"]["width"])
+            if note:
+                progress.info(note)
             progress.info(PROGRESS_HEADER + (" | epochs done" if self.show_epoch else ""))
         self.writer.start_history(self.history)
         self._t0 = time.perf_counter() - (self.history[-1]["time"] if self.history else seconds_before)
