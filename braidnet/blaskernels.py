@@ -50,7 +50,8 @@ def kernel_note(blas_config: str, cpuinfo: str, environ: Mapping[str, str]) -> O
                f"AVX-512 this CPU has")
         fix = "unset it for braidnet's runs unless your site needs it"
     else:
-        why = f"OpenBLAS chose its {family} kernels, without the AVX-512 this CPU has (it may not know this CPU)"
+        why = (f"OpenBLAS chose its {family} kernels, without the AVX-512 this CPU has (it may not know "
+               f"this CPU)")
         fix = "OPENBLAS_CORETYPE=SkylakeX may make them faster"
     return (f"note: {why}; wide layers' GEMMs may take up to twice as long (docs/guide/cluster.md, "
             f"'Which BLAS kernels'): {fix}")

@@ -29,9 +29,10 @@ Measures, each in its own process with one BLAS thread per rank:
    step's GEMM on each side with its own BLAS (braidnet's OpenBLAS, with the kernel family it runs,
    which ``OPENBLAS_CORETYPE`` decides where it is set; PyTorch's MKL): what the two sides' GEMMs
    cost on this CPU.  TorchBraid runs in its own interpreter (``--torchbraid-python``; not on PyPI:
-   the recipe is below); without it one line says so and only braidnet's side is measured.  What this braidnet offers towards TorchBraid's settings is asked of
-   it, not assumed (``braidnet_equal_work_options``: a float32 ``dtype``, a skip at every drive as
-   XBraid does, XBraid's final FC relaxation) and used when there; the output lists what still differs.
+   the recipe is below); without it one line says so and only braidnet's side is measured.  What
+   this braidnet offers towards TorchBraid's settings is asked of it, not assumed
+   (``braidnet_equal_work_options``: a float32 ``dtype``, a skip at every drive as XBraid does,
+   XBraid's final FC relaxation) and used when there; the output lists what still differs.
 
     python scripts/bench_parallel.py [--ranks 1 2 4] [--problems peaks pines] [--iterations 4]
                                      [--activation smoothrelu] [--json results.json]

@@ -6,6 +6,7 @@ import pytest
 
 import mpi_launch
 from braidnet import blaskernels as bk
+from braidnet._kernels import FUSED_MAX_WIDTH
 
 BUILD = "OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH NO_AFFINITY {} MAX_THREADS=64"
 AVX512 = "fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16"
@@ -70,7 +71,7 @@ progress = true
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("width", [8, 40])
+@pytest.mark.parametrize("width", [8, 40])   # fused kernels, BLAS
 def test_training_run_says_so_once_above_its_progress(width, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text(TOML.format(width=width))
@@ -80,7 +81,7 @@ def test_training_run_says_so_once_above_its_progress(width, tmp_path):
         avx512 = bk.cpu_has_avx512(f.read())
     lines = proc.stdout.splitlines()
     notes = [ln for ln in lines if ln.startswith("note: OPENBLAS_CORETYPE=Haswell is set")]
-    assert len(notes) == (1 if avx512 and width > 32 else 0), proc.stdout
+    assert len(notes) == (1 if avx512 and width > FUSED_MAX_WIDTH else 0), proc.stdout
     if notes:
         assert lines.index(notes[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("iteration | level"))
     assert proc.stderr.strip() == "" or "OPENBLAS_CORETYPE" not in proc.stderr
