@@ -41,7 +41,8 @@ class LevelRun:
         X_val, y_val = problem.validation
         self.pn = ParallelNetwork(self.net, problem.X, problem.y, comm=problem.layer_comm, X_val=X_val,
                                   Y_val=y_val, braid=problem.braid_options(), data_comm=problem.data_comm,
-                                  batch_size=problem.batch_size, warm=problem.cfg["optimizer"]["warm"])
+                                  batch_size=problem.batch_size, warm=problem.cfg["optimizer"]["warm"],
+                                  guess=problem.cfg["braid"]["initial_guess"])
         if warm is not None:
             self.pn.load_warm_states(warm)
         braid = problem.cfg["braid"]

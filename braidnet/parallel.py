@@ -62,10 +62,14 @@ from braidnet.samplestates import SampleStates
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ParallelNetwork", "split_comm", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER", "WARM_POLICIES"]
+__all__ = ["ParallelNetwork", "split_comm", "DEFAULT_ABS_TOL", "DEFAULT_MAX_ITER", "WARM_POLICIES",
+           "GUESSES"]
 
 #: How a mini-batch network's MGRIT states start when the batch changes (:meth:`ParallelNetwork.use_batch`).
 WARM_POLICIES = ("sample", "batch", "zero")
+#: The initial guess of a cold solve (:class:`ParallelNetwork` ``guess``): every point at the value
+#: of the core's first point (u_0, or lambda_N for the adjoint), or zeros.
+GUESSES = ("constant", "zero")
 
 #: Tolerance and iteration cap of an "exact" solve (``max_iter=None``), unless ``braid`` sets them.
 DEFAULT_ABS_TOL = 1e-10
@@ -171,6 +175,13 @@ class ParallelNetwork:
             (:data:`WARM_POLICIES`): ``"sample"`` each sample's states from the last step that used
             it (kept per sample, zeros before its first use), ``"batch"`` the previous batch's
             states as they are, ``"zero"`` a cold restart.
+        guess: the initial guess of a cold solve (:data:`GUESSES`; docs/design.md section 2.10):
+            ``"constant"`` (default) starts every point of the primal and validation cores at u_0 and
+            every point of the adjoint core at lambda_N, ``"zero"`` at zeros.  A solve is cold when
+            its core starts without states: the first solve of a network whose states were not
+            loaded (:meth:`load_warm_states`), and with ``warm="zero"`` the first after each batch
+            change.  A skipped first iteration (``skip``) overwrites the guess, so it then changes
+            nothing but round-off.
 
     Bad input raises ``ValueError`` before any MPI call.  Call :meth:`set_params` before
     :meth:`forward`, and :meth:`forward` before :meth:`backward`.
@@ -178,7 +189,7 @@ class ParallelNetwork:
 
     def __init__(self, net: ResNet, X, Y, comm=None, X_val=None, Y_val=None,
                  braid: Optional[dict] = None, data_comm=None, batch_size: Optional[int] = None,
-                 warm: str = "sample") -> None:
+                 warm: str = "sample", guess: str = "constant") -> None:
         if not isinstance(net, ResNet):
             raise ValueError(f"net must be a braidnet.resnet.ResNet, got {type(net).__name__}")
         from mpi4py import MPI
@@ -203,11 +214,15 @@ class ParallelNetwork:
             batch_size = None                       # a batch of every sample is the full batch
         if warm not in WARM_POLICIES:
             raise ValueError(f"warm must be one of {', '.join(WARM_POLICIES)}, got warm={warm!r}")
+        if guess not in GUESSES:
+            raise ValueError(f"guess must be one of {', '.join(GUESSES)}, got guess={guess!r}")
         if batch_size is not None and batch_size < self.data_groups:
             raise ValueError(f"batch_size={batch_size} cannot be split over {self.data_groups} data-parallel "
                              f"groups (need batch_size >= groups)")
         #: samples per step (None: full batch, every sample) and the mini-batch warm-start policy
         self.batch_size, self.warm = batch_size, warm
+        #: the initial guess of a cold solve (:data:`GUESSES`)
+        self.guess = guess
         self.n_samples = n
         # this group's shard of the samples (of each batch), and its weight in the batch means
         self._shards = shards(n if batch_size is None else batch_size, self.data_groups)
@@ -270,6 +285,9 @@ class ParallelNetwork:
             self._build_validation(xv, tv)
 
         self._driven: set = set()       # ids of the cores driven at least once
+        # ids of the cores whose next drive initialises every point (no states loaded): the stores
+        # take the initial guess first (a core initialises a point from its store)
+        self._cold: set = {id(c) for c in (self._primal, self._adjoint, self._validation) if c is not None}
         self._skip_later: set = set()   # ids of loaded cores that skip (skip "every") from their 2nd drive on
         self._u0_fresh = False          # u_0 computed (and sent) for the current parameters
         self._u0v_fresh = False
@@ -540,6 +558,7 @@ class ParallelNetwork:
             self._plans["u0"].run(lambda key: self._state[0], lambda key: self._state[0])
             self._u0_fresh = True
         self._papp.reset_derivs()              # the weights may have changed since the last drive
+        self._initial_guess("primal", self._primal, 0, self._u0)
         res = self._drive(self._primal, opts)
         loss = acc = 0.0
         if self.owns_classifier:
@@ -575,6 +594,7 @@ class ParallelNetwork:
         if self._ds and not self._ds_fresh:     # once per forward (drop mode calls this again)
             self._aapp.update_derivs(skip=self._papp.derivs_valid)
             self._ds_fresh = True
+        self._initial_guess("adjoint", self._adjoint, self.n_layers, self._lamN)
         res = self._drive(self._adjoint, opts)
         self._plans["post_adjoint"].run(self._piece, self._piece)
 
@@ -609,6 +629,7 @@ class ParallelNetwork:
                 np.copyto(self._u0v, self.net.opening_forward(self._own(L.opening_slice), self._xv))
             self._plans["u0"].run(lambda key: self._u0v, lambda key: self._u0v)
             self._u0v_fresh = True
+        self._initial_guess("validation", self._validation, 0, self._u0v)
         self._drive(self._validation, opts)
         acc = 0.0
         if self.owns_classifier:
@@ -720,9 +741,8 @@ class ParallelNetwork:
                 self._as_loaded(self._primal)
                 self._as_loaded(self._adjoint)
         elif self.warm == "zero":
-            self._U.fill(0)
-            self._Lam.fill(0)
             self._restart_training()
+            self._cold.update((id(self._primal), id(self._adjoint)))
         self._batch = mine
         if self.owns_opening:
             np.copyto(self._x, self._x_all[:, mine])
@@ -735,6 +755,7 @@ class ParallelNetwork:
         (no skip, no sequential initial solve); with skip "every" it skips again from the drive
         after (see :meth:`load_warm_states`)."""
         core.set_options(skip=0, seq_soln=0)
+        self._cold.discard(id(core))
         if self._core_opts.get("skip") == "every":
             self._skip_later.add(id(core))
 
@@ -812,6 +833,7 @@ class ParallelNetwork:
                 continue
             self._driven.discard(id(old))
             self._skip_later.discard(id(old))
+            self._cold.discard(id(old))
             old.close()
             app, comm = parts[name]
             setattr(self, name, Core(app, 0.0, T, N, comm=comm, **self._core_opts))
@@ -879,6 +901,25 @@ class ParallelNetwork:
             if id(core) in self._skip_later:
                 self._skip_later.discard(id(core))
                 core.set_options(skip="every")
+
+    def _initial_guess(self, name: str, core, point: int, value: Optional[np.ndarray]) -> None:
+        """Before a cold drive of ``core`` (collective): its store arrays, from which the core
+        initialises every point, take the initial guess.  ``value`` is the core's first point
+        (primal ``point`` 0 or N), held by that point's owner, which broadcasts it."""
+        if id(core) not in self._cold:
+            return
+        self._cold.discard(id(core))
+        own = [a for a in self._store_arrays()[name] if a is not None]
+        if self.guess == "zero":
+            for a in own:
+                a.fill(0)
+            return
+        root = next(q for q, (lo, hi) in enumerate(self._ranges) if lo <= point <= hi)
+        buf = value if self.rank == root else np.empty((self.net.state_size, core.app.batch), self._dtype)
+        if self.size > 1:
+            self._xcomm.Bcast(buf, root=root)
+        for a in own:
+            np.copyto(a, buf)
 
     @staticmethod
     def _rnorm(res) -> float:

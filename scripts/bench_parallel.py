@@ -325,19 +325,23 @@ def _braidnet_gemm(width: int, batch: int, repeat: int) -> Dict[str, Any]:
 def braidnet_equal_work_options() -> Dict[str, Any]:
     """What this braidnet offers towards TorchBraid's settings, found by asking it (not assumed):
     ``dtype`` (the ResNet/ParallelNetwork argument, float32 support), ``skip_every`` (a core option
-    that skips the first down-cycle at every drive, as XBraid does) and ``final_fc`` (XBraid's
-    final FC relaxation), each None when this braidnet lacks it."""
+    that skips the first down-cycle at every drive, as XBraid does), ``final_fc`` (XBraid's
+    final FC relaxation) and ``guess`` (the initial guesses of a cold solve), each None when this
+    braidnet lacks it."""
     import inspect
     import re
     from braidnet import braid as _braid
     from braidnet.parallel import ParallelNetwork
     from braidnet.resnet import ResNet
 
-    out: Dict[str, Any] = {"dtype": None, "skip_every": None, "final_fc": None}
+    out: Dict[str, Any] = {"dtype": None, "skip_every": None, "final_fc": None, "guess": None}
     for cls in (ResNet, ParallelNetwork):
         if "dtype" in inspect.signature(cls.__init__).parameters:
             out["dtype"] = cls.__name__
             break
+    if "guess" in inspect.signature(ParallelNetwork.__init__).parameters:
+        from braidnet.parallel import GUESSES
+        out["guess"] = list(GUESSES)
     try:
         _braid.check_options(0.0, 1.0, 1, __probe__=1)
         names: List[str] = []
@@ -397,6 +401,10 @@ def worker_tblp(a) -> Optional[Dict[str, Any]]:
                             activation=net.activation, opening="dense", dtype=a.dtype)
         else:
             kw["dtype"] = a.dtype
+    if found["guess"]:
+        kw["guess"] = a.tb_guess
+    elif a.tb_guess != "zero":
+        raise SystemExit(f"braidnet here has no guess argument (it starts from zeros); cannot run {a.tb_guess}")
     braid = _braidnet_tb_braid(a.relax, found)
     with ParallelNetwork(net, X, y, comm=comm, braid=braid, **kw) as pn:
         x = pn.scatter(theta)
@@ -478,7 +486,9 @@ def worker_torchbraid(a) -> Optional[Dict[str, Any]]:
     interpreter): its own LayerParallel with the network's weights, the opening layer on rank 0 and
     the classifier and loss there too (as its MNIST example composes them), exactly 2 + 2 iterations
     (tolerance 0), the setting's relaxation and skip; XBraid's final FC relaxation stays on (TorchBraid
-    always sets it).  Gradient error after one cold pass, then the best time per pass."""
+    always sets it).  With ``--tb-guess constant`` its forward solve starts every point at u_0 (its
+    public ``setFwdInitialGuess``; its adjoint has no such option and starts from zeros).  Gradient
+    error after one cold pass, then the best time per pass."""
     import torch
     import torch.nn as nn
     import torchbraid
@@ -523,6 +533,20 @@ def worker_torchbraid(a) -> Optional[Dict[str, Any]]:
     lp.setNumRelax(1)                   # FCF on every level ...
     lp.setNumRelax(s["nrelax"][0] if isinstance(s["nrelax"], list) else s["nrelax"], level=0)  # ... or F on the finest
     lp.setSkipDowncycle(bool(s["skip"]))
+    if a.tb_guess == "constant":
+        # u_0 computed by an opening of the same weights on every rank (TorchBraid asks each rank for
+        # the guess at its own points); computed once: the timed passes are warm restarts
+        local_opening = Opening()
+        with torch.no_grad():
+            local_opening.lin.weight.copy_(torch.from_numpy(pieces["Wo"]))
+            local_opening.lin.bias.copy_(torch.from_numpy(pieces["bo"]))
+            u0 = local_opening(torch.from_numpy(X).to(dt))
+
+        class Constant:
+            def getState(self, t):
+                return u0
+
+        lp.setFwdInitialGuess(Constant())
     compose = lp.comp_op()
     opening = compose(Opening)
     close = compose(nn.Linear, w, C)
@@ -697,6 +721,13 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
                      "on every drive; 'braidnet' below reuses its cores (its warm passes do the skipped work), "
                      "'new cores' restarts them before each pass (skip every pass, plus their set-up): "
                      "the equal-work time")
+    if a.tb_guess == "constant":
+        notes.append("initial guess of the cold pass: every primal point at u_0 on both sides (TorchBraid's "
+                     "setFwdInitialGuess); every adjoint point at lambda_N in braidnet, zeros in TorchBraid, "
+                     "which has no adjoint initial guess (the skip overwrites both guesses: F+skip rows alike "
+                     "with --tb-guess zero)")
+    else:
+        notes.append("initial guess of the cold pass: zeros on both sides")
     if found["final_fc"]:
         notes.append(f"final FC relaxation: braidnet option {found['final_fc']} on, as TorchBraid has it")
     else:
@@ -711,7 +742,7 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
         for width in a.tb_widths:
             batch = TB_PROBLEMS[width]["batch"]
             data = os.path.join(tmp, f"w{width}.npz")
-            common = ("--activation", a.tb_activation, "--data", data)
+            common = ("--activation", a.tb_activation, "--data", data, "--tb-guess", a.tb_guess)
             prep = launch(1, "tbprep", a, *common, "--width", str(width), "--batch", str(batch))
             ser = launch(1, "torchserial", a, *common, python=py) if py else None
             line = f"\n   width {width}, batch {batch}: serial forward + backward: braidnet float64 {prep['seconds'] * 1e3:.1f} ms"
@@ -864,6 +895,9 @@ def main() -> int:
     ap.add_argument("--tb-float64-ranks", type=int, nargs="*", default=[1],
                     help="also run TorchBraid in float64 on these rank counts (default 1: on 2 ranks TorchBraid "
                          "29b42ce hangs in float64, its MPI buffers being float32)")
+    ap.add_argument("--tb-guess", default="constant", choices=["constant", "zero"],
+                    help="TorchBraid comparison: the cold pass starts every point at u_0 (lambda_N: braidnet's "
+                         "adjoint; TorchBraid's adjoint has no initial guess), or at zeros on both sides")
     ap.add_argument("--tb-timeout", type=float, default=300.0, help="seconds per TorchBraid launch")
     ap.add_argument("--tb-rounds", type=int, default=3,
                     help="launches per side and case in the TorchBraid comparison, braidnet and TorchBraid in turn")

@@ -137,3 +137,37 @@ def equals_serial(comm, **case) -> dict | None:
         res.update(compare_with_one_rank(case, res))
     del res["history"], res["warm_gradient"]
     return res
+
+
+def cold_guess(comm, **case) -> dict | None:
+    """A cold pass of ``case["iterations"]`` primal and adjoint iterations and one validation
+    iteration with each initial guess (``braidnet.parallel.GUESSES``); rank 0 returns, per guess, the
+    largest difference from the same pass on COMM_SELF and the gradient's error against the exact one."""
+    from braidnet.parallel import GUESSES
+
+    rng = np.random.default_rng(case["seed"])
+    net = ResNet(2, 3, case["width"], case["n_layers"], T=2.0, activation="tanh", opening="dense",
+                 gamma_tik=1e-2, gamma_ddt=1e-2, gamma_class=1e-2)
+    X, Y = rng.standard_normal((40, 2)), rng.integers(0, 3, 40)
+    theta = net.init_params(seed=case["seed"], scale_opening=1.0, scale_layers=1.0, scale_classifier=1.0) - 0.5
+    k = case["iterations"]
+
+    def run(c, guess):
+        with ParallelNetwork(net, X, Y, comm=c, X_val=X[:9], Y_val=Y[:9], braid=case["braid"], guess=guess) as pn:
+            pn.set_params(pn.scatter(theta))
+            f = pn.forward(max_iter=k)
+            g, _ = pn.backward(max_iter=k)
+            v = pn.validate(max_iter=1)
+            return [f["objective"], v], pn.gather(g, root=0 if c.size > 1 else None), pn.warm_states(root=0)
+
+    out = {}
+    for guess in GUESSES:
+        scalars, g, warm = run(comm, guess)
+        if comm.rank == 0:
+            ref_scalars, ref_g, ref_warm = run(MPI.COMM_SELF, guess)
+            exact = net.loss_and_gradient(theta, X, Y)[1]
+            out[guess] = {"vs_1_rank": max(rel(scalars, ref_scalars), rel(g, ref_g),
+                                           *(rel(warm[n], ref_warm[n]) for n in warm)),
+                          "error": float(np.linalg.norm(g - exact) / np.linalg.norm(exact))}
+    return out if comm.rank == 0 else None
+

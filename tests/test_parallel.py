@@ -366,6 +366,8 @@ def test_bad_input_raises_value_error():
         ParallelNetwork(net, X, Y, comm=self_, braid=dict(access_level=0))
     with pytest.raises(ValueError, match="braid must be a dict"):
         ParallelNetwork(net, X, Y, comm=self_, braid=[("cfactor", 2)])
+    with pytest.raises(ValueError, match="guess must be one of constant, zero, got guess='ones'"):
+        ParallelNetwork(net, X, Y, comm=self_, guess="ones")
 
     with ParallelNetwork(net, X, Y, comm=self_) as pn:
         with pytest.raises(RuntimeError, match="set_params"):
@@ -480,3 +482,77 @@ def test_loaded_states_skip_from_the_second_drive_with_skip_every():
             steps.append(pn.step_counts()["primal"] - before)
         assert pn._primal.options["skip"] == "every"
     assert steps[0] > steps[1] == steps[2], steps
+
+
+# ---------------------------------------------------------------------------------------------
+# the initial guess of a cold solve (docs/design.md section 2.10)
+
+GUESS_CASES = [
+    # mirrored on 2 and 4 ranks
+    dict(n_layers=15, width=4, iterations=2, braid=dict(max_levels=3, cfactor=2, nrelax=1, skip=0)),
+    # shifted distributions, F-relaxation with the final FC relaxation
+    dict(n_layers=13, width=5, iterations=2, braid=dict(max_levels=3, cfactor=2, nrelax=0, skip=0,
+                                                        final_fc_relax=True)),
+    # fewer coarse points than ranks; wide enough to keep sigma'
+    dict(n_layers=26, width=40, iterations=1, braid=dict(max_levels=3, cfactor=4, nrelax=1, skip=0)),
+]
+for i, c in enumerate(GUESS_CASES):
+    c["seed"] = 40 + i
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs", [2, 4])
+def test_cold_guess_is_rank_independent_and_more_accurate(nprocs, tmp_path):
+    values = mpi_launch.run_cases(nprocs, [("cases_parallel.cold_guess", c) for c in GUESS_CASES], tmp_path, 120.0)
+    for case, ranks in zip(GUESS_CASES, values):
+        res = ranks[0]
+        where = f"P={nprocs}, {case}"
+        for guess in ("constant", "zero"):
+            assert res[guess]["vs_1_rank"] <= RTOL, (guess, where)
+        # the same solves from u_0 / lambda_N at every point are closer to the exact gradient
+        assert res["constant"]["error"] < 0.8 * res["zero"]["error"], (res, where)
+
+
+def _cold_pass(net, X, Y, theta, opts, guess, load=None):
+    """Objective, adjoint info, gradient, validation accuracy and whole states after a cold pass of
+    2 + 2 iterations and one validation iteration (``load``: states loaded first, per core)."""
+    from mpi4py import MPI
+
+    with ParallelNetwork(net, X, Y, comm=MPI.COMM_SELF, X_val=X[:7], Y_val=Y[:7], braid=opts, guess=guess) as pn:
+        pn.set_params(pn.scatter(theta))
+        if load:
+            pn.load_warm_states({"primal": load["primal"], "validation": load["validation"]})
+        f = pn.forward(max_iter=2)
+        if load:        # lambda_N is known after the forward
+            pn.load_warm_states({"adjoint": load["adjoint"]})
+        g, b = pn.backward(max_iter=2)
+        return f, b, g, pn.validate(max_iter=1), pn.warm_states(endpoints=True)
+
+
+def test_constant_guess_is_the_constant_states_loaded():
+    # guess="constant" is the same solve as loading u_0 (lambda_N) at every point, bit for bit
+    net, X, Y, theta = _problem(n_layers=16, opening="dense")
+    opts = dict(max_levels=3, cfactor=2, nrelax=1, skip=0)
+    *const, states = _cold_pass(net, X, Y, theta, opts, "constant")
+    first = {"primal": 0, "adjoint": net.n_layers, "validation": 0}
+    load = {name: np.repeat(states[name][p][None], net.n_layers + 1, axis=0) for name, p in first.items()}
+    *loaded, _ = _cold_pass(net, X, Y, theta, opts, "zero", load)
+    *zero, _ = _cold_pass(net, X, Y, theta, opts, "zero")
+    assert const[:2] == loaded[:2] and const[3] == loaded[3]
+    np.testing.assert_array_equal(const[2], loaded[2])
+    assert const[0]["objective"] != zero[0]["objective"]
+    exact = net.loss_and_gradient(theta, X, Y)[1]
+    err = lambda g: np.linalg.norm(g - exact) / np.linalg.norm(exact)
+    assert err(const[2]) < 0.5 * err(zero[2])
+
+
+@pytest.mark.parametrize("skip", [1, "every"])
+def test_skipped_first_iteration_overwrites_the_guess(skip):
+    # the skipped first down-cycle replaces every point's guess (C-points by the coarse solution,
+    # F-points by the relaxation after it): the guesses agree to round-off
+    net, X, Y, theta = _problem(n_layers=16, opening="dense")
+    opts = dict(max_levels=3, cfactor=2, nrelax=0, skip=skip)
+    f_c, _, g_c, _, _ = _cold_pass(net, X, Y, theta, opts, "constant")
+    f_z, _, g_z, _, _ = _cold_pass(net, X, Y, theta, opts, "zero")
+    assert f_c["objective"] == pytest.approx(f_z["objective"], rel=1e-13)
+    np.testing.assert_allclose(g_c, g_z, rtol=0, atol=1e-12 * np.max(np.abs(g_z)))
