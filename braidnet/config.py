@@ -106,7 +106,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
         "batch_seed": (0, int, "seed of the mini-batch order (each epoch a permutation of the samples)"),
         "warm": ("sample", str, "mini-batches: initial guess of the MGRIT states when the batch changes: sample "
                  "(each sample's states of the last step that used it) | batch (the previous batch's states "
-                 "as they are) | zero (cold restart)"),
+                 "as they are) | zero (cold restart from braid.initial_guess)"),
         "lr": (0.01, float, "sgd, adam: base learning rate"),
         "momentum": (0.0, float, "sgd: momentum (0: none)"),
         "nesterov": (False, bool, "sgd: Nesterov momentum (needs momentum > 0)"),

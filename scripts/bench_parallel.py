@@ -24,7 +24,9 @@ Measures, each in its own process with one BLAS thread per rank:
    level, no skip), on 1 and 2 ranks, one thread per rank: best time per pass (each side launched
    ``--tb-rounds`` times, the two in turn, so that a host whose speed drifts weighs on both),
    TorchBraid's over braidnet's, and each side's relative gradient error after one cold pass against
-   the exact float64 serial gradient; also the serial forward + backward of braidnet (``braidnet.resnet``) and of
+   the exact float64 serial gradient (``--tb-guess``: the cold pass starts from u_0 at every primal
+   point on both sides and from lambda_N at every adjoint point in braidnet, TorchBraid having no
+   adjoint guess, or from zeros on both sides); also the serial forward + backward of braidnet (``braidnet.resnet``) and of
    PyTorch autograd in float64 and float32 (one thread), and, for widths that use BLAS, one layer
    step's GEMM on each side with its own BLAS (braidnet's OpenBLAS, with the kernel family it runs,
    which ``OPENBLAS_CORETYPE`` decides where it is set; PyTorch's MKL): what the two sides' GEMMs
@@ -760,7 +762,7 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
                     line += f", PyTorch {ser['gemm']['seconds'] * 1e3:.3f} ms ({ser['gemm']['library']})"
                 print(line)
             print(f"   {'setting':>7} {'ranks':>5} {'braidnet':>9} {'new cores':>9} {'TB f32':>9} {'TB/bn':>6} "
-                  f"{'TB f64':>9} {'TB/bn':>6}   {'gradient error: braidnet':>24} {'TB f32':>8} {'TB f64':>8}  iterations")
+                  f"{'TB f64':>9} {'TB/bn':>6}   {'gradient error: braidnet':>24} {'TB f32':>10} {'TB f64':>10}  iterations")
             rows = []
             for setting in a.tb_settings:
                 for P in a.tb_ranks:
@@ -790,12 +792,12 @@ def torchbraid_comparison(a) -> Dict[str, Any]:
                         return f"{r['seconds'] / ref:6.2f}" if r and "seconds" in r else f"{'-':>6}"
 
                     def err(r):
-                        return f"{r['grad_error']:8.1e}" if r and r.get("grad_error") is not None else f"{'-':>8}"
+                        return f"{r['grad_error']:10.3e}" if r and r.get("grad_error") is not None else f"{'-':>10}"
                     its = {"braidnet": bn["iterations"], **{f"TB {k}": v.get("iterations") for k, v in tb.items()}}
                     restart = f"{bn['seconds_restart'] * 1e3:9.1f}" if bn["seconds_restart"] else f"{'-':>9}"
                     print(f"   {setting:>7} {P:>5} {bn['seconds'] * 1e3:9.1f} {restart} {ms(tb.get('float32'))} "
                           f"{ratio(tb.get('float32'))} {ms(tb.get('float64'))} {ratio(tb.get('float64'))}   "
-                          f"{bn['grad_error']:24.1e} {err(tb.get('float32'))} {err(tb.get('float64'))}  {its}")
+                          f"{bn['grad_error']:24.3e} {err(tb.get('float32'))} {err(tb.get('float64'))}  {its}")
                     if a.tb_rounds > 1:      # every launch's time: how much each side moved
                         times = [("braidnet", bn)] + [(f"TB {k}", v) for k, v in tb.items()]
                         print("           rounds (ms): " + "; ".join(

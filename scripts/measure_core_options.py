@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Measure two core options in One-shot training: ``braid.skip`` and ``braid.final_fc_relax``.
+"""Measure core options in One-shot training: ``braid.skip``, ``braid.final_fc_relax`` and
+``braid.initial_guess``.
 
 Not a test; the numbers are in docs/results.md section 4.  Runs on one rank (the numbers do not depend
 on the rank count).  Two studies:
@@ -16,8 +17,9 @@ gradient error (median and 90th percentile over the run), objective and accuraci
     python scripts/measure_core_options.py cold [--theta OUT/skip=first/theta.npy]
 
 the relative error of the gradient after one cold pass (fresh cores: d = 2 primal then 2 adjoint
-MGRIT iterations, 3 levels, cfactor 4) with F-relaxation and FCF, each with and without the final FC
-relaxation, and the layer steps of that pass (weighted as in docs/design.md section 7), on the peaks
+MGRIT iterations, 3 levels, cfactor 4) with F-relaxation and FCF, each with and without the skipped
+first iteration, with and without the final FC relaxation, and from each initial guess
+(``--guesses``, default both), and the layer steps of that pass (weighted as in docs/design.md section 7), on the peaks
 network (width 8, 64 layers, 5000 samples; the weights of --theta, else the configured initialisation
 with residual weights of scale 1) and on a width-220 network of 64 layers with a batch of 1000 random
 samples and random weights.
@@ -87,11 +89,11 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cold_case(net, X, y, theta, options) -> dict:
+def _cold_case(net, X, y, theta, options, guess) -> dict:
     from braidnet.parallel import ParallelNetwork
 
     exact = net.loss_and_gradient(theta, X, y)[1]
-    with ParallelNetwork(net, X, y, braid=options) as pn:
+    with ParallelNetwork(net, X, y, braid=options, guess=guess) as pn:
         pn.set_params(pn.scatter(theta))
         pn.forward(max_iter=2)
         g, _ = pn.backward(max_iter=2)
@@ -127,16 +129,18 @@ def cold(args: argparse.Namespace) -> int:
 
     base = dict(max_levels=3, cfactor=4)
     variants = [("F-relaxation, skip", dict(base, nrelax=0, skip=1)),
-                ("FCF, skip", dict(base, nrelax=1, skip=1))]
-    out = []
+                ("FCF, skip", dict(base, nrelax=1, skip=1)),
+                ("F-relaxation, no skip", dict(base, nrelax=0, skip=0)),
+                ("FCF, no skip", dict(base, nrelax=1, skip=0))]
     for name, net_, X, y, theta_ in cases:
         for vname, opts in variants:
             for fc in (False, True):
-                t0 = time.perf_counter()
-                r = _cold_case(net_, X, y, theta_, dict(opts, final_fc_relax=fc))
-                r.update(case=name, variant=vname, final_fc_relax=fc, seconds=time.perf_counter() - t0)
-                out.append(r)
-                print(json.dumps(r), flush=True)
+                for guess in args.guesses:
+                    t0 = time.perf_counter()
+                    r = _cold_case(net_, X, y, theta_, dict(opts, final_fc_relax=fc), guess)
+                    r.update(case=name, variant=vname, final_fc_relax=fc, initial_guess=guess,
+                             seconds=time.perf_counter() - t0)
+                    print(json.dumps(r), flush=True)
     return 0
 
 
@@ -151,6 +155,8 @@ def main(argv=None) -> int:
                    help="braid overrides per variant, comma-separated (default: skip=first skip=every)")
     c = sub.add_parser("cold", help="gradient error after one cold pass of 2 + 2 MGRIT iterations")
     c.add_argument("--theta", help="weights (.npy) of the peaks network (default: initial weights)")
+    c.add_argument("--guesses", nargs="+", default=["constant", "zero"], choices=["constant", "zero"],
+                   help="braid.initial_guess of the cold passes (default: both)")
     args = p.parse_args(argv)
     return train(args) if args.study == "train" else cold(args)
 
