@@ -82,7 +82,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, Any, str]]] = {
                  "first solve only) | every (of every solve, as LLNL XBraid) | off; docs/design.md section 2.7"),
         "initial_guess": ("constant", str, "constant | zero: where a cold solve starts (one with no states to "
                           "warm-start from): every point at u_0 (adjoint: lambda_N), or at zeros; a skipped first "
-                          "iteration overwrites it; docs/design.md section 2.10"),
+                          "iteration overwrites it; docs/design.md section 4.4a"),
         "final_fc_relax": (False, bool, "end every primal and adjoint solve with an F-then-C relaxation whose "
                            "states are kept (XBraid's SetFinalFCRelax); docs/design.md section 5"),
         "iterations": (2, int, "MGRIT iterations d of the primal and of the adjoint solve per optimisation iteration"),

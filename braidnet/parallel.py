@@ -175,12 +175,12 @@ class ParallelNetwork:
             (:data:`WARM_POLICIES`): ``"sample"`` each sample's states from the last step that used
             it (kept per sample, zeros before its first use), ``"batch"`` the previous batch's
             states as they are, ``"zero"`` a cold restart.
-        guess: the initial guess of a cold solve (:data:`GUESSES`; docs/design.md section 2.10):
+        guess: the initial guess of a cold solve (:data:`GUESSES`; docs/design.md section 4.4a):
             ``"constant"`` (default) starts every point of the primal and validation cores at u_0 and
             every point of the adjoint core at lambda_N, ``"zero"`` at zeros.  A solve is cold when
             its core starts without states: the first solve of a network whose states were not
             loaded (:meth:`load_warm_states`), and with ``warm="zero"`` the first after each batch
-            change.  A skipped first iteration (``skip``) overwrites the guess, so it then changes
+            change (with ``warm="sample"``, samples first used after the first batch start from zeros).  A skipped first iteration (``skip``) overwrites the guess, so it then changes
             nothing but round-off.
 
     Bad input raises ``ValueError`` before any MPI call.  Call :meth:`set_params` before
