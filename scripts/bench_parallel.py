@@ -513,10 +513,13 @@ def worker_torchbraid(a) -> Optional[Dict[str, Any]]:
         def forward(self, u):
             return act(self.lin(u))
 
-    class Opening(nn.Module):
+    class Opening(nn.Module):           # with the comparison's opening weights
         def __init__(self):
             super().__init__()
             self.lin = nn.Linear(F, w)
+            with torch.no_grad():
+                self.lin.weight.copy_(torch.from_numpy(pieces["Wo"]))
+                self.lin.bias.copy_(torch.from_numpy(pieces["bo"]))
 
         def forward(self, x):
             return act(self.lin(x))
@@ -538,11 +541,8 @@ def worker_torchbraid(a) -> Optional[Dict[str, Any]]:
     if a.tb_guess == "constant":
         # u_0 computed by an opening of the same weights on every rank (TorchBraid asks each rank for
         # the guess at its own points); computed once: the timed passes are warm restarts
-        local_opening = Opening()
         with torch.no_grad():
-            local_opening.lin.weight.copy_(torch.from_numpy(pieces["Wo"]))
-            local_opening.lin.bias.copy_(torch.from_numpy(pieces["bo"]))
-            u0 = local_opening(torch.from_numpy(X).to(dt))
+            u0 = Opening()(torch.from_numpy(X).to(dt))
 
         class Constant:
             def getState(self, t):
@@ -555,8 +555,6 @@ def worker_torchbraid(a) -> Optional[Dict[str, Any]]:
     crit = nn.CrossEntropyLoss()
     with torch.no_grad():
         if rank == 0:
-            opening.lin.weight.copy_(torch.from_numpy(pieces["Wo"]))
-            opening.lin.bias.copy_(torch.from_numpy(pieces["bo"]))
             close.weight.copy_(torch.from_numpy(pieces["Wc"]))
             close.bias.copy_(torch.from_numpy(pieces["bc"]))
         local = {}

@@ -161,11 +161,11 @@ def cold_guess(comm, **case) -> dict | None:
             return [f["objective"], v], pn.gather(g, root=0 if c.size > 1 else None), pn.warm_states(root=0)
 
     out = {}
+    exact = net.loss_and_gradient(theta, X, Y)[1] if comm.rank == 0 else None
     for guess in GUESSES:
         scalars, g, warm = run(comm, guess)
         if comm.rank == 0:
             ref_scalars, ref_g, ref_warm = run(MPI.COMM_SELF, guess)
-            exact = net.loss_and_gradient(theta, X, Y)[1]
             out[guess] = {"vs_1_rank": max(rel(scalars, ref_scalars), rel(g, ref_g),
                                            *(rel(warm[n], ref_warm[n]) for n in warm)),
                           "error": float(np.linalg.norm(g - exact) / np.linalg.norm(exact))}
