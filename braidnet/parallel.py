@@ -180,7 +180,8 @@ class ParallelNetwork:
             every point of the adjoint core at lambda_N, ``"zero"`` at zeros.  A solve is cold when
             its core starts without states: the first solve of a network whose states were not
             loaded (:meth:`load_warm_states`), and with ``warm="zero"`` the first after each batch
-            change (with ``warm="sample"``, samples first used after the first batch start from zeros).  A skipped first iteration (``skip``) overwrites the guess, so it then changes
+            change (with ``warm="sample"``, samples first used after the first batch start from
+            zeros).  A skipped first iteration (``skip``) overwrites the guess, so it then changes
             nothing but round-off.
 
     Bad input raises ``ValueError`` before any MPI call.  Call :meth:`set_params` before

@@ -19,10 +19,10 @@ gradient error (median and 90th percentile over the run), objective and accuraci
 the relative error of the gradient after one cold pass (fresh cores: d = 2 primal then 2 adjoint
 MGRIT iterations, 3 levels, cfactor 4) with F-relaxation and FCF, each with and without the skipped
 first iteration, with and without the final FC relaxation, and from each initial guess
-(``--guesses``, default both), and the layer steps of that pass (weighted as in docs/design.md section 7), on the peaks
-network (width 8, 64 layers, 5000 samples; the weights of --theta, else the configured initialisation
-with residual weights of scale 1) and on a width-220 network of 64 layers with a batch of 1000 random
-samples and random weights.
+(``--guesses``, default both), and the layer steps of that pass (weighted as in docs/design.md
+section 7), on the peaks network (width 8, 64 layers, 5000 samples; the weights of --theta, else the
+configured initialisation with residual weights of scale 1) and on a width-220 network of 64 layers
+with a batch of 1000 random samples and random weights.
 """
 from __future__ import annotations
 
